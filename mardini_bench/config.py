@@ -1,0 +1,379 @@
+"""Frozen dataclass configs, nested into one `RunConfig`, with typed dotted overrides.
+
+Every field says why it exists. A field whose value names a registry entry carries
+`metadata={"registry": KIND}`; `validate()` checks it, so a typo fails before anything runs.
+
+Overrides follow nanoGPT's configurator semantics without its `exec`::
+
+    cfg = apply_overrides(RunConfig(), ["model=small", "model.planner.depth=4", "train.lr=3e-4"])
+
+`model=NAME` swaps in a whole preset (a `MODEL_PRESETS` entry); later keys refine it. Values are
+parsed against the field's annotated type; unknown keys are rejected with the valid ones listed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterable, Optional, Sequence, Tuple, Union
+
+from mardini_bench.registry import REGISTRIES, UnknownComponentError
+
+
+class ConfigError(ValueError):
+    """A bad config key or value; the message names the key and what would be valid."""
+
+
+def _reg(kind: str, default: str) -> Any:
+    return field(default=default, metadata={"registry": kind})
+
+
+# ----------------------------------------------------------------------------------------------
+# Model components
+# ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PlannerConfig:
+    """MAR planning model P (paper §2.2; notes §1.3)."""
+
+    name: str = _reg("planner", "mar")  # mar (2D RoPE + [NEXT] row token), mar_rope3d, none
+    depth: int = 8  # planning blocks (L1); Table 1: 8 (S) or 16 (L)
+    dim: int = 4096  # hidden size; also the planning-signal width C_low
+    mlp_dim: int = 4096  # MLP hidden size; Table 1: 4096 (S) or 8192 (L)
+    heads: int = 32  # not in the paper; 128-d heads as in Llama
+    attention: str = _reg("attention", "spatiotemporal")  # the block's cross-frame sub-layer
+    identity_attention: bool = True  # reference tokens attend only to themselves (§2.3)
+    identity_scope: str = "token"  # "token": only itself; "frame": its own frame (paper ambiguous)
+    downsample: int = 2  # asymmetric resolution: P sees the latent pooled by this factor (§2.1)
+    qk_norm: bool = True  # LayerNorm on projected q/k (§2.2, a stability trick)
+    rope_theta: float = 10000.0  # RoPE base frequency
+    recon_head: bool = True  # projection f for the masked-reconstruction warm-up (Eq. 2)
+    norm_eps: float = 1e-6  # RMSNorm epsilon
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """DiT-style diffusion generation model G (paper §2.2; notes §1.4)."""
+
+    name: str = _reg("generator", "dit")  # dit, none (MAR-only ablation, Table 2)
+    depth: int = 8  # generation blocks (L2); 8 in every Table 1 variant
+    dim: int = 1024  # hidden size
+    mlp_dim: int = 4096  # MLP hidden size
+    heads: int = 16  # not in the paper; 64-d heads as in DiT
+    attention: str = _reg("attention", "spatiotemporal")  # /ST; "temporal" gives the /T variants
+    identity_attention: bool = True  # reference tokens attend only to themselves (§2.3)
+    identity_scope: str = "token"  # see PlannerConfig.identity_scope
+    cross_attention: str = "frame"  # "frame": frame i reads z_cond_i; "global": all frames' signals
+    plan_scale: bool = True  # planning signal -> MLP "scale" (Fig. 2); off = cross-attention only
+    cfg_drop_prob: float = 0.1  # P(Z_cond -> Z_uncond) in training, for CFG (§2.2: 1/10)
+    patch: int = 1  # latent patch size; the paper's C=16 implies 1
+    ref_timestep: str = "zero"  # "zero": clean reference frames get t=0 in adaLN; "shared": clip t
+    qk_norm: bool = True  # as in the planner; keeps attention logits bounded at bf16
+
+
+@dataclass(frozen=True)
+class DiffusionConfig:
+    """Noise schedule, v-prediction loss and DDIM sampling (paper §2.2; notes §2)."""
+
+    schedule: str = _reg("noise schedule", "cosine")  # the paper does not name it
+    train_timesteps: int = 1000  # discrete training steps of the schedule
+    sample_steps: int = 25  # DDIM steps; the paper uses 25 for all latency/ablation numbers
+    cfg_scale: float = 1.0  # guidance on the planning signal; paper: 2.5 for I2V, none for interp
+    eta: float = 0.0  # DDIM stochasticity; 0 = deterministic
+
+
+@dataclass(frozen=True)
+class CodecConfig:
+    """Latent codec: frames <-> latents (paper §2.1 uses an internal 16-ch 8x VAE)."""
+
+    name: str = _reg("codec", "pixel")  # pixel (identity + patchify) or taef2 (pretrained, 32-ch 8x)
+    patch: int = 4  # pixel codec only: pixels per latent cell along each side
+    weights: Optional[str] = None  # taef2 only: folder or file; else $MARDINI_BENCH_WEIGHTS/cache
+    scale: float = 1.0  # latents are (z - shift) * scale before the model; name it, never hard-code
+    shift: float = 0.0
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """One MarDini model: planner + generator + diffusion + codec."""
+
+    planner: PlannerConfig = field(default_factory=PlannerConfig)
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    codec: CodecConfig = field(default_factory=CodecConfig)
+    latent_channels: int = 16  # C of the latent when the codec is not built (meta param counts)
+
+
+# ----------------------------------------------------------------------------------------------
+# Training-time components
+# ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MaskConfig:
+    """Which frames are masked in training (notes §3.1). Each schedule reads the fields it needs."""
+
+    name: str = _reg("mask schedule", "uniform")  # uniform, truncnorm, fixed, curriculum
+    min_ref: int = 1  # uniform: fewest reference (unmasked) frames
+    max_ref: int = 4  # uniform: most reference frames (clamped to frames - 1)
+    ratio_mean: float = 1.0  # truncnorm: masked-fraction mean (LTH14/mar: 1.0)
+    ratio_std: float = 0.25  # truncnorm: std (LTH14/mar: 0.25)
+    ratio_min: float = 0.7  # truncnorm: lowest masked fraction (LTH14/mar: 0.7)
+    ref_frames: Tuple[int, ...] = (0, -1)  # fixed: reference frame indices (negative from the end)
+    # curriculum: (until_step, min_ref_frac, max_ref_frac) stages; the paper's Fig. 4 moves from
+    # easy (many references) to hard (few). Fractions of the clip's frames, as in §2.4.1.
+    stages: Tuple[Tuple[float, float, float], ...] = ((1000, 0.35, 1.0), (2000, 0.15, 0.6), (1e18, 0.06, 0.3))
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Training/eval video source."""
+
+    dataset: str = _reg("dataset", "synthetic")  # built-in procedural clips; or a folder dataset
+    root: Optional[str] = None  # folder datasets: where the videos or frames are
+    frames: int = 8  # K, frames per clip
+    resolution: int = 32  # square frame side in pixels (generator resolution)
+    fps: Optional[float] = None  # clip sampling rate for real videos; None = native stride 1
+    difficulty: float = 0.5  # synthetic: 0 = one slow sprite, 1 = many fast occluding sprites
+    num_train: int = 2048  # synthetic: clips in the train split
+    num_eval: int = 64  # clips in the val/test split used for evaluation
+    workers: int = 0  # DataLoader workers; 0 keeps both cores for the model on CPU
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation (notes §4.1: AdamW, LR 1.4e-4, cosine, warm-up; the rest is unstated)."""
+
+    steps: int = 300  # optimiser steps
+    batch_size: int = 8  # global batch size
+    lr: float = 1.4e-4  # paper's LR for every stage
+    weight_decay: float = 0.0  # not in the paper
+    betas: Tuple[float, float] = (0.9, 0.95)  # not in the paper; Llama/MAR default
+    warmup_steps: int = 50  # linear warm-up before cosine decay; length not in the paper
+    grad_clip: float = 1.0  # max global grad norm; 0 disables
+    ema_decay: float = 0.999  # EMA of weights used for evaluation; 0 disables
+    stage: str = "joint"  # generator_warmup | planner_warmup | joint | joint_task (Fig. 4)
+    precision: str = "auto"  # auto (bf16 autocast on CUDA), fp32, bf16
+    checkpoint_every: int = 100  # steps between atomic last.pt writes
+    log_every: int = 10  # steps between log.jsonl lines
+    compile: bool = False  # torch.compile the model
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """What a run scores after training."""
+
+    tasks: Tuple[str, ...] = ("interpolation", "image_to_video", "expansion")
+    metrics: Tuple[str, ...] = ("fvd", "fid", "psnr", "ssim")
+    baselines: Tuple[str, ...] = ("copy_nearest", "linear_blend")
+    num_videos: int = 32  # eval clips per task
+    batch_size: int = 8
+    seed: int = 0  # sampling noise seed, separate from the training seed
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything one run needs; its hash is the run id."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    mask: MaskConfig = field(default_factory=MaskConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    seed: int = 0  # model init, data order, masks and noise
+
+
+# ----------------------------------------------------------------------------------------------
+# Overrides
+# ----------------------------------------------------------------------------------------------
+def _hints(cls: type) -> Dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _is_optional(tp: Any) -> Tuple[bool, Any]:
+    origin = typing.get_origin(tp)
+    if origin in (Union, getattr(types, "UnionType", Union)):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1 and len(typing.get_args(tp)) == 2:
+            return True, args[0]
+    return False, tp
+
+
+def _convert(value: Any, tp: Any, key: str) -> Any:
+    """Convert `value` (a string from the CLI, or a JSON/TOML value) to the annotated type."""
+    optional, inner = _is_optional(tp)
+    if optional:
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            return None
+        return _convert(value, inner, key)
+    origin = typing.get_origin(tp)
+    if origin is tuple:
+        return _convert_tuple(value, tp, key)
+    if tp is bool:
+        return _convert_bool(value, key)
+    if tp in (int, float):
+        return _convert_number(value, tp, key)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected str, got {value!r}")
+        return value
+    raise ConfigError(f"{key}: cannot override a field of type {_type_name(tp)}")
+
+
+def _convert_bool(value: Any, key: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    raise ConfigError(f"{key}: expected bool (true/false), got {value!r}")
+
+
+def _convert_number(value: Any, tp: type, key: str) -> Any:
+    if isinstance(value, bool):
+        raise ConfigError(f"{key}: expected {tp.__name__}, got {value!r}")
+    try:
+        number = float(value) if tp is float else int(str(value), 0) if isinstance(value, str) else value
+    except ValueError:
+        raise ConfigError(f"{key}: expected {tp.__name__}, got {value!r}") from None
+    if tp is int and (not isinstance(number, int) or isinstance(number, bool)):
+        raise ConfigError(f"{key}: expected int, got {value!r}")
+    return float(number) if tp is float else number
+
+
+def _convert_tuple(value: Any, tp: Any, key: str) -> tuple:
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("(") and text.endswith(")"):
+            text = "[" + text[1:-1] + "]"
+        if not text.startswith("["):
+            text = "[" + text + "]" if text else "[]"
+        text = text.replace("(", "[").replace(")", "]")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            # allow bare words: tasks=[interpolation,expansion]
+            value = [v.strip() for v in text.strip("[]").split(",") if v.strip()]
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(f"{key}: expected a list like [a,b], got {value!r}")
+    args = typing.get_args(tp)
+    if len(args) == 2 and args[1] is Ellipsis:
+        return tuple(_convert(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
+    if len(args) != len(value):
+        raise ConfigError(f"{key}: expected {len(args)} values, got {len(value)} ({value!r})")
+    return tuple(_convert(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(args, value)))
+
+
+def _unknown_key(cls: type, name: str, prefix: str) -> ConfigError:
+    valid = [f.name for f in dataclasses.fields(cls)]
+    close = difflib.get_close_matches(name, valid, n=1, cutoff=0.5)
+    hint = f"; did you mean {prefix}{close[0]!r}?" if close else ""
+    return ConfigError(f"unknown config key {prefix}{name!r}{hint} valid: {', '.join(prefix + v for v in valid)}")
+
+
+def _set(cfg: Any, path: Sequence[str], value: Any, prefix: str = "") -> Any:
+    name, rest = path[0], path[1:]
+    cls = type(cfg)
+    if name not in {f.name for f in dataclasses.fields(cls)}:
+        raise _unknown_key(cls, name, prefix)
+    tp = _hints(cls)[name]
+    key = prefix + name
+    if rest:
+        child = getattr(cfg, name)
+        if not dataclasses.is_dataclass(child):
+            raise ConfigError(f"{key} is a {_type_name(tp)}, it has no field {'.'.join(rest)!r}")
+        return dataclasses.replace(cfg, **{name: _set(child, rest, value, key + ".")})
+    if dataclasses.is_dataclass(tp):
+        return dataclasses.replace(cfg, **{name: _whole(tp, value, key)})
+    return dataclasses.replace(cfg, **{name: _convert(value, tp, key)})
+
+
+def _whole(tp: type, value: Any, key: str) -> Any:
+    """A whole sub-config: a preset name (`model=small`) or a mapping of its fields."""
+    if isinstance(value, tp):
+        return value
+    if isinstance(value, dict):
+        return from_dict(tp, value, prefix=key + ".")
+    if isinstance(value, str) and tp is ModelConfig:
+        from mardini_bench.registry import MODEL_PRESETS
+
+        try:
+            return MODEL_PRESETS.build(value)
+        except UnknownComponentError as err:
+            raise ConfigError(f"{key}: {err}") from None
+    raise ConfigError(f"{key}: expected a {tp.__name__} preset name or mapping, got {value!r}")
+
+
+def parse_override(text: str) -> Tuple[str, str]:
+    """'a.b=c' -> ('a.b', 'c'); anything without '=' is an error naming the text."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {text!r} is not of the form key=value (e.g. model.planner.depth=4)")
+    return key.strip(), value.strip()
+
+
+def apply_overrides(cfg: Any, overrides: Union[Iterable[str], Dict[str, Any]]) -> Any:
+    """Return a new config with each dotted override applied in order, then validated."""
+    items = overrides.items() if isinstance(overrides, dict) else (parse_override(o) for o in overrides)
+    for key, value in items:
+        cfg = _set(cfg, key.split("."), value)
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: Any, prefix: str = "") -> None:
+    """Check every registry-named field against its registry, recursively."""
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        key = prefix + f.name
+        if dataclasses.is_dataclass(value):
+            validate(value, key + ".")
+        elif "registry" in f.metadata and value is not None:
+            registry = REGISTRIES[f.metadata["registry"]]
+            if value not in registry:
+                raise ConfigError(f"{key}: {registry.unknown_message(value)}")
+    _check_ranges(cfg, prefix)
+
+
+def _check_ranges(cfg: Any, prefix: str) -> None:
+    choices = {"identity_scope": ("token", "frame"), "cross_attention": ("frame", "global"),
+               "ref_timestep": ("zero", "shared"), "precision": ("auto", "fp32", "bf16"),
+               "stage": ("generator_warmup", "planner_warmup", "joint", "joint_task")}
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if f.name in choices and isinstance(value, str) and value not in choices[f.name]:
+            raise ConfigError(f"{prefix}{f.name}: {value!r} is not one of {', '.join(choices[f.name])}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Serialisation and hashing
+# ----------------------------------------------------------------------------------------------
+def to_dict(cfg: Any) -> Dict[str, Any]:
+    """Plain nested dict (tuples become lists), JSON-ready."""
+    return json.loads(json.dumps(dataclasses.asdict(cfg)))
+
+
+def from_dict(cls: type, data: Dict[str, Any], prefix: str = "") -> Any:
+    """Inverse of `to_dict`; unknown keys and wrong types fail like overrides do."""
+    cfg = cls()
+    for key, value in data.items():
+        tp = _hints(cls).get(key)
+        if tp is not None and dataclasses.is_dataclass(tp) and isinstance(value, dict):
+            cfg = dataclasses.replace(cfg, **{key: from_dict(tp, value, f"{prefix}{key}.")})
+        else:
+            cfg = _set(cfg, [key], value, prefix)
+    return cfg
+
+
+def config_hash(cfg: Any, length: int = 10) -> str:
+    """Stable short hash of the resolved config: the run id of a sweep point."""
+    blob = json.dumps(to_dict(cfg), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:length]
