@@ -105,7 +105,7 @@ class ModelConfig:
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     codec: CodecConfig = field(default_factory=CodecConfig)
-    latent_channels: int = 16  # C of the latent when the codec is not built (meta param counts)
+    latent_channels: int = 16  # C when the codec is not built (meta builds); a built codec sets C itself
 
 
 # ----------------------------------------------------------------------------------------------

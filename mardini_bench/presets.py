@@ -70,13 +70,15 @@ def gen_small() -> GeneratorConfig:
 @MODEL_PRESETS.register
 def tiny() -> ModelConfig:
     """Tests and the quickstart: ~0.2M parameters, one training step in tens of ms on 2 cores."""
-    return ModelConfig(planner=planner_tiny(), generator=gen_tiny(), codec=CodecConfig(name="pixel", patch=4))
+    return ModelConfig(planner=planner_tiny(), generator=gen_tiny(), codec=CodecConfig(name="pixel", patch=4),
+                       latent_channels=48)
 
 
 @MODEL_PRESETS.register
 def small() -> ModelConfig:
     """CPU ablations: a few M parameters, trains on 32x32x8 clips in minutes on 2 cores."""
-    return ModelConfig(planner=planner_small(), generator=gen_small(), codec=CodecConfig(name="pixel", patch=4))
+    return ModelConfig(planner=planner_small(), generator=gen_small(), codec=CodecConfig(name="pixel", patch=4),
+                       latent_channels=48)
 
 
 @MODEL_PRESETS.register

@@ -1,0 +1,181 @@
+"""Diffusion generation model G (paper §2.2, Fig. 2 right; notes §1.4).
+
+A DiT-style transformer on *full-resolution* latents, "designed in alignment with MAR" with three
+differences: adaLN timestep modulation, cross-attention to the planning signal, and (for /T
+variants) temporal instead of spatio-temporal attention. Each block reads
+
+    adaLN(t) -> spatial MHA -> cross-frame MHA (Identity Attention) -> cross-attention to Z_cond
+             -> MLP whose normalised input is also scaled by the planning signal ("Scale", Fig. 2)
+
+Choices where the paper is silent (each a config switch, see GeneratorConfig):
+  * cross_attention="frame": frame i attends to its own z_cond_i ("global": all frames' signals);
+  * plan_scale: the planning signal, upsampled to G's grid, gives a per-token (1 + scale) on the
+    MLP input; zero-initialised so training starts from plain cross-attention conditioning;
+  * ref_timestep="zero": clean reference frames are modulated with t=0, noisy ones with t.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from einops import rearrange
+
+from mardini_bench.config import GeneratorConfig
+from mardini_bench.registry import GENERATORS
+from models.attention import (AttentionContext, CrossAttention, Mlp, SelfAttention, build_video_attention,
+                              grid_positions, rope_angles)
+
+
+def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    return x * (1 + scale) + shift
+
+
+class TimestepEmbedder(nn.Module):
+    """Sinusoidal frequency embedding of t followed by an MLP (DiT)."""
+
+    def __init__(self, dim: int, freq_dim: int = 256):
+        super().__init__()
+        self.freq_dim = freq_dim
+        self.mlp = nn.Sequential(nn.Linear(freq_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        half = self.freq_dim // 2
+        freqs = torch.exp(-math.log(10000) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+        args = t.float()[..., None] * freqs  # (..., half)
+        return self.mlp(torch.cat((args.cos(), args.sin()), dim=-1))
+
+
+class GeneratorBlock(nn.Module):
+    """One DiT block with the MarDini additions (cross-frame attention, cross-attention, plan scale)."""
+
+    def __init__(self, cfg: GeneratorConfig, plan_dim: int):
+        super().__init__()
+        d = cfg.dim
+        self.norm1, self.norm2, self.norm3, self.norm4 = (
+            nn.LayerNorm(d, elementwise_affine=False, eps=1e-6) for _ in range(4))
+        self.spatial = SelfAttention(d, cfg.heads, cfg.qk_norm, "spatial")
+        self.video = build_video_attention(cfg.attention, d, cfg.heads, cfg.qk_norm)
+        self.cross = CrossAttention(d, plan_dim, cfg.heads, cfg.qk_norm)
+        self.mlp = Mlp(d, cfg.mlp_dim)
+        # adaLN-Zero (DiT): shift/scale/gate for the spatial attention and the MLP from t.
+        self.ada = nn.Sequential(nn.SiLU(), nn.Linear(d, 6 * d))
+        self.plan_scale = nn.Linear(d, d) if cfg.plan_scale else None
+
+    def forward(self, x, c, ctx, video_ctx, plan, plan_tokens, q_angles, k_angles, per_frame):
+        # x (B, T, N, D); c (B, T, D) per-frame timestep embedding; plan_tokens (B, T, N, D) or None
+        shift1, scale1, gate1, shift2, scale2, gate2 = self.ada(c)[:, :, None].chunk(6, dim=-1)
+        x = x + gate1 * self.spatial(modulate(self.norm1(x), shift1, scale1), ctx)
+        x = x + self.video(self.norm2(x), video_ctx)
+        x = x + self.cross(self.norm3(x), plan, q_angles, k_angles, per_frame)
+        h = modulate(self.norm4(x), shift2, scale2)
+        if self.plan_scale is not None:
+            h = h * (1 + self.plan_scale(plan_tokens))
+        return x + gate2 * self.mlp(h)
+
+
+class FinalLayer(nn.Module):
+    """adaLN-modulated norm and a linear projection back to latent patches (DiT)."""
+
+    def __init__(self, dim: int, out_dim: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.ada = nn.Sequential(nn.SiLU(), nn.Linear(dim, 2 * dim))
+        self.linear = nn.Linear(dim, out_dim)
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        shift, scale = self.ada(c)[:, :, None].chunk(2, dim=-1)
+        return self.linear(modulate(self.norm(x), shift, scale))
+
+
+class Generator(nn.Module):
+    """G(Z_high^{noise,t}, Z_cond, t) -> v-prediction, all frames (the loss masks references out)."""
+
+    def __init__(self, cfg: GeneratorConfig, latent_channels: int, plan_dim: int):
+        super().__init__()
+        self.cfg = cfg
+        p, d = cfg.patch, cfg.dim
+        self.embed = nn.Linear(latent_channels * p * p, d)
+        self.t_embed = TimestepEmbedder(d)
+        # Learnable unconditional signal Z_uncond for classifier-free guidance (paper §2.2):
+        # one vector broadcast to every planning token, so it fits any resolution.
+        self.uncond = nn.Parameter(torch.zeros(plan_dim))
+        self.plan_proj = nn.Linear(plan_dim, d) if cfg.plan_scale else None
+        self.blocks = nn.ModuleList(GeneratorBlock(cfg, plan_dim) for _ in range(cfg.depth))
+        self.final = FinalLayer(d, latent_channels * p * p)
+        self.initialize_weights()
+
+    def initialize_weights(self) -> None:
+        """DiT init: xavier linears; adaLN, plan-scale and output layers zero (blocks start as identity)."""
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
+        nn.init.normal_(self.t_embed.mlp[0].weight, std=0.02)
+        nn.init.normal_(self.t_embed.mlp[2].weight, std=0.02)
+        nn.init.normal_(self.uncond, std=0.02)
+        for block in self.blocks:
+            nn.init.zeros_(block.ada[-1].weight), nn.init.zeros_(block.ada[-1].bias)
+            if block.plan_scale is not None:
+                nn.init.zeros_(block.plan_scale.weight)
+        for layer in (self.final.ada[-1], self.final.linear):
+            nn.init.zeros_(layer.weight), nn.init.zeros_(layer.bias)
+
+    def unconditional(self, like: torch.Tensor) -> torch.Tensor:
+        """Z_uncond with the shape of a planning signal `like` (B, T, M, Dp)."""
+        return self.uncond.to(like.dtype).expand_as(like)
+
+    def _plan_angles(self, T: int, h: int, w: int, gh: int, gw: int, device):
+        """RoPE positions of generator tokens and planning tokens on the planner's grid."""
+        head_dim = self.cfg.dim // self.cfg.heads
+        k_pos = grid_positions(T, h, w, device)
+        q_pos = grid_positions(T, gh, gw, device)
+        # a generator cell's centre in planner-grid units: (i + 0.5) * (h / gh) - 0.5
+        q_pos[:, 1] = (q_pos[:, 1] + 0.5) * (h / gh) - 0.5
+        q_pos[:, 2] = (q_pos[:, 2] + 0.5) * (w / gw) - 0.5
+        return rope_angles(q_pos, head_dim, 10000.0), rope_angles(k_pos, head_dim, 10000.0)
+
+    def _plan_tokens(self, plan: torch.Tensor, h: int, w: int, gh: int, gw: int) -> Optional[torch.Tensor]:
+        """Planning signal upsampled to the generator grid and projected: (B, T, gh*gw, D)."""
+        if self.plan_proj is None:
+            return None
+        grid = rearrange(self.plan_proj(plan), "b t (h w) d -> (b t) d h w", h=h)
+        grid = F.interpolate(grid, size=(gh, gw), mode="nearest")
+        return rearrange(grid, "(b t) d h w -> b t (h w) d", b=plan.shape[0])
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, plan: torch.Tensor, plan_hw,
+                mask: torch.Tensor) -> torch.Tensor:
+        """x_t (B,T,C,H,W); t (B,) timesteps; plan (B,T,h*w,Dp); mask (B,T) True = noisy frame."""
+        B, T, C, H, W = x_t.shape
+        p = self.cfg.patch
+        gh, gw = H // p, W // p
+        x = self.embed(rearrange(x_t, "b t c (gh p1) (gw p2) -> b t (gh gw) (c p1 p2)", p1=p, p2=p))
+        t_frame = t[:, None].expand(B, T).float()
+        if self.cfg.ref_timestep == "zero":  # references are clean: condition them on t = 0
+            t_frame = torch.where(mask, t_frame, torch.zeros_like(t_frame))
+        c = self.t_embed(t_frame)  # (B, T, D)
+        angles = rope_angles(grid_positions(T, gh, gw, x.device), self.cfg.dim // self.cfg.heads, 10000.0)
+        ctx = AttentionContext(angles, None)
+        video_ctx = AttentionContext(angles, ~mask if self.cfg.identity_attention else None, self.cfg.identity_scope)
+        h, w = plan_hw
+        q_angles, k_angles = self._plan_angles(T, h, w, gh, gw, x.device)
+        plan_tokens = self._plan_tokens(plan, h, w, gh, gw)
+        per_frame = self.cfg.cross_attention == "frame"
+        for block in self.blocks:
+            x = block(x, c, ctx, video_ctx, plan, plan_tokens, q_angles, k_angles, per_frame)
+        out = self.final(x, c)  # (B, T, N, C*p*p)
+        return rearrange(out, "b t (gh gw) (c p1 p2) -> b t c (gh p1) (gw p2)", gh=gh, p1=p, p2=p)
+
+
+@GENERATORS.register
+def dit(cfg: GeneratorConfig, latent_channels: int, plan_dim: int) -> Generator:
+    return Generator(cfg, latent_channels, plan_dim)
+
+
+@GENERATORS.register
+def none(cfg: GeneratorConfig, latent_channels: int, plan_dim: int) -> None:
+    """MAR-only ablation (Table 2): the planner's projection head predicts the masked frames."""
+    return None
