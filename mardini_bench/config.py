@@ -133,7 +133,7 @@ class DataConfig:
 
     dataset: str = _reg("dataset", "synthetic")  # built-in procedural clips; or a folder dataset
     root: Optional[str] = None  # folder datasets: where the videos or frames are
-    frames: int = 8  # K, frames per clip
+    frames: int = 9  # K, frames per clip; 9 = VIDIM-Bench form and the fewest the FVD network takes
     resolution: int = 32  # square frame side in pixels (generator resolution)
     fps: Optional[float] = None  # clip sampling rate for real videos; None = native stride 1
     difficulty: float = 0.5  # synthetic: 0 = one slow sprite, 1 = many fast occluding sprites
