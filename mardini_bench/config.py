@@ -269,14 +269,14 @@ def _convert_tuple(value: Any, tp: Any, key: str) -> tuple:
         return tuple(_convert(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
     if len(args) != len(value):
         raise ConfigError(f"{key}: expected {len(args)} values, got {len(value)} ({value!r})")
-    return tuple(_convert(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(args, value)))
+    return tuple(_convert(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
 
 
 def _unknown_key(cls: type, name: str, prefix: str) -> ConfigError:
     valid = [f.name for f in dataclasses.fields(cls)]
     close = difflib.get_close_matches(name, valid, n=1, cutoff=0.5)
-    hint = f"; did you mean {prefix}{close[0]!r}?" if close else ""
-    return ConfigError(f"unknown config key {prefix}{name!r}{hint} valid: {', '.join(prefix + v for v in valid)}")
+    hint = f"; did you mean '{prefix}{close[0]}'?" if close else ""
+    return ConfigError(f"unknown config key '{prefix}{name}'{hint} valid: {', '.join(prefix + v for v in valid)}")
 
 
 def _set(cfg: Any, path: Sequence[str], value: Any, prefix: str = "") -> Any:
