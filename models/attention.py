@@ -275,6 +275,15 @@ class Mlp(nn.Module):
         return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
 
 
+def init_linears(module: nn.Module) -> None:
+    """Xavier-uniform weights and zero biases for every Linear (DiT / MAE initialisation)."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
 def build_video_attention(name: str, dim: int, heads: int, qk_norm: bool) -> nn.Module:
     return ATTENTIONS.build(name, dim, heads, qk_norm)
 

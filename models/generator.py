@@ -26,7 +26,7 @@ from einops import rearrange
 
 from mardini_bench.config import GeneratorConfig
 from mardini_bench.registry import GENERATORS
-from models.attention import (AttentionContext, CrossAttention, Mlp, SelfAttention, build_video_attention,
+from models.attention import (AttentionContext, init_linears, CrossAttention, Mlp, SelfAttention, build_video_attention,
                               grid_positions, rope_angles)
 
 
@@ -110,10 +110,7 @@ class Generator(nn.Module):
 
     def initialize_weights(self) -> None:
         """DiT init: xavier linears; adaLN, plan-scale and output layers zero (blocks start as identity)."""
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.xavier_uniform_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_linears(self)
         nn.init.normal_(self.t_embed.mlp[0].weight, std=0.02)
         nn.init.normal_(self.t_embed.mlp[2].weight, std=0.02)
         nn.init.normal_(self.uncond, std=0.02)

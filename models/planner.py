@@ -23,7 +23,7 @@ from einops import rearrange
 
 from mardini_bench.config import PlannerConfig
 from mardini_bench.registry import PLANNERS
-from models.attention import (AttentionContext, Mlp, RMSNorm, SelfAttention, build_video_attention,
+from models.attention import (AttentionContext, init_linears, Mlp, RMSNorm, SelfAttention, build_video_attention,
                               grid_positions, next_token_positions, rope_angles)
 
 
@@ -61,10 +61,7 @@ class Planner(nn.Module):
 
     def initialize_weights(self) -> None:
         """All init in one place (DiT): xavier linears, zero biases, small learned tokens."""
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.xavier_uniform_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_linears(self)
         nn.init.normal_(self.mask_token, std=0.02)
         if self.row_token is not None:
             nn.init.normal_(self.row_token, std=0.02)
