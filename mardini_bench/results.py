@@ -1,0 +1,300 @@
+"""Collect a sweep's run folders into one tidy table, and summarise it over seeds.
+
+One row per run x task x method x metric. A run that failed or never finished keeps its rows,
+with NaN values and its status, so an aggregate can never silently average a missing number as 0
+(VBench's `cal_final_score.py` does). Values whose metric protocols differ (other extractor
+weights, resize mode, number of videos...) are refused within one column unless the caller
+explicitly allows mixing.
+
+    df = collect("results/quickstart")   # also writes results.csv and results.parquet
+    summary = summarise(df)              # mean +- 95% t-interval over seeds, per variant
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+COST_COLUMNS = ("params_planner", "params_generator", "flops_train_step", "flops_sample",
+                "latency_sample_s", "peak_mem_mb")
+# Columns every collected frame has; anything else that is not `protocol.*` is an ablation axis.
+BASE_COLUMNS = ("run_id", "status", "error", "seed", "planner", "generator", "dataset", "task", "method",
+                "metric", "value", "features", "train_steps", "final_loss", "train_wall_s") + COST_COLUMNS
+PROTOCOL_PREFIX = "protocol."
+# Fields of a record's protocol that do not change what a number means.
+_PROTOCOL_IGNORE = ("note",)
+
+
+class ProtocolMismatchError(ValueError):
+    """Values in one metric column were computed under different protocols."""
+
+
+class CollectError(ValueError):
+    """The sweep folder is missing or holds no run folders."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading run folders
+# ----------------------------------------------------------------------------------------------
+def _read_json(path: Path) -> Any:
+    with open(path) as f:
+        return json.load(f)
+
+
+def run_dirs(sweep_dir: Path) -> List[Path]:
+    """Sub-folders that look like runs (hold a config, a result or a failure), sorted by name."""
+    markers = ("config.json", "result.json", "failed.json", "overrides.json")
+    return sorted(p for p in sweep_dir.iterdir() if p.is_dir() and any((p / m).exists() for m in markers))
+
+
+def parse_overrides(data: Any) -> Dict[str, Any]:
+    """overrides.json as a list of 'a.b=c' strings or a mapping -> {key: value}; values stay typed."""
+    if isinstance(data, dict):
+        return dict(data)
+    out: Dict[str, Any] = {}
+    for item in data or []:
+        key, _, value = str(item).partition("=")
+        out[key.strip()] = _auto_type(value.strip())
+    return out
+
+
+def _auto_type(text: str) -> Any:
+    """'4' -> 4, '0.5' -> 0.5, 'true' -> True; anything else stays a string."""
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _get(config: Dict[str, Any], dotted: str, default: Any = None) -> Any:
+    node: Any = config
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return default
+        node = node[part]
+    return node
+
+
+def _expected(config: Dict[str, Any]) -> List[tuple]:
+    """(task, method, metric) triples the run's eval config asks for: the rows a failed run keeps."""
+    ev = config.get("eval", {}) if config else {}
+    methods = ["model"] + list(ev.get("baselines", []))
+    return [(t, m, k) for t in ev.get("tasks", []) for m in methods for k in ev.get("metrics", [])]
+
+
+def _run_info(run_dir: Path) -> Dict[str, Any]:
+    """Columns shared by every row of one run: id, status, seed, axes, cost, training summary."""
+    result = _read_json(run_dir / "result.json") if (run_dir / "result.json").exists() else None
+    config = (result or {}).get("config") or (_read_json(run_dir / "config.json")
+                                              if (run_dir / "config.json").exists() else {})
+    overrides = _read_json(run_dir / "overrides.json") if (run_dir / "overrides.json").exists() else []
+    info: Dict[str, Any] = {"run_id": (result or {}).get("run_id", run_dir.name), "error": None,
+                            "seed": config.get("seed"), "planner": _get(config, "model.planner.name"),
+                            "generator": _get(config, "model.generator.name"),
+                            "dataset": _get(config, "data.dataset")}
+    info.update({k: v for k, v in parse_overrides(overrides).items() if k != "seed"})
+    info.update(_status(run_dir, result))
+    cost = (result or {}).get("cost") or {}
+    info.update({c: cost.get(c, math.nan) for c in COST_COLUMNS})
+    train = (result or {}).get("train") or {}
+    info.update(train_steps=train.get("steps", math.nan), final_loss=train.get("final_loss", math.nan),
+                train_wall_s=train.get("wall_s", math.nan))
+    return {"info": info, "config": config, "result": result}
+
+
+def _status(run_dir: Path, result: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+    """DONE with a result; FAILED with the failure's type and message; otherwise MISSING."""
+    if result is not None and result.get("status", "DONE") == "DONE":
+        return {"status": "DONE"}
+    if (run_dir / "failed.json").exists():
+        failed = _read_json(run_dir / "failed.json")
+        return {"status": "FAILED", "error": f"{failed.get('type', 'Error')}: {failed.get('message', '')}"}
+    status = (result or {}).get("status") or "MISSING"
+    return {"status": status, "error": "no result.json" if result is None else f"status {status}"}
+
+
+def _record_row(info: Dict[str, Any], record: Dict[str, Any], run_dir: Path, sweep_dir: Path) -> Dict[str, Any]:
+    row = dict(info, task=record["task"], method=record["method"], metric=record["metric"])
+    value = record.get("value")
+    row["value"] = math.nan if value is None else float(value)
+    feats = record.get("features")
+    row["features"] = os.path.relpath(run_dir / feats, sweep_dir) if feats else None
+    for key, val in (record.get("protocol") or {}).items():
+        row[PROTOCOL_PREFIX + key] = json.dumps(val) if isinstance(val, (list, dict)) else val
+    return row
+
+
+def _run_rows(run_dir: Path, sweep_dir: Path) -> List[Dict[str, Any]]:
+    """Tidy rows of one run; expected but absent values become NaN rows and a warning."""
+    parsed = _run_info(run_dir)
+    info, result = parsed["info"], parsed["result"]
+    records = (result or {}).get("records", []) if info["status"] == "DONE" else []
+    rows = [_record_row(info, r, run_dir, sweep_dir) for r in records]
+    have = {(r["task"], r["method"], r["metric"]) for r in rows}
+    missing = [e for e in _expected(parsed["config"]) if e not in have]
+    if info["status"] != "DONE":
+        warnings.warn(f"run {info['run_id']} is {info['status']} ({info['error']}); its values are NaN")
+    elif missing:
+        warnings.warn(f"run {info['run_id']} lacks {len(missing)} expected values (e.g. {missing[0]}); NaN")
+    rows += [dict(info, task=t, method=m, metric=k, value=math.nan, features=None) for t, m, k in missing]
+    if not rows:  # a failed run whose config names no eval still shows up in the table
+        rows = [dict(info, task=None, method="model", metric=None, value=math.nan, features=None)]
+    return rows
+
+
+# ----------------------------------------------------------------------------------------------
+# Protocol check
+# ----------------------------------------------------------------------------------------------
+def protocol_columns(df: pd.DataFrame) -> List[str]:
+    return [c for c in df.columns if c.startswith(PROTOCOL_PREFIX)]
+
+
+def _protocol_of(row: pd.Series, columns: Sequence[str]) -> str:
+    items = {c[len(PROTOCOL_PREFIX):]: row[c] for c in columns if not _isna(row[c])}
+    return json.dumps({k: v for k, v in sorted(items.items()) if k not in _PROTOCOL_IGNORE}, default=str)
+
+
+def _isna(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def check_protocols(df: pd.DataFrame) -> None:
+    """Raise ProtocolMismatchError naming both protocols if one (task, method-free, metric) column mixes them.
+
+    Baselines and the model share a column in every table, so they must share a protocol too.
+    """
+    columns = protocol_columns(df)
+    scored = df[df["value"].notna()]
+    for (task, metric), group in scored.groupby(["task", "metric"], sort=True):
+        seen: Dict[str, List[str]] = {}
+        for _, row in group.iterrows():
+            seen.setdefault(_protocol_of(row, columns), []).append(f"{row['run_id']}/{row['method']}")
+        if len(seen) > 1:
+            (p1, r1), (p2, r2) = list(seen.items())[:2]
+            raise ProtocolMismatchError(
+                f"metric '{metric}' (task {task}) mixes protocols: {p1} (e.g. {r1[0]}) vs {p2} (e.g. {r2[0]}); "
+                "re-evaluate under one protocol or pass allow_mixed_protocols=True (--allow-mixed-protocols)")
+
+
+# ----------------------------------------------------------------------------------------------
+# Collect
+# ----------------------------------------------------------------------------------------------
+def atomic_write(path: Path, write: Any) -> None:
+    """Call `write(tmp_path)` then move the file into place, so readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def collect(sweep_dir: os.PathLike | str, allow_mixed_protocols: bool = False, write: bool = True) -> pd.DataFrame:
+    """Tidy DataFrame of every run in `sweep_dir`; writes results.csv and results.parquet there.
+
+    Failed or unfinished runs keep NaN rows with their status (a warning says which). Raises
+    ProtocolMismatchError when one metric column mixes protocols, unless `allow_mixed_protocols`.
+    """
+    sweep = Path(sweep_dir)
+    if not sweep.is_dir():
+        raise CollectError(f"sweep folder {str(sweep)!r} does not exist")
+    dirs = run_dirs(sweep)
+    if not dirs:
+        raise CollectError(f"sweep folder {str(sweep)!r} holds no run folders (with config.json/result.json)")
+    df = _tidy(pd.DataFrame([row for d in dirs for row in _run_rows(d, sweep)]))
+    if not allow_mixed_protocols:
+        check_protocols(df)
+    if write:
+        atomic_write(sweep / "results.csv", lambda tmp: df.to_csv(tmp, index=False))
+        atomic_write(sweep / "results.parquet", lambda tmp: _parquet_safe(df).to_parquet(tmp, index=False))
+    return df
+
+
+def _tidy(df: pd.DataFrame) -> pd.DataFrame:
+    """Base columns first, then axes, then protocol columns; rows in run/task/method/metric order."""
+    for col in BASE_COLUMNS:
+        if col not in df.columns:
+            df[col] = None
+    protocol = sorted(protocol_columns(df))
+    axes = sorted(c for c in df.columns if c not in BASE_COLUMNS and c not in protocol)
+    df = df[[c for c in BASE_COLUMNS if c not in ("features",)] + axes + protocol + ["features"]]
+    df["value"] = df["value"].astype(float)
+    return df.sort_values(["run_id", "task", "method", "metric"], na_position="last", kind="stable",
+                          ignore_index=True)
+
+
+def _parquet_safe(df: pd.DataFrame) -> pd.DataFrame:
+    """Object columns holding mixed types (an axis with 4 and 'none') become strings for Arrow."""
+    out = df.copy()
+    for col in out.columns:
+        if out[col].dtype == object and out[col].dropna().map(type).nunique() > 1:
+            out[col] = out[col].map(lambda v: None if _isna(v) else str(v))
+    return out
+
+
+def axis_columns(df: pd.DataFrame) -> List[str]:
+    """The ablation axes: override keys of the sweep (every column that is not a base/protocol one)."""
+    return [c for c in df.columns if c not in BASE_COLUMNS and not c.startswith(PROTOCOL_PREFIX)]
+
+
+def variant_label(row: pd.Series | Dict[str, Any], axes: Sequence[str]) -> str:
+    """'planner.depth=4, diffusion.sample_steps=10': the last two parts of each axis key."""
+    parts = [f"{'.'.join(a.split('.')[-2:])}={row[a]}" for a in axes if not _isna(row[a])]
+    return ", ".join(parts) or "base"
+
+
+# ----------------------------------------------------------------------------------------------
+# Summarise over seeds
+# ----------------------------------------------------------------------------------------------
+def t_interval(values: Iterable[float], confidence: float = 0.95) -> Dict[str, float]:
+    """Mean and two-sided t-interval half-width of the non-NaN values (NaN half-width for n < 2)."""
+    x = np.asarray([v for v in values if not _isna(v)], dtype=float)
+    n = len(x)
+    mean = float(x.mean()) if n else math.nan
+    std = float(x.std(ddof=1)) if n > 1 else math.nan
+    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1) * std / math.sqrt(n)) if n > 1 else math.nan
+    return {"n": n, "mean": mean, "std": std, "ci95": half}
+
+
+def summarise(df: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
+    """Mean +- t-interval over seeds per variant x dataset x task x method x metric.
+
+    NaN values (failed runs) are left out of the mean and counted in `n_missing`; a variant
+    whose every seed failed has a NaN mean, never 0.
+    """
+    axes = axis_columns(df)
+    keys = axes + ["dataset", "task", "method", "metric"]
+    rows = []
+    for key, group in df.groupby(keys, dropna=False, sort=False):
+        first = group.iloc[0]
+        row = dict(zip(keys, key if isinstance(key, tuple) else (key,)))
+        row.update(variant=variant_label(first, axes), planner=first["planner"], generator=first["generator"],
+                   runs=group["run_id"].nunique(), n_missing=int(group["value"].isna().sum()))
+        row.update(t_interval(group["value"], confidence))
+        row.update({c: pd.to_numeric(group[c], errors="coerce").mean() for c in COST_COLUMNS})
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    out["ci_low"], out["ci_high"] = out["mean"] - out["ci95"], out["mean"] + out["ci95"]
+    return out[["variant"] + keys + ["planner", "generator", "runs", "n", "n_missing", "mean", "std", "ci95",
+                                     "ci_low", "ci_high"] + list(COST_COLUMNS)]

@@ -1,0 +1,173 @@
+"""Paired bootstrap comparisons between sweep variants.
+
+Every run of a sweep scores the same eval clips, so two variants are compared on the *same*
+resampled clips (paired over videos); the training seed is the outer level, resampled per variant.
+PSNR/SSIM resample `per_video` values; FVD/FID recompute the Frechet distance on the saved
+features of the resampled videos (`features` npz: `real`, `fake`, optional `video_index` mapping
+each feature row to its clip, e.g. per-frame FID features).
+
+    table = compare(df, sweep_dir)   # one row per variant pair x task x metric, Holm-corrected
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+from cleanfid.fid import frechet_distance
+
+from mardini_bench.results import axis_columns, variant_label
+
+LOWER_IS_BETTER = {"fvd": True, "fid": True, "lpips": True, "psnr": False, "ssim": False}
+FRECHET_METRICS = ("fvd", "fid")
+
+# A run's evidence for one metric: a function of resampled video indices -> metric value.
+Scorer = Callable[[np.ndarray], float]
+
+
+def _per_video_scorer(per_video: Sequence[float]) -> Scorer:
+    values = np.asarray(per_video, dtype=float)
+    return lambda idx: float(np.nanmean(values[idx]))
+
+
+def _frechet_scorer(npz_path: Path, ddof: int) -> Scorer:
+    """FD of the features of the chosen videos; rows belong to videos through `video_index`."""
+    with np.load(npz_path) as data:
+        real, fake = data["real"].astype(np.float64), data["fake"].astype(np.float64)
+        owner = data["video_index"] if "video_index" in data else np.arange(len(real))
+    rows_of = [np.flatnonzero(owner == v) for v in range(int(owner.max()) + 1)]
+
+    def score(idx: np.ndarray) -> float:
+        rows = np.concatenate([rows_of[i] for i in idx])
+        r, f = real[rows], fake[rows]
+        return float(frechet_distance(r.mean(0), np.cov(r, rowvar=False, ddof=ddof),
+                                               f.mean(0), np.cov(f, rowvar=False, ddof=ddof)))
+    score.num_videos = len(rows_of)  # type: ignore[attr-defined]
+    return score
+
+
+def load_scorer(sweep_dir: Path, run_id: str, task: str, method: str, metric: str) -> Optional[tuple]:
+    """(scorer, num_videos) from the run's result.json record, or None when it saved no evidence."""
+    path = Path(sweep_dir) / run_id / "result.json"
+    if not path.exists():
+        return None
+    records = json.loads(path.read_text()).get("records", [])
+    rec = next((r for r in records if (r["task"], r["method"], r["metric"]) == (task, method, metric)), None)
+    if rec is None:
+        return None
+    if rec.get("per_video") is not None:
+        return _per_video_scorer(rec["per_video"]), len(rec["per_video"])
+    if metric in FRECHET_METRICS and rec.get("features"):
+        proto = rec.get("protocol") or {}
+        ddof = int(proto.get("ddof", proto.get("covariance_ddof", 1)))
+        scorer = _frechet_scorer(path.parent / rec["features"], ddof)
+        return scorer, scorer.num_videos  # type: ignore[attr-defined]
+    return None
+
+
+def paired_bootstrap(runs_a: List[Scorer], runs_b: List[Scorer], num_videos: int, n_boot: int = 500,
+                     rng: Optional[np.random.Generator] = None) -> Dict[str, float]:
+    """Two-level bootstrap of mean(B) - mean(A): seeds resampled per variant, videos shared (paired).
+
+    Returns observed means, delta, its 95% percentile interval and a two-sided bootstrap p-value.
+    """
+    rng = rng or np.random.default_rng(0)
+    everything = np.arange(num_videos)
+    mean_a = float(np.mean([s(everything) for s in runs_a]))
+    mean_b = float(np.mean([s(everything) for s in runs_b]))
+    deltas = np.empty(n_boot)
+    for i in range(n_boot):
+        idx = rng.integers(0, num_videos, num_videos)
+        pick_a = rng.integers(0, len(runs_a), len(runs_a))
+        pick_b = rng.integers(0, len(runs_b), len(runs_b))
+        score_a = [runs_a[j](idx) for j in np.unique(pick_a)]
+        score_b = [runs_b[j](idx) for j in np.unique(pick_b)]
+        # weight each unique seed by how often it was drawn, so a seed scores once per replicate
+        deltas[i] = (np.average(score_b, weights=np.bincount(pick_b)[np.unique(pick_b)])
+                     - np.average(score_a, weights=np.bincount(pick_a)[np.unique(pick_a)]))
+    p = min(1.0, 2 * min(np.mean(deltas <= 0), np.mean(deltas >= 0)))
+    low, high = np.percentile(deltas, [2.5, 97.5])
+    return {"mean_a": mean_a, "mean_b": mean_b, "delta": mean_b - mean_a, "ci_low": float(low),
+            "ci_high": float(high), "p_value": float(p)}
+
+
+def holm(p_values: Sequence[float]) -> np.ndarray:
+    """Holm-Bonferroni adjusted p-values (family-wise error over one table column)."""
+    p = np.asarray(p_values, dtype=float)
+    order = np.argsort(p)
+    adjusted = np.maximum.accumulate((len(p) - np.arange(len(p))) * p[order])
+    out = np.empty_like(p)
+    out[order] = np.minimum(adjusted, 1.0)
+    return out
+
+
+def _variant_scorers(df: pd.DataFrame, sweep_dir: Path, task: str, metric: str) -> Dict[str, tuple]:
+    """variant label -> ([scorer per finished seed], num_videos), model rows only."""
+    axes = axis_columns(df)
+    rows = df[(df["method"] == "model") & (df["task"] == task) & (df["metric"] == metric) & df["value"].notna()]
+    out: Dict[str, tuple] = {}
+    for _, row in rows.iterrows():
+        loaded = load_scorer(sweep_dir, row["run_id"], task, "model", metric)
+        if loaded is not None:
+            scorers, counts = out.setdefault(variant_label(row, axes), ([], set()))
+            scorers.append(loaded[0])
+            counts.add(loaded[1])
+    return out
+
+
+def compare(df: pd.DataFrame, sweep_dir: Path | str, n_boot: int = 500, alpha: float = 0.05,
+            seed: int = 0) -> pd.DataFrame:
+    """Every pair of variants per task x metric, paired bootstrap, Holm-corrected within the column.
+
+    Pairs whose runs scored different numbers of clips are left out (not paired)."""
+    rows = []
+    rng = np.random.default_rng(seed)
+    for (task, metric), _ in df[df["method"] == "model"].dropna(subset=["task"]).groupby(["task", "metric"]):
+        variants = _variant_scorers(df, Path(sweep_dir), task, metric)
+        column = []
+        for a, b in itertools.combinations(sorted(variants), 2):
+            (sa, na), (sb, nb) = variants[a], variants[b]
+            if len(na | nb) != 1:
+                continue
+            stats = paired_bootstrap(sa, sb, next(iter(na)), n_boot, rng)
+            column.append(dict(task=task, metric=metric, variant_a=a, variant_b=b, seeds_a=len(sa),
+                               seeds_b=len(sb), **stats))
+        if column:
+            for row, p in zip(column, holm([r["p_value"] for r in column])):
+                row.update(p_holm=float(p), significant=bool(p < alpha))
+            rows += column
+    return pd.DataFrame(rows, columns=["task", "metric", "variant_a", "variant_b", "seeds_a", "seeds_b", "mean_a",
+                                       "mean_b", "delta", "ci_low", "ci_high", "p_value", "p_holm", "significant"])
+
+
+def mark_best(summary: pd.DataFrame, comparisons: pd.DataFrame) -> pd.DataFrame:
+    """Add `best` (best model variant of its task x metric) and `differs_from_best` (Holm p < alpha).
+
+    `differs_from_best` is NaN where no paired test exists (one variant, or no saved evidence)."""
+    out = summary.copy()
+    out["best"], out["differs_from_best"] = False, np.nan
+    model = out[(out["method"] == "model") & out["mean"].notna()]
+    for (task, metric), group in model.groupby(["task", "metric"]):
+        lower = LOWER_IS_BETTER.get(str(metric), True)
+        best = group["mean"].idxmin() if lower else group["mean"].idxmax()
+        out.loc[best, "best"] = True
+        best_label = out.loc[best, "variant"]
+        for i, label in group["variant"].items():
+            out.loc[i, "differs_from_best"] = _differs(comparisons, task, metric, best_label, label)
+    return out
+
+
+def _differs(comparisons: pd.DataFrame, task: str, metric: str, a: str, b: str) -> float:
+    if a == b:
+        return math.nan
+    if comparisons.empty:
+        return math.nan
+    hit = comparisons[(comparisons["task"] == task) & (comparisons["metric"] == metric)
+                      & (((comparisons["variant_a"] == a) & (comparisons["variant_b"] == b))
+                         | ((comparisons["variant_a"] == b) & (comparisons["variant_b"] == a)))]
+    return float(hit["significant"].iloc[0]) if len(hit) else math.nan
