@@ -1,0 +1,89 @@
+"""PSNR and SSIM per frame (torchmetrics), under the VIDIM-Bench protocols.
+
+  * `all_frames`: every generated frame (the frames the task's mask marks True; all frames without
+    a mask), one value per frame, averaged over all scored frames;
+  * `middle_frame`: only frame T // 2 of each clip (the frame farthest from both references in
+    interpolation).
+Inputs are rounded to uint8 first (what a saved video holds), then scaled to [0, 1] in float64.
+SSIM uses torchmetrics' defaults: Gaussian window 11, sigma 1.5, k1 0.01, k2 0.03.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Optional
+
+import torch
+from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+
+import mardini_bench
+from mardini_bench.metrics.preprocess import as_uint8_btchw
+from mardini_bench.metrics.result import MetricResult
+
+PROTOCOLS = ("all_frames", "middle_frame")
+
+
+def psnr_frames(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """(M, 3, H, W) in [0, 1] -> (M,) PSNR in dB, one per frame."""
+    return peak_signal_noise_ratio(fake, real, data_range=1.0, reduction="none", dim=(1, 2, 3))
+
+
+def ssim_frames(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """(M, 3, H, W) in [0, 1] -> (M,) SSIM, one per frame."""
+    return structural_similarity_index_measure(fake, real, data_range=1.0, reduction="none")
+
+
+_FRAME_FNS = {"psnr": psnr_frames, "ssim": ssim_frames}
+
+
+class PairedFrameMetric:
+    """Streaming mean of a per-frame score between paired real and generated clips."""
+
+    def __init__(self, name: str, protocol: str = "all_frames") -> None:
+        if name not in _FRAME_FNS:
+            raise ValueError(f"unknown paired metric {name!r}; valid: {', '.join(_FRAME_FNS)}")
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"unknown {name} protocol {protocol!r}; valid: {', '.join(PROTOCOLS)}")
+        self.name, self.frame_protocol = name, protocol
+        self.total, self.frames, self.videos = 0.0, 0, 0
+        self.shape: Dict[str, Any] = {}
+
+    def update(self, real: Any, fake: Any, mask: Optional[Any] = None) -> None:
+        """real, fake: (B, T, 3, H, W) uint8 or float [0, 1]; mask (B, T) bool, True = generated."""
+        real, fake = as_uint8_btchw(real, "real videos"), as_uint8_btchw(fake, "generated videos")
+        if real.shape != fake.shape:
+            raise ValueError(f"{self.name}: real and generated clips must match, got "
+                             f"{tuple(real.shape)} and {tuple(fake.shape)}")
+        keep = self._scored(real.shape[0], real.shape[1], mask)  # (B, T) bool
+        scores = _FRAME_FNS[self.name](real[keep].double() / 255, fake[keep].double() / 255)
+        self.total += float(scores.sum())
+        self.frames += int(keep.sum())
+        self.videos += int(real.shape[0])
+        self.shape.setdefault("frames_per_clip", int(real.shape[1]))
+        self.shape.setdefault("resolution", [int(real.shape[3]), int(real.shape[4])])
+
+    def _scored(self, b: int, t: int, mask: Optional[Any]) -> torch.Tensor:
+        if self.frame_protocol == "middle_frame":
+            keep = torch.zeros(b, t, dtype=torch.bool)
+            keep[:, t // 2] = True
+            return keep
+        if mask is None:
+            return torch.ones(b, t, dtype=torch.bool)
+        mask = torch.as_tensor(mask, dtype=torch.bool).cpu()
+        if tuple(mask.shape) != (b, t):
+            raise ValueError(f"{self.name}: mask must be (B, T) = ({b}, {t}), got {tuple(mask.shape)}")
+        return mask
+
+    def compute(self) -> MetricResult:
+        if self.frames == 0:
+            raise ValueError(f"{self.name}: no frames were scored; call update() with clips first")
+        return MetricResult(self.total / self.frames, self.protocol())
+
+    def protocol(self) -> Dict[str, Any]:
+        detail = {"psnr": "data_range 1.0, per frame over C,H,W",
+                  "ssim": "gaussian window 11, sigma 1.5, k1 0.01, k2 0.03, data_range 1.0"}[self.name]
+        return {"implementation": f"mardini_bench.{self.name} (torchmetrics)", "version": mardini_bench.__version__,
+                "metric": self.name, "frame_protocol": self.frame_protocol, "num_videos": self.videos,
+                "num_frames_scored": self.frames, **self.shape, "value_range": "[0, 1] (uint8 / 255, float64)",
+                "input": "uint8 (float [0,1] rounded to uint8)", "resize": "none",
+                "reduction": "mean over scored frames of per-frame values", "detail": detail,
+                "middle_frame_index": "T // 2" if self.frame_protocol == "middle_frame" else None}
