@@ -29,6 +29,7 @@ COST_COLUMNS = ("params_planner", "params_generator", "flops_train_step", "flops
 # Columns every collected frame has; anything else that is not `protocol.*` is an ablation axis.
 BASE_COLUMNS = ("run_id", "status", "error", "seed", "planner", "generator", "dataset", "task", "method",
                 "metric", "value", "features", "train_steps", "final_loss", "train_wall_s") + COST_COLUMNS
+SUMMARY_COLUMNS = ("variant", "runs", "n", "n_missing", "mean", "std", "ci95", "ci_low", "ci_high")
 PROTOCOL_PREFIX = "protocol."
 # Fields of a record's protocol that do not change what a number means.
 _PROTOCOL_IGNORE = ("note",)
@@ -254,8 +255,9 @@ def _parquet_safe(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def axis_columns(df: pd.DataFrame) -> List[str]:
-    """The ablation axes: override keys of the sweep (every column that is not a base/protocol one)."""
-    return [c for c in df.columns if c not in BASE_COLUMNS and not c.startswith(PROTOCOL_PREFIX)]
+    """The ablation axes: override keys of the sweep (every column not base, summary or protocol)."""
+    fixed = set(BASE_COLUMNS) | set(SUMMARY_COLUMNS)
+    return [c for c in df.columns if c not in fixed and not c.startswith(PROTOCOL_PREFIX)]
 
 
 def variant_label(row: pd.Series | Dict[str, Any], axes: Sequence[str]) -> str:

@@ -1,0 +1,296 @@
+"""Sweep figures (matplotlib, Agg), saved under `<sweep>/plots/`.
+
+metric vs each ablation axis (CI error bars), quality vs cost with the Pareto front, training
+curves, the paper's Fig. 6a (FVD vs DDIM steps) and Fig. 6c (loss with/without Identity
+Attention) when the sweep has those axes, and per-task sample grids (PNG) and GIFs (PIL).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless compute nodes have no display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from PIL import Image, ImageDraw  # noqa: E402
+
+from mardini_bench.results import axis_columns, variant_label  # noqa: E402
+from mardini_bench.significance import LOWER_IS_BETTER  # noqa: E402
+
+DDIM_AXIS = "model.diffusion.sample_steps"
+IDENTITY_AXES = ("model.planner.identity_attention", "model.generator.identity_attention")
+COST_AXES = {"flops_sample": "FLOPs per sample", "latency_sample_s": "latency per sample (s)"}
+
+
+def _save(fig: plt.Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
+def _model(summary: pd.DataFrame) -> pd.DataFrame:
+    return summary[(summary["method"] == "model") & summary["task"].notna()]
+
+
+def _sortable(values: Sequence) -> List:
+    """Axis values in numeric order when they are all numbers, else as strings."""
+    uniq = list(dict.fromkeys(values))
+    try:
+        return sorted(uniq, key=float)
+    except (TypeError, ValueError):
+        return sorted(uniq, key=str)
+
+
+# ----------------------------------------------------------------------------------------------
+# Metric vs axis, quality vs cost
+# ----------------------------------------------------------------------------------------------
+def metric_vs_axis(summary: pd.DataFrame, axis: str, out: Path) -> Optional[Path]:
+    """One panel per metric: mean ± CI against `axis`, one line per task x other-axes setting."""
+    model = _model(summary)
+    model = model[model[axis].notna()]
+    if model[axis].nunique() < 2:
+        return None
+    metrics = [m for m in ("fvd", "fid", "psnr", "ssim") if m in set(model["metric"])]
+    others = [a for a in axis_columns(summary) if a != axis]
+    fig, axs = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.6), squeeze=False)
+    order = _sortable(model[axis].dropna())
+    for ax, metric in zip(axs[0], metrics):
+        part = model[model["metric"] == metric]
+        for key, line in part.groupby(["task"] + others, dropna=False, sort=True):
+            line = line.set_index(line[axis].map(order.index)).sort_index()
+            label = " / ".join(str(k) for k in (key if isinstance(key, tuple) else (key,)))
+            ax.errorbar(line.index, line["mean"], yerr=line["ci95"].fillna(0), marker="o", capsize=3, label=label)
+        ax.set_xticks(range(len(order)), [str(v) for v in order])
+        arrow = "↓" if LOWER_IS_BETTER.get(metric, True) else "↑"
+        ax.set(xlabel=axis, ylabel=f"{metric.upper()} {arrow}", title=f"{metric.upper()} vs {axis.split('.')[-1]}")
+        ax.grid(alpha=0.3)
+    axs[0][0].legend(fontsize=7, title="task" + (" / " + ", ".join(o.split(".")[-1] for o in others) if others else ""))
+    return _save(fig, out / f"metric_vs_{axis}.png")
+
+
+def pareto_front(cost: np.ndarray, quality: np.ndarray) -> np.ndarray:
+    """Indices of points no other point beats on both (lower cost, lower quality-loss), by cost."""
+    order = np.lexsort((quality, cost))
+    front, best = [], math.inf
+    for i in order:
+        if quality[i] < best:
+            front.append(i)
+            best = quality[i]
+    return np.asarray(front, dtype=int)
+
+
+def quality_vs_cost(summary: pd.DataFrame, out: Path, metric: str = "fvd") -> Optional[Path]:
+    """FVD vs FLOPs and vs latency per task, one point per variant, Pareto front drawn."""
+    model = _model(summary)
+    model = model[(model["metric"] == metric) & model["mean"].notna()]
+    if model.empty:
+        return None
+    costs = [c for c in COST_AXES if model[c].notna().any()]
+    tasks = sorted(model["task"].unique())
+    fig, axs = plt.subplots(len(costs), len(tasks), figsize=(4.8 * len(tasks), 3.8 * len(costs)), squeeze=False)
+    for r, cost in enumerate(costs):
+        for c, task in enumerate(tasks):
+            _pareto_panel(axs[r][c], model[(model["task"] == task) & model[cost].notna()], cost, metric, task)
+    keys = [a.split(".")[-1] for a in axis_columns(model) if model[a].notna().any()]
+    fig.suptitle(f"{metric.upper()} vs cost; points labelled ({', '.join(keys)})", fontsize=9)
+    return _save(fig, out / f"{metric}_vs_cost.png")
+
+
+def _pareto_panel(ax: plt.Axes, part: pd.DataFrame, cost: str, metric: str, task: str) -> None:
+    x, y = part[cost].to_numpy(float), part["mean"].to_numpy(float)
+    ax.errorbar(x, y, yerr=part["ci95"].fillna(0).to_numpy(), fmt="o", capsize=3, color="tab:blue", label="variant")
+    front = pareto_front(x, y if LOWER_IS_BETTER.get(metric, True) else -y)
+    ax.step(x[front], y[front], where="post", color="tab:red", lw=1.5, label="Pareto front")
+    ax.scatter(x[front], y[front], s=90, facecolors="none", edgecolors="tab:red")
+    axes = [a for a in axis_columns(part) if part[a].notna().any()]
+    for xi, yi, (_, row) in zip(x, y, part.iterrows()):
+        label = ", ".join(str(row[a]) for a in axes)  # values only; the suptitle names the axes
+        ax.annotate(label, (xi, yi), fontsize=7, xytext=(4, 3), textcoords="offset points")
+    if len(x) and x.min() > 0 and x.max() / x.min() > 20:
+        ax.set_xscale("log")
+    ax.set(xlabel=COST_AXES[cost], ylabel=f"{metric.upper()} ↓" if LOWER_IS_BETTER.get(metric, True) else metric.upper(),
+           title=task)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+
+
+# ----------------------------------------------------------------------------------------------
+# Training curves, Fig. 6a, Fig. 6c
+# ----------------------------------------------------------------------------------------------
+def read_log(run_dir: Path) -> pd.DataFrame:
+    """log.jsonl lines with a loss as a frame (step, loss, ...); empty when the run logged none."""
+    path = run_dir / "log.jsonl"
+    if not path.exists():
+        return pd.DataFrame(columns=["step", "loss"])
+    lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    frame = pd.DataFrame([entry for entry in lines if "loss" in entry and "step" in entry])
+    return frame if len(frame) else pd.DataFrame(columns=["step", "loss"])
+
+
+def _curves(df: pd.DataFrame, sweep: Path, by: Sequence[str]) -> Dict[str, List[pd.DataFrame]]:
+    """label -> training logs of its runs (one per seed), grouping runs by the `by` axes."""
+    runs = df.drop_duplicates("run_id")
+    groups: Dict[str, List[pd.DataFrame]] = {}
+    for _, run in runs.iterrows():
+        log = read_log(sweep / str(run["run_id"]))
+        if len(log):
+            groups.setdefault(variant_label(run, by), []).append(log)
+    return groups
+
+
+def _plot_curves(ax: plt.Axes, groups: Dict[str, List[pd.DataFrame]]) -> None:
+    """Mean over seeds per step, with the min-max band of the seeds."""
+    for label, logs in sorted(groups.items()):
+        table = pd.concat([l.set_index("step")["loss"].rename(i) for i, l in enumerate(logs)], axis=1).sort_index()
+        line = ax.plot(table.index, table.mean(axis=1), label=f"{label} (n={len(logs)})")[0]
+        if len(logs) > 1:
+            ax.fill_between(table.index, table.min(axis=1), table.max(axis=1), color=line.get_color(), alpha=0.15)
+    ax.set(xlabel="step", ylabel="training loss")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+
+
+def training_curves(df: pd.DataFrame, sweep: Path, out: Path) -> Optional[Path]:
+    groups = _curves(df, sweep, axis_columns(df))
+    if not groups:
+        return None
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    _plot_curves(ax, groups)
+    ax.set_title("Training loss (mean over seeds, band = min..max)")
+    return _save(fig, out / "training_curves.png")
+
+
+def fig6c_identity(df: pd.DataFrame, sweep: Path, out: Path) -> Optional[Path]:
+    """Paper Fig. 6c: loss with vs without Identity Attention, when the sweep varies it."""
+    axes = [a for a in IDENTITY_AXES if a in df.columns and df[a].nunique(dropna=True) > 1]
+    if not axes:
+        return None
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    _plot_curves(ax, _curves(df, sweep, axes))
+    ax.set_title("Identity Attention on/off: training loss (cf. paper Fig. 6c)")
+    return _save(fig, out / "fig6c_identity_attention.png")
+
+
+def fig6a_ddim(summary: pd.DataFrame, out: Path) -> Optional[Path]:
+    """Paper Fig. 6a: FVD vs DDIM sampling steps (log x), one line per task."""
+    if DDIM_AXIS not in summary.columns:
+        return None
+    part = _model(summary)[lambda d: (d["metric"] == "fvd") & d[DDIM_AXIS].notna()]
+    if part[DDIM_AXIS].nunique() < 2:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for task, line in part.groupby("task"):
+        line = line.assign(steps=line[DDIM_AXIS].astype(float)).sort_values("steps")
+        ax.errorbar(line["steps"], line["mean"], yerr=line["ci95"].fillna(0), marker="o", capsize=3, label=task)
+    ax.set_xscale("log")
+    ax.set(xlabel="DDIM sampling steps", ylabel="FVD ↓", title="FVD vs DDIM steps (cf. paper Fig. 6a)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    return _save(fig, out / "fig6a_ddim_steps.png")
+
+
+# ----------------------------------------------------------------------------------------------
+# Samples: PNG grid and GIF per task
+# ----------------------------------------------------------------------------------------------
+def load_samples(path: Path) -> Dict[str, np.ndarray]:
+    """samples.npz as uint8 (N, T, H, W, 3) clips plus a (N, T) mask (1 = generated frame)."""
+    with np.load(path) as data:
+        clips = {k: _nthwc(data[k]) for k in ("input", "output") if k in data}
+        mask = np.asarray(data["mask"]) if "mask" in data else np.zeros(clips["output"].shape[:2])
+    if mask.ndim > 2:  # a per-pixel mask: a frame counts as generated if any of it is
+        mask = mask.reshape(*mask.shape[:2], -1).max(-1)
+    return {**clips, "mask": mask.astype(bool)}
+
+
+def _nthwc(x: np.ndarray) -> np.ndarray:
+    if x.ndim == 4:
+        x = x[..., None]
+    if x.shape[2] in (1, 3) and x.shape[-1] not in (1, 3):
+        x = x.transpose(0, 1, 3, 4, 2)
+    return np.repeat(x, 3, axis=-1) if x.shape[-1] == 1 else x
+
+
+def pick_run(df: pd.DataFrame, sweep: Path, task: str) -> Optional[str]:
+    """The finished run with the lowest FVD on `task` that saved samples (else any with samples)."""
+    part = df[(df["task"] == task) & (df["method"] == "model") & (df["status"] == "DONE")]
+    fvd = part[part["metric"] == "fvd"].sort_values("value")
+    for run_id in list(fvd["run_id"]) + list(part["run_id"].unique()):
+        if (sweep / str(run_id) / "eval" / task / "samples.npz").exists():
+            return str(run_id)
+    return None
+
+
+def sample_grid(samples: Dict[str, np.ndarray], title: str, path: Path, videos: int = 3) -> Path:
+    """Rows: input then output per clip; columns: frames. Red frame = generated, green = given."""
+    n, t = min(videos, len(samples["output"])), samples["output"].shape[1]
+    kinds = [k for k in ("input", "output") if k in samples]
+    fig, axs = plt.subplots(n * len(kinds), t, figsize=(1.1 * t + 0.8, 1.15 * n * len(kinds) + 0.5), squeeze=False)
+    for v in range(n):
+        for k, kind in enumerate(kinds):
+            for f in range(t):
+                ax = axs[v * len(kinds) + k][f]
+                ax.imshow(samples[kind][v, f])
+                ax.set_xticks([]), ax.set_yticks([])
+                color = "tab:red" if samples["mask"][v, f] else "tab:green"
+                for spine in ax.spines.values():
+                    spine.set(color=color, linewidth=2.5)
+                if f == 0:
+                    ax.set_ylabel(f"clip {v}\n{kind}", fontsize=8)
+                if v == 0 and k == 0:
+                    ax.set_title(f"t={f}", fontsize=8)
+    fig.suptitle(f"{title}  (red = generated, green = given)", fontsize=9)
+    return _save(fig, path)
+
+
+def sample_gif(samples: Dict[str, np.ndarray], path: Path, videos: int = 3, scale: int = 4) -> Path:
+    """Animated GIF: per frame, [input | output] for each clip side by side; red border = generated."""
+    n, t = min(videos, len(samples["output"])), samples["output"].shape[1]
+    frames = []
+    for f in range(t):
+        tiles = [_bordered(samples[k][v, f], samples["mask"][v, f], scale)
+                 for v in range(n) for k in ("input", "output") if k in samples]
+        frames.append(Image.fromarray(np.concatenate(tiles, axis=1)))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.gif")
+    frames[0].save(tmp, save_all=True, append_images=frames[1:], duration=250, loop=0)
+    tmp.replace(path)
+    return path
+
+
+def _bordered(frame: np.ndarray, generated: bool, scale: int) -> np.ndarray:
+    img = Image.fromarray(frame).resize((frame.shape[1] * scale, frame.shape[0] * scale), Image.NEAREST)
+    ImageDraw.Draw(img).rectangle([0, 0, img.width - 1, img.height - 1],
+                                  outline=(220, 30, 30) if generated else (30, 160, 60), width=2)
+    return np.asarray(img)
+
+
+def samples_for_tasks(df: pd.DataFrame, sweep: Path, out: Path) -> List[Path]:
+    paths = []
+    for task in sorted(df["task"].dropna().unique()):
+        run_id = pick_run(df, sweep, task)
+        if run_id is None:
+            continue
+        samples = load_samples(sweep / run_id / "eval" / task / "samples.npz")
+        paths.append(sample_grid(samples, f"{task}: run {run_id}", out / f"samples_{task}.png"))
+        paths.append(sample_gif(samples, out / f"samples_{task}.gif"))
+    return paths
+
+
+def make_all(df: pd.DataFrame, summary: pd.DataFrame, sweep_dir: Path | str) -> List[Path]:
+    """Every figure the sweep supports; returns the written paths (PNG and GIF)."""
+    sweep = Path(sweep_dir)
+    out = sweep / "plots"
+    made = [metric_vs_axis(summary, a, out) for a in axis_columns(summary)]
+    made += [quality_vs_cost(summary, out), training_curves(df, sweep, out), fig6a_ddim(summary, out),
+             fig6c_identity(df, sweep, out)]
+    return [p for p in made if p is not None] + samples_for_tasks(df, sweep, out)
