@@ -1,0 +1,116 @@
+"""Score two sets of videos (or images) with one metric and print the value with its protocol.
+
+    python -m mardini_bench.metrics fvd real_videos/ generated_videos/ --json
+    python -m mardini_bench.metrics fid real.npz:videos generated.npy --ddof 0 --bootstrap 200
+    python -m mardini_bench.metrics psnr real/ generated/ --protocol middle_frame
+
+REAL and GENERATED are folders of video files or uint8 .npy/.npz arrays (`FILE.npz:NAME` picks an
+array). FID on videos pools their frames as images. PSNR/SSIM pair clips by sorted order.
+Bad input prints one `error:` line and exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, Dict, List, Optional, Tuple
+
+from mardini_bench.metrics.inputs import InputError, VideoSet
+from mardini_bench.metrics.preprocess import I3D_RESIZES
+from mardini_bench.metrics.result import MetricResult
+from mardini_bench.registry import METRICS
+from mardini_bench.weights import WeightsError
+
+DISTRIBUTION = ("fvd", "fid")
+
+
+def parse_size(text: str) -> Tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--size must look like 128x128, got {text!r}") from None
+    return h, w
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m mardini_bench.metrics", description=__doc__.split("\n\n")[0])
+    ap.add_argument("metric", choices=["fvd", "fid", "psnr", "ssim"])
+    ap.add_argument("real", help="reference set: folder of videos, or .npy/.npz (FILE.npz:NAME)")
+    ap.add_argument("fake", help="generated set, same forms")
+    ap.add_argument("--json", action="store_true", help="print {value, protocol, ci} as JSON")
+    ap.add_argument("--ddof", type=int, choices=[0, 1], default=1, help="covariance: 1 np.cov, 0 divide by N")
+    ap.add_argument("--resize", choices=I3D_RESIZES, default="torch_bilinear", help="FVD resize to 224")
+    ap.add_argument("--weights", default=None, help="folder holding the network weight files")
+    ap.add_argument("--bootstrap", type=int, default=0, help="resamples for a 95%% interval (FVD/FID)")
+    ap.add_argument("--frames", type=int, default=16, help="first frames of each video to use")
+    ap.add_argument("--size", type=parse_size, default=None, help="common HxW for folders of mixed sizes")
+    ap.add_argument("--protocol", choices=["all_frames", "middle_frame"], default="all_frames",
+                    help="PSNR/SSIM frames scored")
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    return ap
+
+
+def build_metric(args: argparse.Namespace) -> Any:
+    if args.metric in DISTRIBUTION:
+        resize = args.resize if args.metric == "fvd" else None
+        return METRICS.build(args.metric, weights=args.weights, ddof=args.ddof, resize=resize,
+                             batch_size=args.batch_size, device=args.device,
+                             bootstrap=args.bootstrap, seed=args.seed)
+    return METRICS.build(args.metric, protocol=args.protocol)
+
+
+def open_sets(args: argparse.Namespace) -> Tuple[VideoSet, VideoSet]:
+    real, fake = VideoSet(args.real, args.frames), VideoSet(args.fake, args.frames)
+    for s in (real, fake):
+        s.size = args.size
+        if args.metric == "fvd" and s.is_images:
+            raise InputError(f"{s.spec}: holds images; FVD needs videos [N,T,H,W,3]")
+    if args.metric not in DISTRIBUTION:
+        if len(real) != len(fake):
+            raise InputError(f"{args.metric} pairs clips: {args.real} has {len(real)}, {args.fake} has {len(fake)}")
+        if real.target_size() != fake.target_size():
+            raise InputError(f"{args.metric} compares pixels: {args.real} is {real.target_size()}, "
+                             f"{args.fake} is {fake.target_size()}; pass --size HxW")
+    return real, fake
+
+
+def score(metric: Any, real: VideoSet, fake: VideoSet, args: argparse.Namespace) -> MetricResult:
+    if args.metric in DISTRIBUTION:
+        for batch in real.batches(args.batch_size):
+            metric.update(real=batch)
+        for batch in fake.batches(args.batch_size):
+            metric.update(fake=batch)
+    else:
+        for r, f in zip(real.batches(args.batch_size), fake.batches(args.batch_size)):
+            metric.update(r, f)
+    result = metric.compute()
+    protocol = {**result.protocol, "inputs": {"real": real.describe(), "fake": fake.describe()}}
+    return MetricResult(result.value, protocol, result.ci)
+
+
+def render(name: str, result: MetricResult, as_json: bool) -> str:
+    if as_json:
+        return json.dumps({"metric": name, **result.to_dict()}, indent=1, default=str)
+    p = result.protocol
+    ci = f" (95% CI {result.ci[0]:.4f}..{result.ci[1]:.4f})" if result.ci else ""
+    keys = ("num_real", "num_fake", "frames", "covariance_ddof", "resize", "frame_protocol", "num_videos")
+    detail = ", ".join(f"{k}={p[k]}" for k in keys if p.get(k) is not None)
+    return f"{name}: {result.value:.6f}{ci} [{detail}]"
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.frames < 1 or args.batch_size < 1 or args.bootstrap < 0:
+            raise InputError("--frames and --batch-size must be >= 1 and --bootstrap >= 0")
+        metric = build_metric(args)
+        real, fake = open_sets(args)
+        result = score(metric, real, fake, args)
+    except (InputError, WeightsError, ValueError, FloatingPointError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(render(args.metric, result, args.json))
+    return 0
