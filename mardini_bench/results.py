@@ -118,14 +118,18 @@ def _run_info(run_dir: Path) -> Dict[str, Any]:
 
 
 def _status(run_dir: Path, result: Optional[Dict[str, Any]]) -> Dict[str, Any]:
-    """DONE with a result; FAILED with the failure's type and message; otherwise MISSING."""
+    """DONE with a result; FAILED with the failure's type and message; else RUNNING, PENDING or MISSING."""
     if result is not None and result.get("status", "DONE") == "DONE":
         return {"status": "DONE"}
     if (run_dir / "failed.json").exists():
         failed = _read_json(run_dir / "failed.json")
         return {"status": "FAILED", "error": f"{failed.get('type', 'Error')}: {failed.get('message', '')}"}
-    status = (result or {}).get("status") or "MISSING"
-    return {"status": status, "error": "no result.json" if result is None else f"status {status}"}
+    if result is not None:
+        return {"status": str(result.get("status")), "error": f"result.json says {result.get('status')}"}
+    # the sweep's markers: started.json while a job runs, submitted.json while it waits in the queue
+    status = "RUNNING" if (run_dir / "started.json").exists() else (
+        "PENDING" if (run_dir / "submitted.json").exists() else "MISSING")
+    return {"status": status, "error": "no result.json yet"}
 
 
 def _record_row(info: Dict[str, Any], record: Dict[str, Any], run_dir: Path, sweep_dir: Path) -> Dict[str, Any]:
