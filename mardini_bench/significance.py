@@ -3,8 +3,9 @@
 Every run of a sweep scores the same eval clips, so two variants are compared on the *same*
 resampled clips (paired over videos); the training seed is the outer level, resampled per variant.
 PSNR/SSIM resample `per_video` values; FVD/FID recompute the Frechet distance on the saved
-features of the resampled videos (`features` npz: `real`, `fake`, optional `video_index` mapping
-each feature row to its clip, e.g. per-frame FID features).
+features of the resampled videos (`features` npz: `fake`, and `real` or a cached real set's
+`real_mu`/`real_cov`; optional `video_index` mapping each feature row to its clip, e.g. per-frame
+FID features).
 
     table = compare(df, sweep_dir)   # one row per variant pair x task x metric, Holm-corrected
 """
@@ -19,8 +20,8 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import pandas as pd
-from cleanfid.fid import frechet_distance
 
+from mardini_bench.metrics.frechet import frechet_lowrank
 from mardini_bench.results import axis_columns, variant_label
 
 LOWER_IS_BETTER = {"fvd": True, "fid": True, "lpips": True, "psnr": False, "ssim": False}
@@ -36,17 +37,21 @@ def _per_video_scorer(per_video: Sequence[float]) -> Scorer:
 
 
 def _frechet_scorer(npz_path: Path, ddof: int) -> Scorer:
-    """FD of the features of the chosen videos; rows belong to videos through `video_index`."""
+    """FD of the chosen videos' features; rows belong to videos through `video_index`.
+
+    The real set is resampled with the fake one (same clips) when its features were saved (`real`);
+    when only its statistics were (`real_mu`, `real_cov`: a cached real set) it is held fixed."""
     with np.load(npz_path) as data:
-        real, fake = data["real"].astype(np.float64), data["fake"].astype(np.float64)
-        owner = data["video_index"] if "video_index" in data else np.arange(len(real))
+        fake = data["fake"].astype(np.float64)
+        real = data["real"].astype(np.float64) if "real" in data else None
+        fixed = (data["real_mu"], data["real_cov"]) if real is None else None
+        owner = data["video_index"] if "video_index" in data else np.arange(len(fake))
     rows_of = [np.flatnonzero(owner == v) for v in range(int(owner.max()) + 1)]
 
     def score(idx: np.ndarray) -> float:
         rows = np.concatenate([rows_of[i] for i in idx])
-        r, f = real[rows], fake[rows]
-        return float(frechet_distance(r.mean(0), np.cov(r, rowvar=False, ddof=ddof),
-                                               f.mean(0), np.cov(f, rowvar=False, ddof=ddof)))
+        # the metric's own low-rank route: exact, and no d x d square root per bootstrap replicate
+        return frechet_lowrank(None if real is None else real[rows], fake[rows], ddof, fixed)
     score.num_videos = len(rows_of)  # type: ignore[attr-defined]
     return score
 

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Dict, Iterable, Optional, Tuple
 
 import numpy as np
-from cleanfid.fid import frechet_distance
+
+from mardini_bench.metrics.frechet import frechet_distance, gaussian_stats
 
 TASKS = ("interpolation", "image_to_video")
 METRICS = ("fvd", "fid", "psnr", "ssim")
@@ -28,7 +29,7 @@ def protocol(metric: str, **changes) -> Dict:
 
 
 def _fd(real: np.ndarray, fake: np.ndarray) -> float:
-    return float(frechet_distance(real.mean(0), np.cov(real, rowvar=False), fake.mean(0), np.cov(fake, rowvar=False)))
+    return frechet_distance(*gaussian_stats(real), *gaussian_stats(fake))
 
 
 def _features(rng: np.random.Generator, real: np.ndarray, shift: float) -> np.ndarray:

@@ -1,0 +1,279 @@
+"""collect / summarise / significance / tables / report on fabricated run folders, and the ablation grids."""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+import math
+import re
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from fake_runs import make_run, make_sweep, protocol
+from mardini_bench import plots, report, results, significance, tables
+from mardini_bench.config import RunConfig, apply_overrides
+
+REPO = Path(__file__).resolve().parents[1]
+DEPTHS = [({"model.planner.depth": 2}, 0.4), ({"model.planner.depth": 4}, 0.85)]
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory) -> Path:
+    """2 planner depths x 3 seeds; depth 4 seed 2 failed."""
+    return make_sweep(tmp_path_factory.mktemp("sweep") / "depth", DEPTHS, fail=[(1, 2)])
+
+
+@pytest.fixture(scope="module")
+def df(sweep) -> pd.DataFrame:
+    with pytest.warns(UserWarning, match="rdepth4_s2 is FAILED"):
+        return results.collect(sweep)
+
+
+# ----------------------------------------------------------------------------------------------
+# collect
+# ----------------------------------------------------------------------------------------------
+def test_collect_is_tidy_with_axes_protocol_and_cost(df, sweep):
+    assert len(df) == 6 * 2 * 3 * 4  # runs x tasks x methods x metrics
+    for col in ("run_id", "status", "seed", "model.planner.depth", "task", "method", "metric", "value",
+                "protocol.implementation", "protocol.num_videos", *results.COST_COLUMNS):
+        assert col in df.columns, col
+    assert results.axis_columns(df) == ["model.planner.depth"]
+    assert not df.duplicated(["run_id", "task", "method", "metric"]).any()
+    stored = json.loads((sweep / "rdepth2_s1" / "result.json").read_text())["records"]
+    psnr = next(r for r in stored if (r["task"], r["method"], r["metric"]) == ("interpolation", "model", "psnr"))
+    row = df[(df.run_id == "rdepth2_s1") & (df.task == "interpolation") & (df.method == "model") & (df.metric == "psnr")]
+    assert row["value"].item() == pytest.approx(psnr["value"])
+    back = pd.read_parquet(sweep / "results.parquet")
+    assert len(back) == len(df) and (sweep / "results.csv").exists()
+    assert not list(sweep.glob(".*.tmp"))
+
+
+def test_failed_run_is_nan_with_status_never_zero(df):
+    failed = df[df.run_id == "rdepth4_s2"]
+    assert len(failed) == 2 * 3 * 4  # its expected rows are all still there
+    assert (failed["status"] == "FAILED").all() and failed["value"].isna().all()
+    assert failed["error"].iloc[0] == "RuntimeError: loss is NaN at step 40"
+    assert np.isnan(failed["params_planner"]).all()
+    done = df[df.run_id != "rdepth4_s2"]
+    assert (done["status"] == "DONE").all() and done["value"].notna().all() and (done["value"] != 0).all()
+
+
+def test_unfinished_run_states(tmp_path):
+    make_run(tmp_path, {"model.planner.depth": 2}, 0, 0.5)
+    for name, marker in (("queued", "submitted.json"), ("busy", "started.json"), ("lost", None)):
+        run = tmp_path / name
+        run.mkdir()
+        (run / "config.json").write_text(json.dumps({"seed": 0, "eval": {"tasks": ["interpolation"],
+                                                                           "metrics": ["fvd"], "baselines": []}}))
+        if marker:
+            (run / marker).write_text("{}")
+    with pytest.warns(UserWarning):
+        got = results.collect(tmp_path, write=False).drop_duplicates("run_id").set_index("run_id")["status"]
+    assert got.to_dict() == {"busy": "RUNNING", "lost": "MISSING", "queued": "PENDING", "rdepth2_s0": "DONE"}
+
+
+def test_mixing_two_fvd_protocols_fails_naming_both(tmp_path):
+    make_run(tmp_path, {"model.planner.depth": 2}, 0, 0.5)
+    other = protocol("fvd", implementation="tats/i3d_tf", resize="bicubic")
+    make_run(tmp_path, {"model.planner.depth": 4}, 0, 0.5, fvd_protocol=other)
+    with pytest.raises(results.ProtocolMismatchError) as err:
+        results.collect(tmp_path)
+    message = str(err.value)
+    assert "'fvd'" in message and "tats/i3d_tf" in message and "mardini_bench.metrics/i3d" in message
+    assert "bicubic" in message and "allow_mixed_protocols" in message
+    assert not (tmp_path / "results.csv").exists()  # nothing written for a refused collect
+    mixed = results.collect(tmp_path, allow_mixed_protocols=True)
+    assert set(mixed[mixed.metric == "fvd"]["protocol.implementation"]) == {"tats/i3d_tf", "mardini_bench.metrics/i3d"}
+
+
+def test_collect_errors_name_the_folder(tmp_path):
+    with pytest.raises(results.CollectError, match="does not exist"):
+        results.collect(tmp_path / "nope")
+    with pytest.raises(results.CollectError, match="holds no run folders"):
+        results.collect(tmp_path)
+
+
+# ----------------------------------------------------------------------------------------------
+# summarise: t-interval over seeds
+# ----------------------------------------------------------------------------------------------
+def test_summarise_t_interval_matches_scipy_and_skips_nan(df):
+    summary = results.summarise(df)
+    row = summary[(summary["model.planner.depth"] == 4) & (summary.task == "interpolation")
+                  & (summary.method == "model") & (summary.metric == "fvd")].iloc[0]
+    values = df[(df["model.planner.depth"] == 4) & (df.task == "interpolation") & (df.method == "model")
+                & (df.metric == "fvd")]["value"].dropna().to_numpy()
+    assert (row["n"], row["n_missing"], row["runs"]) == (2, 1, 3)
+    low, high = stats.t.interval(0.95, len(values) - 1, loc=values.mean(), scale=stats.sem(values))
+    assert row["mean"] == pytest.approx(values.mean())
+    assert (row["ci_low"], row["ci_high"]) == (pytest.approx(low), pytest.approx(high))
+
+
+def test_t_interval_edge_cases():
+    assert math.isnan(results.t_interval([math.nan, math.nan])["mean"])  # all failed: NaN, never 0
+    one = results.t_interval([3.0, math.nan])
+    assert one["mean"] == 3.0 and math.isnan(one["ci95"])
+    assert results.t_interval([2.0, 2.0, 2.0])["ci95"] == 0.0
+
+
+# ----------------------------------------------------------------------------------------------
+# significance
+# ----------------------------------------------------------------------------------------------
+def test_paired_bootstrap_detects_a_real_gap_and_not_a_null_one():
+    rng = np.random.default_rng(0)
+    clips = rng.normal(25, 3, size=40)  # per-clip difficulty shared by both variants: pairing removes it
+    same = [significance._per_video_scorer(clips + rng.normal(0, 0.2, 40)) for _ in range(3)]
+    also_same = [significance._per_video_scorer(clips + rng.normal(0, 0.2, 40)) for _ in range(3)]
+    better = [significance._per_video_scorer(clips + 0.5 + rng.normal(0, 0.2, 40)) for _ in range(3)]
+    gap = significance.paired_bootstrap(same, better, 40, n_boot=300, rng=np.random.default_rng(1))
+    null = significance.paired_bootstrap(same, also_same, 40, n_boot=300, rng=np.random.default_rng(1))
+    assert gap["p_value"] < 0.01 and gap["ci_low"] > 0 and gap["delta"] == pytest.approx(0.5, abs=0.15)
+    assert null["p_value"] > 0.05 and null["ci_low"] < 0 < null["ci_high"]
+
+
+def test_frechet_scorer_reproduces_recorded_values(sweep):
+    """FVD from features (per video) and FID from per-frame features grouped by video_index."""
+    record = json.loads((sweep / "rdepth2_s0" / "result.json").read_text())["records"]
+    for metric in ("fvd", "fid"):
+        rec = next(r for r in record if (r["task"], r["method"], r["metric"]) == ("interpolation", "model", metric))
+        scorer, n = significance.load_scorer(sweep, "rdepth2_s0", "interpolation", "model", metric)
+        assert n == 24 and scorer(np.arange(n)) == pytest.approx(rec["value"], rel=1e-6)
+
+
+def test_holm_is_monotone_and_bounded():
+    adjusted = significance.holm([0.01, 0.04, 0.03, 0.5])
+    assert adjusted.tolist() == pytest.approx([0.04, 0.09, 0.09, 0.5])
+
+
+def test_compare_and_marks(df, sweep):
+    comparisons = significance.compare(df, sweep, n_boot=200)
+    assert len(comparisons) == 2 * 4  # one pair per task x metric
+    assert comparisons["significant"].all()  # depth 4 is far better on every metric of the fake sweep
+    fvd = comparisons[(comparisons.task == "interpolation") & (comparisons.metric == "fvd")].iloc[0]
+    assert fvd["delta"] < 0 and (fvd["seeds_a"], fvd["seeds_b"]) == (3, 2)  # failed seed left out
+    marked = significance.mark_best(results.summarise(df), comparisons)
+    model = marked[marked.method == "model"]
+    assert model[model.best]["model.planner.depth"].eq(4).all()
+    assert model[~model.best]["differs_from_best"].eq(1.0).all()
+
+
+# ----------------------------------------------------------------------------------------------
+# tables, plots, report
+# ----------------------------------------------------------------------------------------------
+def test_report_end_to_end(sweep, capsys):
+    assert report.main([str(sweep), "--n-boot", "50"]) == 0
+    assert "warning: run rdepth4_s2 is FAILED" in (sweep / "report.md").read_text()
+    table = (sweep / "table.md").read_text()
+    failed_line = next(line for line in table.splitlines() if line.startswith("| rdepth4_s2 |"))
+    assert "FAILED: RuntimeError: loss is NaN at step 40" in failed_line and "n/a" in failed_line
+    assert "| baseline: copy_nearest |" in table and "| baseline: linear_blend |" in table
+    for header in ("FVD", "FID", "PSNR", "SSIM", "params P", "FLOPs/sample", "latency/sample", "peak mem"):
+        assert header in table
+    ok_line = next(line for line in table.splitlines() if line.startswith("| rdepth2_s0 |"))
+    assert "DONE" in ok_line and "n/a" not in ok_line
+    assert "224.07" in table  # the paper's Table 2 number beside ours
+    html = (sweep / "report.html").read_text()
+    images = re.findall(r"src='data:image/(png|gif);base64,([A-Za-z0-9+/=]+)'", html)
+    assert {"png", "gif"} <= {kind for kind, _ in images} and len(images) >= 5
+    assert base64.b64decode(images[0][1])[:4] == b"\x89PNG"
+    assert "<b>" in html and "FAILED" in html and "src='plots/" not in html
+    assert (sweep / "report.md").exists() and (sweep / "tables.tex").read_text().count("\\begin{table}") >= 4
+    names = {p.name for p in (sweep / "plots").iterdir()}
+    assert {"metric_vs_model.planner.depth.png", "fvd_vs_cost.png", "training_curves.png",
+            "samples_interpolation.png", "samples_interpolation.gif"} <= names
+
+
+def test_report_cli_user_errors_exit_2(tmp_path, capsys):
+    assert report.main([str(tmp_path / "missing")]) == 2
+    assert capsys.readouterr().err.startswith("error: sweep folder")
+    make_run(tmp_path, {"model.planner.depth": 2}, 0, 0.5)
+    make_run(tmp_path, {"model.planner.depth": 4}, 0, 0.5, fvd_protocol=protocol("fvd", num_videos=12))
+    assert report.main([str(tmp_path)]) == 2
+    assert "mixes protocols" in capsys.readouterr().err
+
+
+def test_fig6a_and_fig6c_when_axes_exist(tmp_path):
+    points = [({"model.diffusion.sample_steps": s, "model.planner.identity_attention": ia}, q)
+              for s, ia, q in ((1, True, 0.3), (25, True, 0.8), (25, False, 0.6))]
+    sweep = make_sweep(tmp_path / "f6", points, seeds=(0, 1))
+    df = results.collect(sweep, write=False)
+    summary = results.summarise(df)
+    assert plots.fig6a_ddim(summary, sweep / "plots").name == "fig6a_ddim_steps.png"
+    assert plots.fig6c_identity(df, sweep, sweep / "plots").name == "fig6c_identity_attention.png"
+
+
+def test_pareto_front():
+    cost = np.array([1.0, 2.0, 3.0, 4.0, 2.5])
+    fvd = np.array([300.0, 200.0, 250.0, 100.0, 150.0])
+    assert plots.pareto_front(cost, fvd).tolist() == [0, 1, 4, 3]
+
+
+def test_markdown_and_latex_cells():
+    frame = pd.DataFrame({"variant": ["a_b"], "FVD": [tables.cell(224.07, 3.1, "fvd", best=True, differs=math.nan)],
+                          "SSIM": [tables.cell(0.5, 0.01, "ssim", differs=1.0)]})
+    assert frame["FVD"][0] == "**224.1 ± 3.1**" and frame["SSIM"][0] == "0.5000 ± 0.0100†"
+    assert tables.cell(math.nan, math.nan, "fvd") == "n/a"
+    tex = tables.latex(frame, "t")
+    assert "\\textbf{224.1 $\\pm$ 3.1}" in tex and "\\dag" in tex and "a\\_b" in tex
+
+
+# ----------------------------------------------------------------------------------------------
+# the paper's numbers and the ablation grids
+# ----------------------------------------------------------------------------------------------
+def _paper_md_rows(text: str, heading: str) -> list:
+    block = text.split(heading, 1)[1].split("\n### ", 1)[0]
+    return [[c.strip().strip("*") for c in line.strip("|").split("|")] for line in block.splitlines()
+            if line.startswith("|") and not line.startswith("|---")][1:]
+
+
+def test_paper_tables_csv_matches_the_paper_notes(shared_dir):
+    """Every number in results/paper/paper_tables.csv equals the one in the paper notes, §5."""
+    text = (shared_dir / "docs" / "mardini-paper.md").read_text()
+    paper = tables.load_paper(REPO / "results" / "paper" / "paper_tables.csv")
+    t2 = paper[paper.table == "table2"]
+    got2 = sorted(float(v) for v in t2["value"])
+    want2 = sorted(float(v) for row in _paper_md_rows(text, "### Table 2") for v in row[2:])
+    assert got2 == want2 and len(want2) == 10
+    t4 = paper[paper.table == "table4"]
+    for row in _paper_md_rows(text, "### Table 4"):
+        mine = t4[t4.row_label == row[0]]["value"].astype(float).tolist()
+        assert mine == [float(v) for v in row[1:]], row[0]
+    t3 = paper[(paper.table == "table3") & (paper.value != "")]
+    want3 = {float(v.split()[0]) for row in _paper_md_rows(text, "### Table 3") for v in row[3:]
+             if v[:1].isdigit()}
+    assert set(t3["value"].astype(float)) == want3
+
+
+def _grid_points(grid: dict) -> list:
+    product, zipped = grid.get("grid", {}), grid.get("zip", {})
+    rows = list(zip(*zipped.values())) if zipped else [()]
+    keys = list(product) + list(zipped)
+    fmt = lambda v: str(v).lower() if isinstance(v, bool) else str(v)  # noqa: E731
+    return [list(grid["base"]) + [f"{k}={fmt(v)}" for k, v in zip(keys, combo + row)] + [f"seed={s}"]
+            for combo in itertools.product(*product.values()) for row in rows for s in grid.get("seeds", [0])]
+
+
+GRIDS = ["table2", "table3", "fig6a_ddim_steps", "fig6c_identity", "mask_schedule", "generator_size",
+         "attention_type", "planner_depth"]
+
+
+@pytest.mark.parametrize("name", GRIDS)
+def test_every_point_of_every_grid_resolves(name):
+    path = REPO / "ablations" / f"{name}.toml"
+    text = path.read_text()
+    assert text.startswith("# "), "each grid opens with a comment on what it reproduces"
+    grid = tomllib.loads(text)
+    assert grid["name"] == name and grid["description"]
+    points = _grid_points(grid)
+    assert len(points) >= 2 * len(grid.get("seeds", [0]))
+    try:
+        configs = [apply_overrides(RunConfig(), p) for p in points]
+    except ModuleNotFoundError as err:  # a registry's module (e.g. the dataset registry) not installed yet
+        pytest.skip(f"registry module {err.name} is not importable")
+    varied = {tuple(p[len(grid["base"]):-1]) for p in points}
+    assert len({repr(c) for c in configs}) == len(varied) * len(grid.get("seeds", [0]))
