@@ -31,8 +31,11 @@ BASE_COLUMNS = ("run_id", "status", "error", "seed", "planner", "generator", "da
                 "metric", "value", "features", "train_steps", "final_loss", "train_wall_s") + COST_COLUMNS
 SUMMARY_COLUMNS = ("variant", "runs", "n", "n_missing", "mean", "std", "ci95", "ci_low", "ci_high")
 PROTOCOL_PREFIX = "protocol."
-# Fields of a record's protocol that do not change what a number means.
-_PROTOCOL_IGNORE = ("note",)
+# Fields of a record's protocol that do not change what a number means. `real_stats` says whether
+# the real set's statistics came from the on-disk cache or were computed in the run: the cache is
+# keyed by the feature protocol, so both give the same statistics. Counts (num_videos, num_real,
+# num_fake) are NOT ignored: FVD/FID are biased in N, so different counts are different protocols.
+_PROTOCOL_IGNORE = ("note", "real_stats")
 
 
 class ProtocolMismatchError(ValueError):

@@ -21,7 +21,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from mardini_bench.metrics.frechet import frechet_lowrank
+from mardini_bench.metrics.frechet import frechet_distance, frechet_lowrank, gaussian_stats
 from mardini_bench.results import axis_columns, variant_label
 
 LOWER_IS_BETTER = {"fvd": True, "fid": True, "lpips": True, "psnr": False, "ssim": False}
@@ -50,8 +50,10 @@ def _frechet_scorer(npz_path: Path, ddof: int) -> Scorer:
 
     def score(idx: np.ndarray) -> float:
         rows = np.concatenate([rows_of[i] for i in idx])
-        # the metric's own low-rank route: exact, and no d x d square root per bootstrap replicate
-        return frechet_lowrank(None if real is None else real[rows], fake[rows], ddof, fixed)
+        if len(rows) < fake.shape[1]:  # N < d: the metric's exact low-rank route, no d x d sqrtm
+            return frechet_lowrank(None if real is None else real[rows], fake[rows], ddof, fixed)
+        real_stats = fixed if real is None else gaussian_stats(real[rows], ddof)
+        return frechet_distance(*real_stats, *gaussian_stats(fake[rows], ddof))
     score.num_videos = len(rows_of)  # type: ignore[attr-defined]
     return score
 

@@ -282,7 +282,9 @@ def write_tables(sweep_dir: os.PathLike | str, tables: Dict[str, tuple], protoco
 
 def protocol_table(df: pd.DataFrame) -> str:
     """Markdown table of each metric's protocol (one row per task x metric x distinct protocol)."""
-    cols = [c for c in df.columns if c.startswith("protocol.")]
+    from mardini_bench.results import _PROTOCOL_IGNORE
+
+    cols = [c for c in df.columns if c.startswith("protocol.") and c[len("protocol."):] not in _PROTOCOL_IGNORE]
     if not cols:
         return ""
     part = df[df["value"].notna()][["task", "metric"] + cols].map(_plain).drop_duplicates()

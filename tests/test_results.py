@@ -92,6 +92,12 @@ def test_mixing_two_fvd_protocols_fails_naming_both(tmp_path):
     assert set(mixed[mixed.metric == "fvd"]["protocol.implementation"]) == {"tats/i3d_tf", "mardini_bench.metrics/i3d"}
 
 
+def test_cached_real_stats_is_the_same_protocol(tmp_path):
+    make_run(tmp_path, {"model.planner.depth": 2}, 0, 0.5)
+    make_run(tmp_path, {"model.planner.depth": 4}, 0, 0.5, fvd_protocol=protocol("fvd", real_stats="cached"))
+    assert results.collect(tmp_path, write=False)["value"].notna().all()
+
+
 def test_collect_errors_name_the_folder(tmp_path):
     with pytest.raises(results.CollectError, match="does not exist"):
         results.collect(tmp_path / "nope")
@@ -143,6 +149,19 @@ def test_frechet_scorer_reproduces_recorded_values(sweep):
         rec = next(r for r in record if (r["task"], r["method"], r["metric"]) == ("interpolation", "model", metric))
         scorer, n = significance.load_scorer(sweep, "rdepth2_s0", "interpolation", "model", metric)
         assert n == 24 and scorer(np.arange(n)) == pytest.approx(rec["value"], rel=1e-6)
+
+
+def test_frechet_scorer_low_rank_route_when_fewer_videos_than_dims(tmp_path):
+    from mardini_bench.metrics.frechet import frechet_distance, gaussian_stats
+
+    rng = np.random.default_rng(3)
+    real, fake = rng.normal(size=(10, 40)), rng.normal(0.5, 1.2, size=(10, 40))
+    np.savez(tmp_path / "f.npz", real=real, fake=fake)
+    scorer = significance._frechet_scorer(tmp_path / "f.npz", ddof=1)
+    want = frechet_distance(*gaussian_stats(real), *gaussian_stats(fake))
+    assert scorer(np.arange(10)) == pytest.approx(want, rel=1e-5)
+    np.savez(tmp_path / "g.npz", fake=fake, real_mu=real.mean(0), real_cov=np.cov(real, rowvar=False))
+    assert significance._frechet_scorer(tmp_path / "g.npz", ddof=1)(np.arange(10)) == pytest.approx(want, rel=1e-5)
 
 
 def test_holm_is_monotone_and_bounded():
