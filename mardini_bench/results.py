@@ -180,14 +180,23 @@ def _isna(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
+def column_keys(df: pd.DataFrame) -> List[str]:
+    """What makes one comparable column: dataset, task, metric and every eval-defining axis.
+
+    An axis under `data.` or `eval.` (clip length, resolution, number of eval clips) changes the
+    eval set itself, so its settings are separate columns: never pooled, tested or ranked together."""
+    return ["dataset", "task", "metric"] + [a for a in axis_columns(df) if a.startswith(("data.", "eval."))]
+
+
 def check_protocols(df: pd.DataFrame) -> None:
-    """Raise ProtocolMismatchError naming both protocols if one (task, method-free, metric) column mixes them.
+    """Raise ProtocolMismatchError naming both protocols if one column (`column_keys`) mixes them.
 
     Baselines and the model share a column in every table, so they must share a protocol too.
     """
     columns = protocol_columns(df)
     scored = df[df["value"].notna()]
-    for (task, metric), group in scored.groupby(["task", "metric"], sort=True):
+    for key, group in scored.groupby(column_keys(df), sort=True, dropna=False):
+        task, metric = key[1], key[2]
         seen: Dict[str, List[str]] = {}
         for _, row in group.iterrows():
             seen.setdefault(_protocol_of(row, columns), []).append(f"{row['run_id']}/{row['method']}")

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from mardini_bench.metrics.frechet import frechet_distance, frechet_lowrank, gaussian_stats
-from mardini_bench.results import axis_columns, variant_label
+from mardini_bench.results import axis_columns, column_keys, variant_label
 
 LOWER_IS_BETTER = {"fvd": True, "fid": True, "lpips": True, "psnr": False, "ssim": False}
 FRECHET_METRICS = ("fvd", "fid")
@@ -113,13 +113,11 @@ def holm(p_values: Sequence[float]) -> np.ndarray:
     return out
 
 
-def _variant_scorers(df: pd.DataFrame, sweep_dir: Path, task: str, metric: str) -> Dict[str, tuple]:
-    """variant label -> ([scorer per finished seed], num_videos), model rows only."""
-    axes = axis_columns(df)
-    rows = df[(df["method"] == "model") & (df["task"] == task) & (df["metric"] == metric) & df["value"].notna()]
+def _variant_scorers(rows: pd.DataFrame, sweep_dir: Path, axes: Sequence[str]) -> Dict[str, tuple]:
+    """variant label -> ([scorer per finished seed], {num_videos}) for the model rows of one column."""
     out: Dict[str, tuple] = {}
-    for _, row in rows.iterrows():
-        loaded = load_scorer(sweep_dir, row["run_id"], task, "model", metric)
+    for _, row in rows[rows["value"].notna()].iterrows():
+        loaded = load_scorer(sweep_dir, row["run_id"], row["task"], "model", row["metric"])
         if loaded is not None:
             scorers, counts = out.setdefault(variant_label(row, axes), ([], set()))
             scorers.append(loaded[0])
@@ -129,52 +127,61 @@ def _variant_scorers(df: pd.DataFrame, sweep_dir: Path, task: str, metric: str) 
 
 def compare(df: pd.DataFrame, sweep_dir: Path | str, n_boot: int = 500, alpha: float = 0.05,
             seed: int = 0) -> pd.DataFrame:
-    """Every pair of variants per task x metric, paired bootstrap, Holm-corrected within the column.
+    """Every pair of variants within each column (`column_keys`), paired bootstrap, Holm-corrected per column.
 
     Pairs whose runs scored different numbers of clips are left out (not paired)."""
-    rows = []
+    rows, axes, keys = [], axis_columns(df), column_keys(df)
     rng = np.random.default_rng(seed)
-    for (task, metric), _ in df[df["method"] == "model"].dropna(subset=["task"]).groupby(["task", "metric"]):
-        variants = _variant_scorers(df, Path(sweep_dir), task, metric)
+    model = df[(df["method"] == "model") & df["task"].notna()]
+    for key, group in model.groupby(keys, sort=True, dropna=False):
+        variants = _variant_scorers(group, Path(sweep_dir), axes)
         column = []
         for a, b in itertools.combinations(sorted(variants), 2):
             (sa, na), (sb, nb) = variants[a], variants[b]
             if len(na | nb) != 1:
                 continue
             stats = paired_bootstrap(sa, sb, next(iter(na)), n_boot, rng)
-            column.append(dict(task=task, metric=metric, variant_a=a, variant_b=b, seeds_a=len(sa),
-                               seeds_b=len(sb), **stats))
-        if column:
-            for row, p in zip(column, holm([r["p_value"] for r in column])):
-                row.update(p_holm=float(p), significant=bool(p < alpha))
-            rows += column
-    return pd.DataFrame(rows, columns=["task", "metric", "variant_a", "variant_b", "seeds_a", "seeds_b", "mean_a",
-                                       "mean_b", "delta", "ci_low", "ci_high", "p_value", "p_holm", "significant"])
+            column.append(dict(zip(keys, key), variant_a=a, variant_b=b, seeds_a=len(sa), seeds_b=len(sb), **stats))
+        for row, p in zip(column, holm([r["p_value"] for r in column])):
+            row.update(p_holm=float(p), significant=bool(p < alpha))
+        rows += column
+    return pd.DataFrame(rows, columns=keys + ["variant_a", "variant_b", "seeds_a", "seeds_b", "mean_a", "mean_b",
+                                              "delta", "ci_low", "ci_high", "p_value", "p_holm", "significant"])
 
 
 def mark_best(summary: pd.DataFrame, comparisons: pd.DataFrame) -> pd.DataFrame:
-    """Add `best` (best model variant of its task x metric) and `differs_from_best` (Holm p < alpha).
+    """Add `best` (best model variant of its column) and `differs_from_best` (Holm p < alpha).
 
     `differs_from_best` is NaN where no paired test exists (one variant, or no saved evidence)."""
     out = summary.copy()
     out["best"], out["differs_from_best"] = False, np.nan
+    keys = column_keys(summary)
     model = out[(out["method"] == "model") & out["mean"].notna()]
-    for (task, metric), group in model.groupby(["task", "metric"]):
-        lower = LOWER_IS_BETTER.get(str(metric), True)
+    for key, group in model.groupby(keys, dropna=False):
+        lower = LOWER_IS_BETTER.get(str(key[2]), True)
         best = group["mean"].idxmin() if lower else group["mean"].idxmax()
         out.loc[best, "best"] = True
-        best_label = out.loc[best, "variant"]
+        tests = _same_column(comparisons, keys, key)
         for i, label in group["variant"].items():
-            out.loc[i, "differs_from_best"] = _differs(comparisons, task, metric, best_label, label)
+            out.loc[i, "differs_from_best"] = _differs(tests, out.loc[best, "variant"], label)
     return out
 
 
-def _differs(comparisons: pd.DataFrame, task: str, metric: str, a: str, b: str) -> float:
-    if a == b:
-        return math.nan
+def _same_column(comparisons: pd.DataFrame, keys: Sequence[str], key: tuple) -> pd.DataFrame:
     if comparisons.empty:
+        return comparisons
+    mask = np.ones(len(comparisons), dtype=bool)
+    for k, v in zip(keys, key):
+        mask &= (comparisons[k].isna() if _isna(v) else comparisons[k] == v).to_numpy()
+    return comparisons[mask]
+
+
+def _isna(value: object) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _differs(tests: pd.DataFrame, a: str, b: str) -> float:
+    if a == b or tests.empty:
         return math.nan
-    hit = comparisons[(comparisons["task"] == task) & (comparisons["metric"] == metric)
-                      & (((comparisons["variant_a"] == a) & (comparisons["variant_b"] == b))
-                         | ((comparisons["variant_a"] == b) & (comparisons["variant_b"] == a)))]
+    hit = tests[((tests["variant_a"] == a) & (tests["variant_b"] == b)) | ((tests["variant_a"] == b) & (tests["variant_b"] == a))]
     return float(hit["significant"].iloc[0]) if len(hit) else math.nan
