@@ -1,0 +1,185 @@
+"""Command line: launch a sweep, or report on one.
+
+    python -m mardini_bench.sweep GRID [key=v1,v2 ...] [--cluster local|slurm|debug] [--dry-run]
+                                  [--results DIR] [--partition P --timeout-min M ...]
+    python -m mardini_bench.sweep status SWEEP_DIR
+    python -m mardini_bench.sweep collect SWEEP_DIR
+
+The grid is shown (`#idx run_id : overrides`) before anything is submitted. On SLURM the command
+returns once the job array is queued; `local` and `debug` wait for the runs and then collect.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+from mardini_bench.cli import user_errors
+from mardini_bench.sweep import launch, plan, rundir, status
+from mardini_bench.sweep.grid import Grid, GridError, load_grid, with_cli_args
+from mardini_bench.sweep.job import DEFAULT_RUN_FN, load_run_fn
+from mardini_bench.sweep.scheduler import ACTIVE, slurm_states
+
+REPO = Path(__file__).resolve().parents[2]  # the checkout whose SHA goes into git.json
+
+
+def _key_value(text: str) -> tuple:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, value
+
+
+def launch_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m mardini_bench.sweep", description=__doc__.split("\n\n")[0],
+                                epilog="subcommands: status SWEEP_DIR | collect SWEEP_DIR")
+    p.add_argument("grid", help="grid file, e.g. ablations/quickstart.toml")
+    p.add_argument("overrides", nargs="*", help="key=v1,v2 adds or replaces an axis; key=v fixes a value")
+    p.add_argument("--cluster", choices=launch.CLUSTERS, default="local")
+    p.add_argument("--dry-run", action="store_true", help="print the runs and exit")
+    p.add_argument("--results", default="results", help="root of sweep folders (default: results)")
+    p.add_argument("--no-report", action="store_true", help="local/debug: collect, but skip the report")
+    p.add_argument("--run-fn", default=DEFAULT_RUN_FN, help="training function run(cfg, run_dir) -> dict")
+    g = p.add_argument_group("resources (override the grid's [slurm] table)")
+    g.add_argument("--partition")
+    g.add_argument("--gpus-per-node", type=int)
+    g.add_argument("--cpus-per-task", type=int)
+    g.add_argument("--mem-gb", type=float)
+    g.add_argument("--timeout-min", type=int)
+    g.add_argument("--array-parallelism", type=int)
+    g.add_argument("--sbatch", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
+                   help="extra sbatch option, repeatable (e.g. --sbatch qos=high)")
+    g.add_argument("--setup", action="append", default=[], metavar="LINE", help="shell line run before each job")
+    return p
+
+
+def cli_options(args: argparse.Namespace) -> Dict[str, Any]:
+    return {"partition": args.partition, "gpus_per_node": args.gpus_per_node, "cpus_per_task": args.cpus_per_task,
+            "mem_gb": args.mem_gb, "timeout_min": args.timeout_min, "array_parallelism": args.array_parallelism,
+            "additional_parameters": dict(args.sbatch), "setup": tuple(args.setup)}
+
+
+def print_plan(grid: Grid, points: Sequence[plan.Point], duplicates: Sequence[tuple]) -> None:
+    print(f"sweep {grid.name} ({grid.source}): {len(points)} runs; base: {' '.join(grid.base) or '-'}")
+    for p in points:
+        print(f"#{p.idx} {p.run_id} : {' '.join(p.overrides) or '(base)'}")
+    for idx, same in duplicates:
+        print(f"#{idx} resolves to the same config as #{same}: one run")
+
+
+def _active(sweep_dir: Path, points: Sequence[plan.Point]) -> set:
+    """Run ids with a job running in their folder or still queued: resubmitting would duplicate them."""
+    submitted = {p.run_id: rundir.read_json(sweep_dir / p.run_id / rundir.SUBMITTED) or {} for p in points}
+    queue = slurm_states(s.get("job_id") for s in submitted.values() if s.get("cluster") == "slurm")
+    return {p.run_id for p in points if rundir.lock_held(sweep_dir / p.run_id)
+            or queue.get(submitted[p.run_id].get("job_id", ""), "") in ACTIVE}
+
+
+def to_submit(sweep_dir: Path, points: Sequence[plan.Point]) -> List[plan.Point]:
+    """Points without a finished result and without a live job; says why each other one is skipped."""
+    active = _active(sweep_dir, points)
+    todo = []
+    for p in points:
+        if rundir.read_result(sweep_dir / p.run_id) is not None:
+            print(f"#{p.idx} {p.run_id} DONE: skipped")
+        elif p.run_id in active:
+            print(f"#{p.idx} {p.run_id} still running or queued: skipped")
+        else:
+            todo.append(p)
+    return todo
+
+
+def submit_points(sweep_dir: Path, grid: Grid, todo: Sequence[plan.Point], args: argparse.Namespace,
+                  options: launch.LaunchOptions) -> List[Any]:
+    git = rundir.git_info(REPO)
+    dirs = [sweep_dir / p.run_id for p in todo]
+    for run_dir, p in zip(dirs, todo):
+        plan.prepare(run_dir, grid, p, git)
+    executor = launch.make_executor(sweep_dir / "submitit", args.cluster, options, grid.name)
+    if args.cluster == "local":
+        launch.share_cores(len(todo))
+    jobs = launch.submit(executor, dirs, args.run_fn)
+    print(f"submitted {len(jobs)} runs to {args.cluster}: job ids {' '.join(str(j.job_id) for j in jobs)}")
+    return jobs
+
+
+def collect(sweep_dir: Path) -> None:
+    from mardini_bench.results import CollectError, ProtocolMismatchError, collect as collect_table
+
+    try:
+        df = collect_table(sweep_dir)
+    except (CollectError, ProtocolMismatchError) as err:
+        raise GridError(str(err)) from None
+    print(f"collected {df['run_id'].nunique()} runs, {len(df)} rows -> {sweep_dir / 'results.csv'}")
+
+
+def report(sweep_dir: Path) -> None:
+    """Tables and plots, when the report module is installed; the sweep's results stand without them."""
+    if importlib.util.find_spec("mardini_bench.report") is None:
+        return
+    done = subprocess.run([sys.executable, "-m", "mardini_bench.report", str(sweep_dir)])
+    if done.returncode != 0:
+        print(f"warning: the report exited with {done.returncode}; results.csv is complete", file=sys.stderr)
+
+
+def run_launch(argv: Sequence[str]) -> int:
+    args = launch_parser().parse_intermixed_args(argv)
+    grid = with_cli_args(load_grid(args.grid), args.overrides)
+    options = launch.merge(launch.launch_options(grid.slurm, grid.source), cli_options(args))
+    points, duplicates = plan.resolve(grid)  # every point validated before anything is submitted
+    print_plan(grid, points, duplicates)
+    if args.dry_run:
+        return 0
+    try:
+        load_run_fn(args.run_fn)
+    except (ImportError, AttributeError, ValueError) as err:
+        raise GridError(f"--run-fn {args.run_fn}: cannot load it ({err})") from None
+    sweep_dir = Path(args.results) / grid.name
+    todo = to_submit(sweep_dir, points)
+    plan.write_manifest(sweep_dir, grid, points, args.cluster)
+    jobs = submit_points(sweep_dir, grid, todo, args, options) if todo else []
+    if args.cluster == "slurm":
+        print(f"not waiting. follow: python -m {__package__} status {sweep_dir}\n"
+              f"then:   python -m {__package__} collect {sweep_dir}")
+        return 0
+    launch.wait(jobs)
+    rows = status.sweep_status(sweep_dir)
+    print(status.format_status(grid.name, rows))
+    collect(sweep_dir)
+    if not args.no_report:
+        report(sweep_dir)
+    return 0 if all(r.state == "DONE" for r in rows) else 1
+
+
+def run_status(argv: Sequence[str]) -> int:
+    sweep_dir = Path(_sweep_dir_arg("status", argv))
+    print(status.format_status(status.manifest(sweep_dir).get("name", sweep_dir.name), status.sweep_status(sweep_dir)))
+    return 0
+
+
+def run_collect(argv: Sequence[str]) -> int:
+    collect(Path(_sweep_dir_arg("collect", argv)))
+    return 0
+
+
+def _sweep_dir_arg(command: str, argv: Sequence[str]) -> str:
+    p = argparse.ArgumentParser(prog=f"python -m {__package__} {command}")
+    p.add_argument("sweep_dir", help="a sweep folder, e.g. results/quickstart")
+    return p.parse_args(argv).sweep_dir
+
+
+@user_errors()
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    commands = {"status": run_status, "collect": run_collect}
+    if argv and argv[0] in commands:
+        return commands[argv[0]](argv[1:])
+    return run_launch(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""The submitted callable: run one sweep point in its run folder, record failure, survive requeue.
+
+`RunJob` holds only the run folder (and, optionally, which function trains). Everything else comes
+from disk: the config from `config.json`, progress from the runner's `last.pt`. That is what makes
+requeueing safe however it happens: submitit's own checkpoint on USR2 resubmits an empty `RunJob`, and
+an external `scontrol requeue` (no signal, so no checkpoint) reruns the originally submitted pickle,
+which is just as empty, so both resume from the last checkpoint on disk.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable, Dict, Optional
+
+import submitit
+
+from mardini_bench.sweep import rundir
+
+RunFn = Callable[[Any, Path], Dict[str, Any]]
+DEFAULT_RUN_FN = "mardini_bench.runner:run"
+
+
+def load_run_fn(spec: str) -> RunFn:
+    """'package.module:function' -> the function (imported in the job, not pickled)."""
+    module, _, name = spec.partition(":")
+    if not module or not name:
+        raise ValueError(f"run function {spec!r} must look like 'package.module:function'")
+    return getattr(importlib.import_module(module), name)
+
+
+def job_info() -> Dict[str, Any]:
+    """Who is running this attempt: submitit job id, restart count, host, pid."""
+    info: Dict[str, Any] = {"host": rundir.this_host(), "pid": os.getpid(), "started_at": time.time()}
+    try:
+        env = submitit.JobEnvironment()
+        info.update(job_id=env.job_id, cluster=env.cluster, stdout=str(env.paths.stdout))
+    except RuntimeError:  # called outside submitit (tests, or `RunJob(...)()` by hand)
+        pass
+    info["restarts"] = int(os.environ.get("SLURM_RESTART_COUNT", 0))
+    return info
+
+
+def failure_record(err: BaseException) -> Dict[str, Any]:
+    return {"type": type(err).__name__, "message": str(err), "traceback": traceback.format_exc(),
+            "failed_at": time.time()}
+
+
+def link_logs(run_dir: Path) -> None:
+    """Point `run_dir/submitit.{out,err}` at this attempt's submitit logs (replaced atomically)."""
+    try:
+        paths = submitit.JobEnvironment().paths
+    except RuntimeError:
+        return
+    for name, target in (("submitit.out", paths.stdout), ("submitit.err", paths.stderr)):
+        tmp = run_dir / f".{name}.{os.getpid()}.tmp"
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(target)
+        os.replace(tmp, run_dir / name)
+
+
+class RunJob(submitit.helpers.Checkpointable):
+    """Train and evaluate the point whose resolved config is in `run_dir/config.json`.
+
+    `run_fn` is `run(cfg, run_dir) -> dict` (default `mardini_bench.runner.run`), given as a
+    'module:function' string (imported inside the job) or a callable. A finished run returns its
+    result without training again; a failing one leaves `failed.json` and re-raises for submitit.
+    """
+
+    def __init__(self, run_dir: str | Path, run_fn: str | RunFn = DEFAULT_RUN_FN) -> None:
+        self.run_dir = str(Path(run_dir).absolute())
+        self.run_fn = run_fn
+
+    def __call__(self) -> Dict[str, Any]:
+        run_dir = Path(self.run_dir)
+        lock = rundir.RunLock(run_dir)
+        if not lock.acquire():
+            raise RuntimeError(f"{run_dir} is in use by another job; not starting a second copy")
+        try:
+            done = rundir.read_result(run_dir)
+            return done if done is not None else self._attempt(run_dir)
+        finally:
+            lock.release()
+
+    def _attempt(self, run_dir: Path) -> Dict[str, Any]:
+        (run_dir / rundir.FAILED).unlink(missing_ok=True)
+        rundir.write_json(run_dir / rundir.STARTED, job_info())
+        link_logs(run_dir)
+        try:
+            result = self._function()(load_config(run_dir), run_dir)
+        except Exception as err:  # not BaseException: submitit's requeue exit is no failure
+            rundir.write_json(run_dir / rundir.FAILED, failure_record(err))
+            raise
+        if rundir.read_result(run_dir) is None:  # a custom run_fn may only return its result
+            rundir.write_json(run_dir / rundir.RESULT, result)
+        return result
+
+    def _function(self) -> RunFn:
+        return load_run_fn(self.run_fn) if isinstance(self.run_fn, str) else self.run_fn
+
+    def checkpoint(self, *args: Any, **kwargs: Any) -> submitit.helpers.DelayedSubmission:
+        """Resubmit an empty job: progress is in `last.pt`, which the runner wrote atomically."""
+        return submitit.helpers.DelayedSubmission(RunJob(self.run_dir, self.run_fn))
+
+
+def load_config(run_dir: Path) -> Any:
+    """The resolved RunConfig stored in the run folder."""
+    from mardini_bench.config import RunConfig, from_dict
+
+    data = rundir.read_json(run_dir / rundir.CONFIG)
+    if data is None:
+        raise FileNotFoundError(f"{run_dir / rundir.CONFIG} is missing or not a JSON object")
+    return from_dict(RunConfig, data)

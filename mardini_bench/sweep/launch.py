@@ -1,0 +1,106 @@
+"""Launch options and submission through submitit: one job array per sweep, never blocking on SLURM."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from mardini_bench.sweep import rundir
+from mardini_bench.sweep.grid import GridError
+
+CLUSTERS = ("slurm", "local", "debug")
+
+
+@dataclass(frozen=True)
+class LaunchOptions:
+    """Resources per run; from the grid's [slurm] table, then the command line."""
+
+    partition: Optional[str] = None  # None: the cluster's default partition
+    gpus_per_node: Optional[int] = None
+    cpus_per_task: Optional[int] = None
+    mem_gb: Optional[float] = None
+    # > 10 min: submitit counts every USR2 as a timeout when timeout_min <= 10 (guaranteed time < 0),
+    # which would spend the requeue budget on preemptions. Also the local executor's time limit.
+    timeout_min: int = 60
+    array_parallelism: Optional[int] = None  # most array tasks running at once; None: submitit's 256
+    additional_parameters: Dict[str, Any] = field(default_factory=dict)  # extra sbatch options
+    setup: Tuple[str, ...] = ()  # shell lines run before the job (module load, venv activation)
+
+
+_TYPES = {"partition": str, "gpus_per_node": int, "cpus_per_task": int, "mem_gb": (int, float),
+          "timeout_min": int, "array_parallelism": int, "additional_parameters": dict, "setup": (list, tuple)}
+
+
+def launch_options(table: Mapping[str, Any], source: str) -> LaunchOptions:
+    """Validate a [slurm] table (or the CLI's equivalent): unknown keys and wrong types fail here."""
+    for key, value in table.items():
+        if key not in _TYPES:
+            raise GridError(f"{source} [slurm]: unknown option '{key}'; valid: {', '.join(_TYPES)}")
+        if isinstance(value, bool) or not isinstance(value, _TYPES[key]):
+            raise GridError(f"{source} [slurm] {key}: wrong type {type(value).__name__} ({value!r})")
+    if not all(isinstance(line, str) for line in table.get("setup", ())):
+        raise GridError(f"{source} [slurm] setup: expected a list of shell lines (strings)")
+    values = dict(table, setup=tuple(table.get("setup", ())))
+    return LaunchOptions(**values)
+
+
+def merge(options: LaunchOptions, cli: Mapping[str, Any]) -> LaunchOptions:
+    """Command-line values (None = not given) win over the grid's; extra sbatch options merge."""
+    given = {k: v for k, v in cli.items() if v is not None and v != () and v != {}}
+    extra = {**options.additional_parameters, **given.pop("additional_parameters", {})}
+    setup = options.setup + tuple(given.pop("setup", ()))
+    return dataclasses.replace(options, **given, additional_parameters=extra, setup=setup)
+
+
+def executor_parameters(options: LaunchOptions, name: str) -> Dict[str, Any]:
+    """Parameters for `submitit.AutoExecutor.update_parameters` (slurm_* ones are ignored locally)."""
+    params: Dict[str, Any] = {"name": name, "timeout_min": options.timeout_min}
+    generic = {"gpus_per_node": options.gpus_per_node, "cpus_per_task": options.cpus_per_task,
+               "mem_gb": options.mem_gb, "slurm_partition": options.partition,
+               "slurm_array_parallelism": options.array_parallelism}
+    params.update({k: v for k, v in generic.items() if v is not None})
+    if options.additional_parameters:
+        params["slurm_additional_parameters"] = dict(options.additional_parameters)
+    if options.setup:
+        params["slurm_setup"] = list(options.setup)
+    return params
+
+
+def make_executor(folder: Path, cluster: str, options: LaunchOptions, name: str) -> Any:
+    import submitit  # not on the --dry-run path
+
+    executor = submitit.AutoExecutor(folder=folder, cluster=cluster)
+    executor.update_parameters(**executor_parameters(options, name))
+    return executor
+
+
+def submit(executor: Any, run_dirs: Sequence[Path], run_fn: Any) -> List[Any]:
+    """Submit one `RunJob` per folder as a single job array; record each job id in its folder."""
+    from mardini_bench.sweep.job import RunJob
+
+    with executor.batch():
+        jobs = [executor.submit(RunJob(d, run_fn)) for d in run_dirs]
+    for run_dir, job in zip(run_dirs, jobs):
+        rundir.write_json(run_dir / rundir.SUBMITTED, {"cluster": executor.cluster, "job_id": str(job.job_id),
+                                                       "folder": str(executor.folder), "submitted_at": time.time()})
+    return jobs
+
+
+def share_cores(n_jobs: int) -> None:
+    """Local runs all start at once; give each an equal share of the cores (unless the user chose)."""
+    # Oversubscribed OpenMP threads spin against each other: 4 jobs x 2 threads on 2 cores is slower
+    # than 4 x 1. Subprocesses inherit the environment, and torch reads this when it starts.
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // max(1, n_jobs))))
+
+
+def wait(jobs: Sequence[Any]) -> None:
+    """Block until every job has ended, however; the run folders record how each one ended."""
+    for job in jobs:
+        try:
+            job.exception()
+        except Exception:  # a job killed before writing its result pickle: its folder says so
+            pass
