@@ -1,0 +1,361 @@
+"""Sweep machinery: grids, validation before submission, run folders, failure records, and real
+local-executor sweeps (subprocesses), including kill -9 part-way and a re-run.
+
+`toy_run` is a real but trivial training function with the runner's contract: it resumes from an
+atomically written `last.pt`, logs to `log.jsonl` and writes `result.json` at the very end. Jobs
+import it from this file (PYTHONPATH=tests), exactly as they import `mardini_bench.runner.run`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mardini_bench.config import RunConfig, apply_overrides, config_hash, from_dict, to_dict
+from mardini_bench.sweep import rundir
+from mardini_bench.sweep.__main__ import main
+from mardini_bench.sweep.grid import GridError, expand, from_mapping, load_grid, split_values, with_cli_args
+from mardini_bench.sweep.job import RunJob
+from mardini_bench.sweep.plan import resolve
+
+REPO = Path(__file__).resolve().parents[1]
+TOY = "test_sweep:toy_run"
+STEP_S = 0.05  # toy training step: slow enough to kill part-way, fast enough for the time budget
+
+
+def toy_run(cfg: RunConfig, run_dir: Path) -> dict:
+    """A deterministic 'training' that checkpoints, resumes and fails like the runner does."""
+    run_dir = Path(run_dir)
+    if cfg.data.root is not None and not Path(cfg.data.root).exists():
+        raise FileNotFoundError(f"data.root {cfg.data.root!r} does not exist")
+    state = rundir.read_json(run_dir / "last.pt") or {"step": 0, "acc": cfg.seed}
+    with open(run_dir / "log.jsonl", "a") as log:
+        log.write(json.dumps({"event": "resume" if state["step"] else "start", "step": state["step"]}) + "\n")
+    for step in range(state["step"], cfg.train.steps):
+        time.sleep(STEP_S)
+        state = {"step": step + 1, "acc": (state["acc"] * 31 + step + cfg.model.planner.depth) % 1_000_003}
+        if state["step"] % cfg.train.checkpoint_every == 0:
+            rundir.write_json(run_dir / "last.pt", state)
+    result = {"run_id": run_dir.name, "status": "DONE", "records": [
+        {"task": "interpolation", "method": "model", "metric": "psnr", "value": state["acc"] / 1e5,
+         "protocol": {"implementation": "toy"}}]}
+    rundir.write_json(run_dir / "result.json", result)
+    return result
+
+
+def write_grid(path: Path, body: str) -> Path:
+    path.write_text(body)
+    return path
+
+
+TOY_GRID = """
+name = "toy"
+base = ["model=tiny", "train.steps=12", "train.checkpoint_every=3"]
+seeds = [0, 1]
+[grid]
+"model.planner.depth" = [1, 2]
+[slurm]
+timeout_min = 30
+"""
+
+
+def sweep_cmd(grid: Path, results: Path, *extra: str, report: bool = False) -> list:
+    return [sys.executable, "-m", "mardini_bench.sweep", str(grid), "--results", str(results),
+            "--cluster", "local", "--run-fn", TOY, *extra] + ([] if report else ["--no-report"])
+
+
+def job_env() -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO / "tests"), env.get("PYTHONPATH")) if p)
+    env.pop("OMP_NUM_THREADS", None)
+    return env
+
+
+def results_in(sweep_dir: Path) -> dict:
+    return {d.name: rundir.read_result(d) for d in sweep_dir.iterdir() if (d / "config.json").exists()}
+
+
+# ----------------------------------------------------------------------------------------------
+# Grids
+# ----------------------------------------------------------------------------------------------
+def test_expand_orders_grid_then_zip_then_seed():
+    grid = from_mapping({"base": ["model=tiny"], "seeds": [0, 1], "grid": {"model.planner.depth": [1, 2]},
+                         "zip": {"model.generator.dim": [32, 48], "model.generator.heads": [2, 4]}}, "g", "g")
+    points = expand(grid)
+    assert len(points) == 2 * 2 * 2
+    assert points[0] == ("model.planner.depth=1", "model.generator.dim=32", "model.generator.heads=2", "seed=0")
+    assert points[1][-1] == "seed=1"
+    assert points[2][1:3] == ("model.generator.dim=48", "model.generator.heads=4")  # zipped, not crossed
+    assert points[-1][0] == "model.planner.depth=2"
+
+
+def test_toml_values_become_override_strings():
+    grid = from_mapping({"grid": {"mask.ref_frames": [[0, -1], [0, 4]], "model.planner.qk_norm": [True, False]}},
+                        "g", "g")
+    assert grid.product["mask.ref_frames"] == ("[0, -1]", "[0, 4]")
+    assert grid.product["model.planner.qk_norm"] == ("true", "false")
+
+
+@pytest.mark.parametrize("text,values", [("1,2", ["1", "2"]), ("[0,-1],[0,4]", ["[0,-1]", "[0,4]"]),
+                                         ("[a,b]", ["[a,b]"]), ("x", ["x"]), ("(1,2),3", ["(1,2)", "3"])])
+def test_split_values_ignores_commas_in_brackets(text, values):
+    assert split_values(text) == values
+
+
+def test_cli_axes_add_replace_and_fix():
+    grid = from_mapping({"seeds": [0, 1], "grid": {"model.planner.depth": [1, 2]}}, "g", "g")
+    grid = with_cli_args(grid, ["model.planner.depth=1,2,3", "model.generator.dim=32,48", "train.steps=5"])
+    assert grid.product["model.planner.depth"] == ("1", "2", "3")
+    assert list(grid.product)[-1] == "seed"  # seeds stay the fastest axis
+    assert grid.base[-1] == "train.steps=5" and len(expand(grid)) == 3 * 2 * 2
+    fixed = with_cli_args(grid, ["model.planner.depth=4", "seed=7"])
+    assert "model.planner.depth" not in fixed.product and "seed" not in fixed.product
+    assert fixed.base[-2:] == ("model.planner.depth=4", "seed=7") and len(expand(fixed)) == 2
+
+
+def test_run_id_is_config_hash_and_duplicates_share_a_folder():
+    grid = from_mapping({"base": ["model=tiny"], "grid": {"model.planner.depth": [2, 1, 2]}}, "g", "g")
+    points, duplicates = resolve(grid)
+    assert [p.idx for p in points] == [0, 1] and duplicates == [(2, 0)]
+    want = apply_overrides(RunConfig(), ["model=tiny", "model.planner.depth=2"])
+    assert to_dict(points[0].config) == to_dict(want)
+    # The id is the hash of the config the job reads back from config.json.
+    assert points[0].run_id == config_hash(from_dict(RunConfig, to_dict(points[0].config)))
+
+
+def test_quickstart_grid_is_four_valid_runs():
+    points, duplicates = resolve(load_grid(REPO / "ablations" / "quickstart.toml"))
+    assert len(points) == 4 and not duplicates
+
+
+# ----------------------------------------------------------------------------------------------
+# Bad input: one line, exit 2, nothing submitted
+# ----------------------------------------------------------------------------------------------
+BAD_GRIDS = {
+    "unknown key": ('name="b"\n[grid]\n"model.planner.dept" = [1, 2]\n', "model.planner.dept"),
+    "wrong type": ('name="b"\n[grid]\n"model.planner.depth" = ["deep", 2]\n', "model.planner.depth"),
+    "unknown component": ('name="b"\n[grid]\n"model.planner.name" = ["marr"]\n', "unknown planner 'marr'"),
+    "empty axis": ('name="b"\n[grid]\n"model.planner.depth" = []\n', "empty axis"),
+    "unequal zip": ('name="b"\n[zip]\n"model.generator.dim" = [32, 48]\n"model.generator.heads" = [2]\n',
+                    "equal lengths"),
+    "malformed": ('name="b"\n[grid\n"model.planner.depth" = [1]\n', "malformed TOML"),
+    "top-level typo": ('name="b"\nseed = [1]\n', "unknown key 'seed'"),
+    "slurm typo": ('name="b"\n[slurm]\npartiton = "gpu"\n', "unknown option 'partiton'"),
+    "bad base": ('name="b"\nbase = ["model.planner.depth"]\n', "not of the form key=value"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_GRIDS))
+def test_bad_grid_fails_in_one_line_and_submits_nothing(case, tmp_path, capsys):
+    body, needle = BAD_GRIDS[case]
+    grid = write_grid(tmp_path / "bad.toml", body)
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(grid), "--results", str(tmp_path / "results"), "--cluster", "local", "--run-fn", TOY])
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2
+    assert len(err.splitlines()) == 1 and err.startswith("error: ") and needle in err
+    assert str(grid) in err
+    assert not (tmp_path / "results").exists()
+
+
+def test_bad_cli_axis_and_missing_file(tmp_path, capsys):
+    grid = write_grid(tmp_path / "ok.toml", TOY_GRID)
+    for argv, needle in (([str(grid), "train.stepz=1,2"], "train.stepz"),
+                         ([str(grid), "train.steps=1,"], "empty value"),
+                         ([str(tmp_path / "nope.toml")], "not found")):
+        with pytest.raises(SystemExit) as exit_info:
+            main([*argv, "--results", str(tmp_path / "results")])
+        err = capsys.readouterr().err.strip()
+        assert exit_info.value.code == 2 and len(err.splitlines()) == 1 and needle in err
+    assert not (tmp_path / "results").exists()
+
+
+def test_dry_run_prints_every_run_and_writes_nothing(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "mardini_bench.sweep", "ablations/quickstart.toml", "--dry-run",
+                          "--results", str(tmp_path / "r")], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    lines = [line for line in out.stdout.splitlines() if line.startswith("#")]
+    points, _ = resolve(load_grid(REPO / "ablations" / "quickstart.toml"))
+    assert lines == [f"#{p.idx} {p.run_id} : {' '.join(p.overrides)}" for p in points]
+    assert not (tmp_path / "r").exists()
+
+
+# ----------------------------------------------------------------------------------------------
+# RunJob in-process: result, failure record, idempotence, lock, empty checkpoint
+# ----------------------------------------------------------------------------------------------
+def make_run_dir(tmp_path: Path, *overrides: str) -> Path:
+    cfg = apply_overrides(RunConfig(), ["model=tiny", "train.steps=4", "train.checkpoint_every=2", *overrides])
+    run_dir = tmp_path / config_hash(cfg)
+    rundir.write_json(run_dir / "config.json", to_dict(cfg))
+    return run_dir
+
+
+def test_runjob_runs_once_and_returns_the_stored_result(tmp_path):
+    run_dir = make_run_dir(tmp_path)
+    result = RunJob(run_dir, toy_run)()
+    assert rundir.read_result(run_dir) == result and rundir.run_state(run_dir) == ("DONE", "")
+    calls = []
+    assert RunJob(run_dir, lambda cfg, d: calls.append(1))() == result and not calls
+
+
+def test_runjob_records_failure_then_clears_it_on_success(tmp_path):
+    missing = tmp_path / "no-such-videos"
+    run_dir = make_run_dir(tmp_path, f"data.root={missing}")
+    with pytest.raises(FileNotFoundError):
+        RunJob(run_dir, toy_run)()
+    failed = json.loads((run_dir / "failed.json").read_text())
+    assert failed["type"] == "FileNotFoundError" and str(missing) in failed["message"]
+    assert "toy_run" in failed["traceback"]
+    state, message = rundir.run_state(run_dir)
+    assert state == "FAILED" and message.startswith("FileNotFoundError: data.root")
+    missing.mkdir()
+    RunJob(run_dir, toy_run)()
+    assert not (run_dir / "failed.json").exists() and rundir.run_state(run_dir)[0] == "DONE"
+
+
+def test_runjob_refuses_a_second_copy_in_the_same_folder(tmp_path):
+    run_dir = make_run_dir(tmp_path)
+    holder = rundir.RunLock(run_dir)
+    assert holder.acquire()
+    try:
+        assert rundir.lock_held(run_dir)
+        with pytest.raises(RuntimeError, match="in use by another job"):
+            RunJob(run_dir, toy_run)()
+        assert not (run_dir / "failed.json").exists()  # the running copy has not failed
+    finally:
+        holder.release()
+    assert not rundir.lock_held(run_dir)
+
+
+def test_checkpoint_resubmits_an_empty_job(tmp_path):
+    run_dir = make_run_dir(tmp_path)
+    job = RunJob(run_dir)
+    job.some_progress = list(range(1000))  # state a trainer might carry: must not travel
+    delayed = job.checkpoint()
+    assert isinstance(delayed.function, RunJob) and delayed.args == () and delayed.kwargs == {}
+    assert vars(delayed.function) == {"run_dir": str(run_dir), "run_fn": "mardini_bench.runner:run"}
+    assert len(pickle.dumps(delayed.function)) < 300
+
+
+def test_write_json_is_atomic_and_leaves_no_temp_files(tmp_path):
+    path = tmp_path / "result.json"
+    rundir.write_json(path, {"a": 1})
+    with pytest.raises(TypeError):
+        rundir.write_json(path, {"b": object()})  # fails mid-write
+    assert json.loads(path.read_text()) == {"a": 1} and [p.name for p in tmp_path.iterdir()] == ["result.json"]
+
+
+def test_git_info_tolerates_no_git(tmp_path):
+    info = rundir.git_info(tmp_path)
+    assert info["sha"] is None and info["dirty"] is None and info["error"]
+    here = rundir.git_info(REPO)
+    assert here["sha"] is None or len(here["sha"]) == 40
+
+
+# ----------------------------------------------------------------------------------------------
+# Real local sweeps (submitit LocalExecutor: one subprocess per run)
+# ----------------------------------------------------------------------------------------------
+def test_local_sweep_completes_collects_and_skips_finished_runs(tmp_path):
+    grid = write_grid(tmp_path / "toy.toml", TOY_GRID)
+    results = tmp_path / "results"
+    out = subprocess.run(sweep_cmd(grid, results, report=True), capture_output=True, text=True, env=job_env(),
+                         timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    sweep = results / "toy"
+    assert (sweep / "report.md").exists()  # the laptop path ends with the report
+    done = results_in(sweep)
+    assert len(done) == 4 and all(done.values())
+    assert "4 DONE" in out.stdout and (sweep / "results.csv").exists()
+    run = sweep / next(iter(done))
+    for name in ("config.json", "overrides.json", "git.json", "submitted.json", "started.json", "log.jsonl"):
+        assert (run / name).exists(), name
+    assert (run / "submitit.out").resolve().exists()  # link to this run's submitit log
+    manifest = json.loads((sweep / "sweep.json").read_text())
+    assert sorted(p["run_id"] for p in manifest["points"]) == sorted(done)
+
+    again = subprocess.run(sweep_cmd(grid, results), capture_output=True, text=True, env=job_env(), timeout=120)
+    assert again.returncode == 0 and again.stdout.count("DONE: skipped") == 4
+    assert "submitted" not in again.stdout and results_in(sweep) == done
+
+
+def test_failing_run_is_reported_failed_while_the_others_finish(tmp_path):
+    grid = write_grid(tmp_path / "toy.toml", TOY_GRID.replace("seeds = [0, 1]", "seeds = [0]"))
+    missing = tmp_path / "missing-videos"
+    results = tmp_path / "results"
+    out = subprocess.run(sweep_cmd(grid, results, "model.planner.depth=1", f"data.root=none,{missing}"), capture_output=True, text=True,
+                         env=job_env(), timeout=120)
+    assert out.returncode == 1, out.stdout + out.stderr
+    status = subprocess.run([sys.executable, "-m", "mardini_bench.sweep", "status", str(results / "toy")],
+                            capture_output=True, text=True, timeout=60)
+    assert status.returncode == 0
+    failed = [line for line in status.stdout.splitlines() if " FAILED " in line]
+    assert len(failed) == 1 and "FileNotFoundError: data.root" in failed[0] and str(missing) in failed[0]
+    assert status.stdout.count(" DONE ") == 1 and "1 DONE, 1 FAILED" in status.stdout
+
+
+def test_debug_cluster_runs_in_process(tmp_path, capsys):
+    grid = write_grid(tmp_path / "toy.toml", TOY_GRID.replace("seeds = [0, 1]", "seeds = [0]"))
+    sys.modules.setdefault("test_sweep", sys.modules[__name__])  # the job imports TOY by name
+    code = main([str(grid), "--results", str(tmp_path / "r"), "--cluster", "debug", "--run-fn", TOY,
+                 "train.steps=2", "train.checkpoint_every=1", "--no-report"])
+    assert code == 0 and len(results_in(tmp_path / "r" / "toy")) == 2
+
+
+def _wait_for(predicate, timeout: float, what: str) -> None:
+    end = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < end, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+KILL_GRID = """
+name = "toy"
+base = ["model=tiny", "train.checkpoint_every=3", "seed=0"]
+[zip]
+"model.planner.depth" = [1, 2, 3, 4]
+"train.steps" = [6, 40, 40, 60]
+"""
+
+
+def test_kill_minus_9_part_way_then_rerun_gives_exactly_one_result_per_run(tmp_path, monkeypatch):
+    grid = write_grid(tmp_path / "toy.toml", KILL_GRID)
+    results, sweep = tmp_path / "results", tmp_path / "results" / "toy"
+    first = subprocess.Popen(sweep_cmd(grid, results), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             env=job_env(), start_new_session=True)  # one process group: sweep + its jobs
+
+    def part_way() -> bool:  # the short run has finished, every other one has checkpointed
+        runs = [d for d in sweep.iterdir() if (d / "config.json").exists()] if sweep.exists() else []
+        return len(runs) == 4 and sum((d / "result.json").exists() for d in runs) == 1 and \
+            all((d / "last.pt").exists() for d in runs)
+
+    try:
+        _wait_for(part_way, 90, "one result and three checkpoints")
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+    assert sum(v is not None for v in results_in(sweep).values()) == 1
+    again = subprocess.run(sweep_cmd(grid, results), capture_output=True, text=True, env=job_env(), timeout=120)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert again.stdout.count("DONE: skipped") == 1 and "submitted 3 runs" in again.stdout
+    done = results_in(sweep)
+    assert len(done) == 4 and all(done.values())
+    assert len([d for d in sweep.iterdir() if (d / "overrides.json").exists()]) == 4  # no second folders
+    resumed = 0
+    for run_id in done:
+        events = [json.loads(line) for line in (sweep / run_id / "log.jsonl").read_text().splitlines()]
+        assert events[0] == {"event": "start", "step": 0}
+        resumed += events[-1]["event"] == "resume" and events[-1]["step"] > 0
+    assert resumed == 3
+    monkeypatch.setattr(sys.modules[__name__], "STEP_S", 0.0)
+    for run_id, result in done.items():  # the same values as uninterrupted runs of the same points
+        fresh = tmp_path / "fresh" / run_id
+        rundir.write_json(fresh / "config.json", json.loads((sweep / run_id / "config.json").read_text()))
+        assert RunJob(fresh, toy_run)() == result
