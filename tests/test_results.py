@@ -98,6 +98,18 @@ def test_cached_real_stats_is_the_same_protocol(tmp_path):
     assert results.collect(tmp_path, write=False)["value"].notna().all()
 
 
+def test_eval_axes_split_columns(tmp_path):
+    """Clip length 9 vs 13 (paper Table 3) changes the eval set: separate columns, never paired."""
+    for seed in (0, 1):
+        make_run(tmp_path, {"data.frames": 9}, seed, 0.5)
+        make_run(tmp_path, {"data.frames": 13}, seed, 0.6, fvd_protocol=protocol("fvd", frames=13))
+    df = results.collect(tmp_path, write=False)
+    assert "data.frames" in results.column_keys(df)
+    assert significance.compare(df, tmp_path, n_boot=20).empty
+    marked = significance.mark_best(results.summarise(df), significance.compare(df, tmp_path, n_boot=20))
+    assert marked[(marked.method == "model")]["best"].all()  # each is the only variant of its column
+
+
 def test_collect_errors_name_the_folder(tmp_path):
     with pytest.raises(results.CollectError, match="does not exist"):
         results.collect(tmp_path / "nope")
