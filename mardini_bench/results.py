@@ -35,7 +35,7 @@ PROTOCOL_PREFIX = "protocol."
 # the real set's statistics came from the on-disk cache or were computed in the run: the cache is
 # keyed by the feature protocol, so both give the same statistics. Counts (num_videos, num_real,
 # num_fake) are NOT ignored: FVD/FID are biased in N, so different counts are different protocols.
-_PROTOCOL_IGNORE = ("note", "real_stats")
+PROTOCOL_IGNORE = ("note", "real_stats")
 
 
 class ProtocolMismatchError(ValueError):
@@ -173,7 +173,7 @@ def protocol_columns(df: pd.DataFrame) -> List[str]:
 
 def _protocol_of(row: pd.Series, columns: Sequence[str]) -> str:
     items = {c[len(PROTOCOL_PREFIX):]: row[c] for c in columns if not _isna(row[c])}
-    return json.dumps({k: v for k, v in sorted(items.items()) if k not in _PROTOCOL_IGNORE}, default=str)
+    return json.dumps({k: v for k, v in sorted(items.items()) if k not in PROTOCOL_IGNORE}, default=str)
 
 
 def _isna(value: Any) -> bool:

@@ -15,7 +15,8 @@ from typing import Dict, List, Optional, Sequence
 
 import pandas as pd
 
-from mardini_bench.results import COST_COLUMNS, atomic_write, atomic_write_text, axis_columns
+from mardini_bench.results import (COST_COLUMNS, PROTOCOL_IGNORE, atomic_write, atomic_write_text, axis_columns,
+                                   t_interval)
 
 METRIC_ORDER = ("fvd", "fid", "psnr", "ssim", "lpips")
 DECIMALS = {"fvd": 1, "fid": 2, "psnr": 2, "ssim": 4, "lpips": 4}
@@ -109,8 +110,6 @@ def runs_table(df: pd.DataFrame, task: str) -> pd.DataFrame:
 
 def _baseline_rows(df: pd.DataFrame, task: str, metrics: Sequence[str], axes: Sequence[str]) -> List[dict]:
     """Baselines do not depend on the model, so one row each: mean ± CI over the runs that scored them."""
-    from mardini_bench.results import t_interval
-
     rows = []
     base = df[(df["task"] == task) & (df["method"] != "model")]
     for method, group in base.groupby("method", sort=True):
@@ -282,9 +281,7 @@ def write_tables(sweep_dir: os.PathLike | str, tables: Dict[str, tuple], protoco
 
 def protocol_table(df: pd.DataFrame) -> str:
     """Markdown table of each metric's protocol (one row per task x metric x distinct protocol)."""
-    from mardini_bench.results import _PROTOCOL_IGNORE
-
-    cols = [c for c in df.columns if c.startswith("protocol.") and c[len("protocol."):] not in _PROTOCOL_IGNORE]
+    cols = [c for c in df.columns if c.startswith("protocol.") and c[len("protocol."):] not in PROTOCOL_IGNORE]
     if not cols:
         return ""
     part = df[df["value"].notna()][["task", "metric"] + cols].map(_plain).drop_duplicates()
