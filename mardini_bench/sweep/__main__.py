@@ -172,7 +172,7 @@ def _sweep_dir_arg(command: str, argv: Sequence[str]) -> str:
     return p.parse_args(argv).sweep_dir
 
 
-@user_errors()
+@user_errors(launch.LaunchError)
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     commands = {"status": run_status, "collect": run_collect}

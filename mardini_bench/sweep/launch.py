@@ -15,6 +15,10 @@ from mardini_bench.sweep.grid import GridError
 CLUSTERS = ("slurm", "local", "debug")
 
 
+class LaunchError(RuntimeError):
+    """The scheduler refused the submission (no sbatch, controller down, bad sbatch option)."""
+
+
 @dataclass(frozen=True)
 class LaunchOptions:
     """Resources per run; from the grid's [slurm] table, then the command line."""
@@ -73,8 +77,11 @@ def executor_parameters(options: LaunchOptions, name: str) -> Dict[str, Any]:
 def make_executor(folder: Path, cluster: str, options: LaunchOptions, name: str) -> Any:
     import submitit  # not on the --dry-run path
 
-    executor = submitit.AutoExecutor(folder=folder, cluster=cluster)
-    executor.update_parameters(**executor_parameters(options, name))
+    try:
+        executor = submitit.AutoExecutor(folder=folder, cluster=cluster)
+        executor.update_parameters(**executor_parameters(options, name))
+    except Exception as err:  # e.g. cluster=slurm where no sbatch is installed
+        raise LaunchError(f"cannot use cluster '{cluster}': {str(err).strip().splitlines()[-1]}") from None
     return executor
 
 
@@ -82,8 +89,13 @@ def submit(executor: Any, run_dirs: Sequence[Path], run_fn: Any) -> List[Any]:
     """Submit one `RunJob` per folder as a single job array; record each job id in its folder."""
     from mardini_bench.sweep.job import RunJob
 
-    with executor.batch():
-        jobs = [executor.submit(RunJob(d, run_fn)) for d in run_dirs]
+    try:
+        with executor.batch():
+            jobs = [executor.submit(RunJob(d, run_fn)) for d in run_dirs]
+    except Exception as err:  # submitit passes sbatch's stderr through; one line says it all
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        raise LaunchError(f"submission to {executor.cluster} failed, nothing was queued: "
+                          f"{'; '.join(lines[-2:]) or type(err).__name__}") from None
     for run_dir, job in zip(run_dirs, jobs):
         rundir.write_json(run_dir / rundir.SUBMITTED, {"cluster": executor.cluster, "job_id": str(job.job_id),
                                                        "folder": str(executor.folder), "submitted_at": time.time()})
