@@ -188,6 +188,31 @@ def test_dry_run_prints_every_run_and_writes_nothing(tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+def test_launch_options_grid_then_cli_and_the_sbatch_script(tmp_path):
+    import submitit
+
+    from mardini_bench.sweep import launch
+
+    grid = launch.launch_options({"partition": "debug", "timeout_min": 90, "additional_parameters": {"qos": "low"},
+                                  "setup": ["source .venv/bin/activate"]}, "g")
+    opts = launch.merge(grid, {"partition": "gpu", "gpus_per_node": 1, "mem_gb": None, "setup": ("module load x",),
+                               "additional_parameters": {"account": "lab"}, "array_parallelism": 2})
+    assert (opts.partition, opts.timeout_min, opts.gpus_per_node, opts.mem_gb) == ("gpu", 90, 1, None)
+    assert opts.additional_parameters == {"qos": "low", "account": "lab"}
+    assert opts.setup == ("source .venv/bin/activate", "module load x")
+    params = launch.executor_parameters(opts, "toy")
+    slurm = submitit.SlurmExecutor(folder=tmp_path)  # AutoExecutor's own translation, without sbatch
+    slurm.update_parameters(**slurm._convert_parameters({k.removeprefix("slurm_"): v for k, v in params.items()}))
+    slurm.parameters["map_count"] = 4  # what a 4-run batch() sets
+    script = slurm._make_submission_file_text("true", "uid")
+    for line in ("#SBATCH --partition=gpu", "#SBATCH --array=0-3%2", "#SBATCH --qos=low", "#SBATCH --account=lab",
+                 "#SBATCH --gpus-per-node=1", "#SBATCH --time=90", "module load x"):
+        assert line in script, line
+    launch.make_executor(tmp_path / "submitit", "local", opts, "toy")  # slurm_* ignored locally
+    with pytest.raises(GridError, match="timeout_min: wrong type"):
+        launch.launch_options({"timeout_min": "1h"}, "g")
+
+
 # ----------------------------------------------------------------------------------------------
 # RunJob in-process: result, failure record, idempotence, lock, empty checkpoint
 # ----------------------------------------------------------------------------------------------
