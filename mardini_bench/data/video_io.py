@@ -1,22 +1,24 @@
 """One small video-reading interface over decord, with errors that name the file.
 
-decord raises bare RuntimeErrors on missing, corrupt or truncated files and can deadlock on a container
-that over-reports its frame count, so every decode here runs under a time bound and frames are clamped
-to those that actually decode.
+decord raises bare RuntimeErrors on missing, corrupt or truncated files, can report more frames than a
+truncated file holds, and can deadlock on such a container. So every decode here runs in a daemon
+thread under a time bound, and a full read clamps to the frames that actually decode.
 """
 
 from __future__ import annotations
 
-import concurrent.futures as futures
+import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".webm", ".mov", ".mkv")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 SIDECAR_EXTENSIONS = (".md", ".txt", ".csv", ".json", ".yaml", ".yml")  # metadata beside videos: ignored
+
+PathLike = Union[str, Path]
 
 
 class VideoReadError(Exception):
@@ -26,10 +28,17 @@ class VideoReadError(Exception):
 @dataclass(frozen=True)
 class VideoInfo:
     path: str
-    frames: int
+    frames: int  # as the container reports it; a truncated file may decode fewer
     fps: float
     height: int
     width: int
+
+
+def _decoder_errors() -> tuple:
+    """What decord raises on bad data (its own DECORDError is no RuntimeError)."""
+    from decord._ffi.base import DECORDError
+
+    return (RuntimeError, ValueError, IndexError, DECORDError)
 
 
 def _check_path(path: Path) -> None:
@@ -39,63 +48,133 @@ def _check_path(path: Path) -> None:
         raise VideoReadError(f"{path}: unsupported extension {path.suffix!r}; valid: {', '.join(VIDEO_EXTENSIONS)}")
 
 
-def _bounded(fn, path: Path, timeout_s: float):
-    """Run a decord call in a worker thread; a hang becomes a VideoReadError instead of a deadlock."""
-    pool = futures.ThreadPoolExecutor(max_workers=1)
-    try:
-        return pool.submit(fn).result(timeout=timeout_s)
-    except futures.TimeoutError:
-        raise VideoReadError(f"{path}: decoding did not finish within {timeout_s:.0f} s") from None
-    except (RuntimeError, ValueError, IndexError) as err:
-        raise VideoReadError(f"{path}: corrupt or truncated video (decord: {str(err).splitlines()[0][:120]})") from None
-    finally:
-        pool.shutdown(wait=False)
+def _decoder_message(path: Path, err: BaseException) -> str:
+    lines = [ln for ln in str(err).splitlines() if ln.strip()] or [type(err).__name__]
+    return f"{path}: corrupt or truncated video (decord: {lines[0][:120]})"
+
+
+def _bounded(fn: Callable[[], Any], path: Path, timeout_s: float) -> Any:
+    """Run `fn` in a daemon thread; a hang becomes a VideoReadError, decoder errors name the file.
+
+    A daemon thread (not an executor, whose workers are joined at exit) so that a decoder stuck for
+    good cannot keep the interpreter from exiting either.
+    """
+    box: Dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["out"] = fn()
+        except BaseException as err:  # handed to the caller's thread below
+            box["err"] = err
+
+    worker = threading.Thread(target=target, name=f"decode:{path.name}", daemon=True)
+    worker.start()
+    worker.join(timeout_s)
+    if worker.is_alive():
+        raise VideoReadError(f"{path}: decoding did not finish within {timeout_s:g} s (hung container?)")
+    err = box.get("err")
+    if isinstance(err, VideoReadError):
+        raise err
+    if isinstance(err, _decoder_errors()):
+        raise VideoReadError(_decoder_message(path, err)) from None
+    if err is not None:
+        raise err
+    return box["out"]
 
 
 def _reader(path: Path):
     import decord
 
+    decord.logging.set_level(decord.logging.QUIET)  # errors reach the user as one VideoReadError line
     return decord.VideoReader(str(path), num_threads=1)
 
 
-def probe_video(path: Union[str, Path], *, timeout_s: float = 60.0) -> VideoInfo:
-    """Frame count, fps and size as the decoder reports them."""
+def probe_video(path: PathLike, *, timeout_s: float = 60.0) -> VideoInfo:
+    """Frame count (as reported), fps and size; decodes frame 0 so an undecodable file fails here."""
     path = Path(path)
     _check_path(path)
 
-    def probe():
+    def probe() -> VideoInfo:
         vr = _reader(path)
+        if len(vr) == 0:
+            raise VideoReadError(f"{path}: no frames in this video")
         h, w = vr[0].shape[:2]
         return VideoInfo(str(path), len(vr), float(vr.get_avg_fps()), int(h), int(w))
 
     return _bounded(probe, path, timeout_s)
 
 
-def read_video(path: Union[str, Path], indices: Optional[Sequence[int]] = None, *,
-               timeout_s: float = 60.0) -> np.ndarray:
-    """uint8 frames [T, H, W, 3]; all frames when `indices` is None."""
+def _decodable_prefix(path: Path, reported: int) -> np.ndarray:
+    """Frames decoded one by one until the first failure: what a truncated container really holds."""
+    vr, frames = _reader(path), []
+    for _ in range(reported):
+        try:
+            frames.append(vr.next().asnumpy())
+        except (*_decoder_errors(), StopIteration):
+            break
+    if not frames:
+        raise VideoReadError(f"{path}: corrupt or truncated video (no frame decodes)")
+    return np.stack(frames)
+
+
+def _read(path: Path, indices: Optional[List[int]]) -> np.ndarray:
+    vr = _reader(path)
+    n = len(vr)
+    if indices is not None and indices and (max(indices) >= n or min(indices) < -n):
+        bad = max(indices) if max(indices) >= n else min(indices)
+        raise VideoReadError(f"{path}: too short: has {n} frames, frame {bad} was asked for")
+    try:
+        return vr.get_batch(list(range(n)) if indices is None else indices).asnumpy()
+    except _decoder_errors():
+        if indices is not None:
+            raise VideoReadError(f"{path}: corrupt or truncated video: reports {n} frames but not all of "
+                                 f"frames {min(indices)}..{max(indices)} decode") from None
+    return _decodable_prefix(path, n)  # all frames asked for: clamp to those that decode
+
+
+def read_video(path: PathLike, indices: Optional[Sequence[int]] = None, *, timeout_s: float = 60.0) -> np.ndarray:
+    """uint8 frames [T, H, W, 3]; all frames that decode when `indices` is None.
+
+    With explicit `indices` every one must decode (else VideoReadError); with None a container that
+    over-reports its length is clamped to the frames that really decode.
+    """
     path = Path(path)
     _check_path(path)
-
-    def read():
-        vr = _reader(path)
-        idx = list(range(len(vr))) if indices is None else [int(i) for i in indices]
-        if idx and max(idx) >= len(vr):
-            raise VideoReadError(f"{path}: has {len(vr)} frames, frame {max(idx)} was asked for")
-        return vr.get_batch(idx).asnumpy()
-
-    frames = _bounded(read, path, timeout_s)
-    if indices is not None and len(frames) != len(indices):
-        raise VideoReadError(f"{path}: decoded {len(frames)} of {len(indices)} frames (truncated?)")
-    return frames
+    idx = None if indices is None else [int(i) for i in indices]
+    return _bounded(lambda: _read(path, idx), path, timeout_s)
 
 
-def read_frames_folder(folder: Union[str, Path]) -> np.ndarray:
-    """uint8 [T, H, W, 3] from a folder of JPEG/PNG frames sorted by name (DAVIS layout)."""
+def read_frames_folder(folder: PathLike, indices: Optional[Sequence[int]] = None) -> np.ndarray:
+    """uint8 [T, H, W, 3] from a folder of JPEG/PNG frames sorted by name (DAVIS layout).
+
+    `indices` selects frames (by sorted position) without decoding the others.
+    """
     from PIL import Image
 
     folder = Path(folder)
+    files = frame_files(folder)
+    if indices is not None:
+        if max(indices, default=0) >= len(files):
+            raise VideoReadError(f"{folder}: too short: has {len(files)} frames, frame {max(indices)} was asked for")
+        files = [files[i] for i in indices]
+    frames = []
+    for f in files:
+        try:
+            with Image.open(f) as im:
+                frames.append(np.asarray(im.convert("RGB")))
+        except OSError as err:
+            raise VideoReadError(f"{f}: corrupt or truncated image ({err})") from None
+    if len({fr.shape for fr in frames}) > 1:
+        raise VideoReadError(f"{folder}: frames differ in size")
+    return np.stack(frames)
+
+
+def frame_files(folder: PathLike) -> List[Path]:
+    """The JPEG/PNG frames of a sequence folder, sorted by name; VideoReadError if there are none."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise VideoReadError(f"{folder}: no such folder")
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
     if not files:
-        raise VideoReadError(f"{folder}: no JPEG/PNG frames in this folder")
-    return np.stack([np.asarray(Image.open(f).convert("RGB")) for f in files])
+        raise VideoReadError(f"{folder}: empty folder (no JPEG/PNG frames)")
+    return files
