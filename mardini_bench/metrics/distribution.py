@@ -38,9 +38,13 @@ class FrechetMetric:
 
     def __init__(self, weights: Optional[PathLike] = None, ddof: int = 1, batch_size: int = 8,
                  device: Union[str, torch.device] = "cpu", bootstrap: int = 0, seed: int = 0,
-                 real_id: Optional[str] = None, cache_dir: Optional[PathLike] = None) -> None:
+                 real_id: Optional[str] = None, cache_dir: Optional[PathLike] = None,
+                 trace_sqrt: str = "sqrtm") -> None:
         if ddof not in (0, 1):
             raise ValueError(f"ddof must be 0 (divide by N) or 1 (np.cov), got {ddof!r}")
+        if trace_sqrt not in frechet.TRACE_SQRT_METHODS:
+            raise ValueError(f"unknown trace_sqrt {trace_sqrt!r}; valid: {', '.join(frechet.TRACE_SQRT_METHODS)}")
+        self.trace_sqrt = trace_sqrt
         self.weights_path = resolve_weights(self.weights_name, weights)  # fails early, offline
         self.ddof, self.batch_size, self.device = ddof, batch_size, torch.device(device)
         self.bootstrap, self.seed = bootstrap, seed
@@ -111,7 +115,7 @@ class FrechetMetric:
                 "real_stats": "cached" if self.real_cached else "computed",
                 "statistics": "float64", "covariance_ddof": self.ddof,
                 "covariance": "np.cov (divide by N-1)" if self.ddof == 1 else "divide by N (StyleGAN-V, cd-fvd)",
-                "trace_sqrt": frechet.TRACE_SQRT_METHOD}
+                "trace_sqrt": self.trace_sqrt, "trace_sqrt_detail": frechet.TRACE_SQRT_METHODS[self.trace_sqrt]}
 
     def compute(self) -> MetricResult:
         """The Frechet distance between the real and fake sets seen so far."""
@@ -121,7 +125,7 @@ class FrechetMetric:
         if self.real_id is not None and not self.real_cached:
             self._save_cached_real()
         mu1, s1 = self.real.mean, self.real.cov(self.ddof)
-        value = frechet.frechet_distance(mu1, s1, self.fake.mean, self.fake.cov(self.ddof))
+        value = frechet.frechet_distance(mu1, s1, self.fake.mean, self.fake.cov(self.ddof), self.trace_sqrt)
         ci = self._bootstrap(mu1, s1) if self.bootstrap else None
         protocol = self.protocol()
         if ci is not None:
