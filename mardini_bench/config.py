@@ -159,6 +159,13 @@ class TrainConfig:
     checkpoint_every: int = 100  # steps between atomic last.pt writes
     log_every: int = 10  # steps between log.jsonl lines
     compile: bool = False  # torch.compile the model
+    # Fig. 4 curriculum as (stage, steps) pairs run in order (the last stage continues to `steps`);
+    # empty = `stage` for every step
+    schedule: Tuple[Tuple[str, int], ...] = ()
+    tasks: Tuple[str, ...] = ("interpolation", "image_to_video", "expansion")  # joint_task: one per clip
+    # clips per noise draw: the unit of randomness, so a fixed value gives the same loss curve on any
+    # number of processes; 0 = the per-process share of the batch (the curve then depends on it)
+    micro_batch: int = 0
 
 
 @dataclass(frozen=True)
@@ -168,9 +175,12 @@ class EvalConfig:
     tasks: Tuple[str, ...] = ("interpolation", "image_to_video", "expansion")
     metrics: Tuple[str, ...] = ("fvd", "fid", "psnr", "ssim")
     baselines: Tuple[str, ...] = ("copy_nearest", "linear_blend")
-    num_videos: int = 32  # eval clips per task
+    num_videos: int = 8  # eval clips per task; CPU scale (raise for a paper-style number)
     batch_size: int = 8
-    seed: int = 0  # sampling noise seed, separate from the training seed
+    seed: int = 0  # picks the eval clips and the sampling noise; separate from the training seed
+    protocol: str = "all_frames"  # frames FID/PSNR/SSIM score: all_frames or middle_frame (of the task)
+    weights: Optional[str] = None  # folder of the FVD/FID networks; else $MARDINI_BENCH_WEIGHTS/cache
+    samples: int = 4  # clips per task saved to eval/<task>/samples.npz for sample grids
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,59 @@
+"""Training-free baselines: fill the masked frames from the reference frames.
+
+Each `BASELINES` entry has the model sampler's signature, `(video, mask) -> video`, with video
+(B, T, 3, H, W) in [0, 1] and mask (B, T) True = generated; reference frames come back unchanged.
+A model that does not beat these has not learnt motion.
+"""
+
+from __future__ import annotations
+
+from typing import Tuple
+
+import torch
+
+from mardini_bench.registry import BASELINES
+
+
+def neighbours(mask: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Nearest reference index at or before / at or after each frame: (B, T) each, -1 / T when none."""
+    B, T = mask.shape
+    t = torch.arange(T, device=mask.device).expand(B, T)
+    before = torch.where(~mask, t, -1).cummax(dim=1).values
+    after = torch.where(~mask, t, T).flip(1).cummin(dim=1).values.flip(1)
+    return before, after
+
+
+def _frames(video: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """video (B, T, ...) gathered at per-clip frame indices (B, T)."""
+    return video[torch.arange(video.shape[0], device=video.device)[:, None], index]
+
+
+def _check(video: torch.Tensor, mask: torch.Tensor) -> None:
+    if mask.shape != video.shape[:2] or mask.dtype != torch.bool:
+        raise ValueError(f"mask must be bool (B, T) = {tuple(video.shape[:2])}, got {mask.dtype} {tuple(mask.shape)}")
+    if mask.all(dim=1).any():
+        raise ValueError("every clip needs at least one reference (unmasked) frame")
+
+
+@BASELINES.register
+def copy_nearest(video: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Each masked frame copies the nearest reference frame (the earlier one on a tie)."""
+    _check(video, mask)
+    before, after = neighbours(mask)
+    t = torch.arange(mask.shape[1], device=mask.device)
+    use_before = (before >= 0) & ((after >= mask.shape[1]) | (t - before <= after - t))
+    return _frames(video, torch.where(use_before, before, after))
+
+
+@BASELINES.register
+def linear_blend(video: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Masked frames blend linearly between the references before and after; copy when one side lacks one."""
+    _check(video, mask)
+    T = mask.shape[1]
+    before, after = neighbours(mask)
+    both = (before >= 0) & (after < T)
+    t = torch.arange(T, device=mask.device).expand_as(before)
+    w = torch.where(both, (t - before).float() / (after - before).clamp(min=1).float(), torch.zeros(()))
+    w = w.to(video.dtype)[:, :, None, None, None]
+    blend = (1 - w) * _frames(video, before.clamp(min=0)) + w * _frames(video, after.clamp(max=T - 1))
+    return torch.where(both[:, :, None, None, None], blend, copy_nearest(video, mask))

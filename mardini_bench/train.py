@@ -1,0 +1,350 @@
+"""Training: AdamW with warm-up + cosine, EMA, grad clipping, autocast, Fig. 4 stages, resumable.
+
+    result = train(cfg, run_dir)          # resumes from run_dir/last.pt when it exists
+    result.model                          # the weights to evaluate (EMA when train.ema_decay > 0)
+
+Randomness is a pure function of (seed, stream, step, index): the data order of each epoch, the
+masks of each step and the noise of each micro-batch come from `torch.Generator`s seeded from those
+numbers. Resuming therefore needs only the step (the data iterator position is `step * batch_size`
+clips), the result does not depend on where a run was interrupted, and a fixed `train.micro_batch`
+gives the same loss curve on any number of processes. `last.pt` still records the global torch RNG
+state, so code that draws from it (none does today) resumes exactly too.
+
+`last.pt` = {model, ema, opt, sched, step, config, rng, loss, wall_s}, written atomically every
+`train.checkpoint_every` steps and when training stops. Only rank 0 writes files.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, Optional
+
+import numpy as np
+import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from mardini_bench import distributed
+from mardini_bench.config import ConfigError, RunConfig, TrainConfig, to_dict
+from mardini_bench.distributed import DistEnv
+from mardini_bench.factory import build_model
+from mardini_bench.registry import TASKS
+
+CHECKPOINT = "last.pt"
+LOG = "log.jsonl"
+STAGES = ("generator_warmup", "planner_warmup", "joint", "joint_task")
+STREAM_DATA, STREAM_MASK, STREAM_NOISE = 0, 1, 2
+
+
+# ----------------------------------------------------------------------------------------------
+# Pure pieces: seeds, schedules, stages, batch layout
+# ----------------------------------------------------------------------------------------------
+def derived_generator(seed: int, stream: int, *index: int) -> torch.Generator:
+    """A CPU generator seeded from (seed, stream, *index) via numpy's SeedSequence mixing."""
+    state = np.random.SeedSequence([seed, stream, *index]).generate_state(1, np.uint64)[0]
+    return torch.Generator().manual_seed(int(state) & ((1 << 63) - 1))
+
+
+def lr_factor(cfg: TrainConfig) -> Callable[[int], float]:
+    """Linear warm-up to 1 over `warmup_steps`, then cosine decay to 0 at `steps`."""
+
+    def factor(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+def check_train_config(cfg: TrainConfig) -> None:
+    """Fail before building anything on a schedule or task list that cannot run."""
+    for stage, _ in cfg.schedule:
+        if stage not in STAGES:
+            raise ConfigError(f"train.schedule: unknown stage {stage!r}; valid: {', '.join(STAGES)}")
+    covered = sum(steps for _, steps in cfg.schedule)
+    if covered > cfg.steps:
+        raise ConfigError(f"train.schedule covers {covered} steps but train.steps is {cfg.steps}")
+    for name in cfg.tasks:
+        if name not in TASKS:
+            raise ConfigError(f"train.tasks: {TASKS.unknown_message(name)}")
+    if cfg.steps < 1 or cfg.batch_size < 1:
+        raise ConfigError(f"train.steps and train.batch_size must be >= 1, got {cfg.steps}, {cfg.batch_size}")
+
+
+def stage_at(cfg: TrainConfig, step: int) -> str:
+    """The curriculum stage of optimiser step `step` (0-based)."""
+    end = 0
+    for stage, steps in cfg.schedule:
+        end += steps
+        if step < end:
+            return stage
+    return cfg.schedule[-1][0] if cfg.schedule else cfg.stage
+
+
+def micro_batch(cfg: TrainConfig, world_size: int) -> int:
+    """Clips per noise draw; the global batch must split into whole micro-batches per process."""
+    size = cfg.micro_batch or cfg.batch_size // world_size
+    if size < 1 or cfg.batch_size % (size * world_size):
+        raise ConfigError(f"train.batch_size={cfg.batch_size} does not split into micro-batches of "
+                          f"{size} clips on {world_size} processes; pick a train.micro_batch dividing "
+                          f"batch_size / processes")
+    return size
+
+
+def batch_indices(num_clips: int, batch: int, seed: int, step: int) -> torch.Tensor:
+    """Dataset indices of global batch `step`: epochs of seeded permutations, read in order."""
+    pos = step * batch + torch.arange(batch)
+    epochs, offsets = pos // num_clips, pos % num_clips
+    out = torch.empty(batch, dtype=torch.long)
+    for epoch in epochs.unique().tolist():
+        perm = torch.randperm(num_clips, generator=derived_generator(seed, STREAM_DATA, epoch))
+        out[epochs == epoch] = perm[offsets[epochs == epoch]]
+    return out
+
+
+class StepBatches:
+    """Batch sampler: this process's share of every global batch from `start` to `stop`."""
+
+    def __init__(self, num_clips: int, cfg: RunConfig, env: DistEnv, start: int, stop: int) -> None:
+        self.num_clips, self.cfg, self.env, self.start, self.stop = num_clips, cfg, env, start, stop
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def __iter__(self):
+        share = self.cfg.train.batch_size // self.env.world_size
+        for step in range(self.start, self.stop):
+            idx = batch_indices(self.num_clips, self.cfg.train.batch_size, self.cfg.seed, step)
+            yield idx[self.env.rank * share:(self.env.rank + 1) * share].tolist()
+
+
+def autocast_dtype(precision: str, device: torch.device) -> Optional[torch.dtype]:
+    """bf16 under `auto` on CUDA only; fp32 (no autocast) on CPU unless bf16 is asked for."""
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
+        return torch.bfloat16
+    return None
+
+
+# ----------------------------------------------------------------------------------------------
+# Checkpoints and logs
+# ----------------------------------------------------------------------------------------------
+def atomic_torch_save(payload: Dict[str, Any], path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def rng_state() -> Dict[str, Any]:
+    state: Dict[str, Any] = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: Dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def append_log(run_dir: Path, entry: Dict[str, Any]) -> None:
+    with open(run_dir / LOG, "a") as f:
+        f.write(json.dumps(entry) + "\n")
+
+
+def trim_log(run_dir: Path, step: int) -> None:
+    """Drop lines logged after the checkpoint we resume from: they will be logged again."""
+    path = run_dir / LOG
+    if not path.exists():
+        return
+    keep = [line for line in path.read_text().splitlines()
+            if line.strip() and json.loads(line).get("step", 0) <= step]
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text("".join(line + "\n" for line in keep))
+    os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------------------------------------
+# The trainer
+# ----------------------------------------------------------------------------------------------
+@dataclass
+class TrainResult:
+    model: torch.nn.Module  # weights to evaluate: the EMA copy, or the raw model without EMA
+    summary: Dict[str, Any]  # {steps, final_loss, wall_s}
+    env: DistEnv
+
+
+class Trainer:
+    """One run's model, EMA, optimiser and LR schedule, restored from `last.pt` when present."""
+
+    def __init__(self, cfg: RunConfig, run_dir: Path, env: DistEnv, device: torch.device) -> None:
+        check_train_config(cfg.train)
+        self.cfg, self.run_dir, self.env, self.device = cfg, Path(run_dir), env, device
+        self.micro = micro_batch(cfg.train, env.world_size)
+        torch.manual_seed(cfg.seed)  # model init
+        self.model = build_model(cfg, device=device)
+        distributed.broadcast_(self.model.state_dict().values(), env)
+        self.ema = self._build_ema()
+        t = cfg.train
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=t.lr, betas=t.betas, weight_decay=t.weight_decay)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_factor(t))
+        self.step, self.loss, self.wall_s = 0, math.nan, 0.0
+        self.mask_fn = self._mask_fn()
+        self.tasks = [TASKS.build(name) for name in t.tasks]
+        self.loss_fn = torch.compile(self.model.training_losses) if t.compile else self.model.training_losses
+
+    def _build_ema(self) -> Optional[AveragedModel]:
+        if self.cfg.train.ema_decay <= 0:
+            return None
+        return AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(self.cfg.train.ema_decay), use_buffers=True)
+
+    def _mask_fn(self) -> Callable[..., torch.Tensor]:
+        from models.masks import build_mask_schedule
+
+        return build_mask_schedule(self.cfg.mask)
+
+    # -- checkpoints -------------------------------------------------------------------------
+    def state(self) -> Dict[str, Any]:
+        return {"model": self.model.state_dict(), "ema": self.ema.state_dict() if self.ema else None,
+                "opt": self.opt.state_dict(), "sched": self.sched.state_dict(), "step": self.step,
+                "config": to_dict(self.cfg), "rng": {**rng_state(), "data_position": self.step * self.cfg.train.batch_size},
+                "loss": self.loss, "wall_s": self.wall_s}
+
+    def save(self) -> None:
+        if self.env.is_main:
+            atomic_torch_save(self.state(), self.run_dir / CHECKPOINT)
+
+    def maybe_resume(self) -> bool:
+        """Load `last.pt` if there is one; it must come from the same resolved config."""
+        path = self.run_dir / CHECKPOINT
+        if not path.exists():
+            return False
+        ckpt = torch.load(path, map_location=self.device, weights_only=True)
+        if ckpt["config"] != to_dict(self.cfg):
+            raise ConfigError(f"{path} was written by a different config; use a fresh run folder")
+        self.model.load_state_dict(ckpt["model"])
+        if self.ema is not None:
+            self.ema.load_state_dict(ckpt["ema"])
+        self.opt.load_state_dict(ckpt["opt"])
+        self.sched.load_state_dict(ckpt["sched"])
+        self.step, self.loss, self.wall_s = ckpt["step"], ckpt["loss"], ckpt["wall_s"]
+        set_rng_state(ckpt["rng"])
+        return True
+
+    # -- one step ----------------------------------------------------------------------------
+    def masks(self, step: int, frames: int) -> torch.Tensor:
+        """(B_global, T) masks of step `step`: tasks' samplers in joint_task, else `cfg.mask`."""
+        B, gen = self.cfg.train.batch_size, derived_generator(self.cfg.seed, STREAM_MASK, step)
+        if stage_at(self.cfg.train, step) != "joint_task":
+            return self.mask_fn(B, frames, step=step, generator=gen, device="cpu")
+        pick = torch.randint(len(self.tasks), (B,), generator=gen).tolist()
+        return torch.cat([self.tasks[i].train_mask(1, frames, generator=gen, device="cpu") for i in pick])
+
+    def train_step(self, step: int, video: torch.Tensor, mask: torch.Tensor) -> Dict[str, float]:
+        """Forward/backward over this process's micro-batches, average over processes, update."""
+        self.opt.zero_grad(set_to_none=True)
+        chunks = list(zip(video.split(self.micro), mask.split(self.micro)))
+        first = self.env.rank * len(chunks)  # global index of this process's first micro-batch
+        total = torch.zeros((), device=self.device)
+        for i, (v, m) in enumerate(chunks):
+            gen = derived_generator(self.cfg.seed, STREAM_NOISE, step, first + i)
+            with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None):
+                loss = self.loss_fn(v, m, generator=gen)["loss"] / len(chunks)
+            loss.backward()
+            total += loss.detach().float()
+        return self._update(total)
+
+    def _update(self, loss: torch.Tensor) -> Dict[str, float]:
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        distributed.mean_([p.grad for p in params] + [loss], self.env)
+        clip = self.cfg.train.grad_clip if self.cfg.train.grad_clip > 0 else math.inf
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, clip)
+        lr = self.opt.param_groups[0]["lr"]
+        self.opt.step()
+        self.sched.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
+        return {"loss": float(loss), "lr": lr, "grad_norm": float(grad_norm)}
+
+    @property
+    def dtype(self) -> Optional[torch.dtype]:
+        return autocast_dtype(self.cfg.train.precision, self.device)
+
+    # -- the loop ----------------------------------------------------------------------------
+    def loader(self, stop: int) -> DataLoader:
+        from mardini_bench.data import build_dataset
+
+        data = build_dataset(self.cfg.data, "train", seed=self.cfg.seed)
+        order = StepBatches(len(data), self.cfg, self.env, self.step, stop)
+        return DataLoader(data, batch_sampler=order, num_workers=self.cfg.data.workers)
+
+    def fit(self, until: Optional[int] = None) -> None:
+        """Train from `self.step` to `until` (default `train.steps`), then checkpoint."""
+        stop = min(self.cfg.train.steps, until if until is not None else self.cfg.train.steps)
+        bar = tqdm(total=self.cfg.train.steps, initial=self.step, file=sys.stderr, desc="train",
+                   disable=not (self.env.is_main and sys.stderr.isatty()))
+        share, begin = self.cfg.train.batch_size // self.env.world_size, self.step
+        for video in self.loader(stop):
+            step, start = self.step, time.perf_counter()
+            self._set_stage(step)
+            mask = self.masks(step, video.shape[1])[self.env.rank * share:(self.env.rank + 1) * share]
+            stats = self.train_step(step, video.to(self.device), mask.to(self.device))
+            self.step, self.loss = step + 1, stats["loss"]
+            self.wall_s += time.perf_counter() - start
+            self._log(step, stats, mask, time.perf_counter() - start)
+            bar.update(1)
+            if self.step % self.cfg.train.checkpoint_every == 0:
+                self.save()
+        bar.close()
+        if self.step > begin:
+            self.save()
+
+    def _set_stage(self, step: int) -> None:
+        stage = stage_at(self.cfg.train, step)
+        if stage != self.model.stage:
+            self.model.set_stage(stage)
+
+    def _log(self, step: int, stats: Dict[str, float], mask: torch.Tensor, seconds: float) -> None:
+        if not self.env.is_main or (step % self.cfg.train.log_every and step + 1 != self.cfg.train.steps):
+            return
+        refs = (~mask).sum(1).float()  # reference frames per clip of this process's share
+        append_log(self.run_dir, {"step": step + 1, **stats, "stage": self.model.stage,
+                                  "ref_frames_mean": float(refs.mean()), "ref_frames_min": int(refs.min()),
+                                  "ref_frames_max": int(refs.max()), "seconds": seconds})
+
+    def eval_model(self) -> torch.nn.Module:
+        model = self.ema.module if self.ema is not None else self.model
+        return model.eval()
+
+
+def train(cfg: RunConfig, run_dir: Path, until: Optional[int] = None, env: Optional[DistEnv] = None) -> TrainResult:
+    """Train `cfg` in `run_dir` (resuming from `last.pt`), stopping at `until` steps if given.
+
+    The caller owns the process group: `env` defaults to a single process.
+    """
+    env = env or DistEnv()
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    trainer = Trainer(cfg, run_dir, env, distributed.device_for(env) if env.distributed else _device())
+    if trainer.maybe_resume() and env.is_main:
+        trim_log(run_dir, trainer.step)
+        append_log(run_dir, {"event": "resume", "step": trainer.step})
+    trainer.fit(until)
+    summary = {"steps": trainer.step, "final_loss": trainer.loss, "wall_s": trainer.wall_s}
+    return TrainResult(trainer.eval_model(), summary, env)
+
+
+def _device() -> torch.device:
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+__all__ = ["train", "Trainer", "TrainResult", "derived_generator", "lr_factor", "stage_at", "batch_indices",
+           "micro_batch", "CHECKPOINT", "LOG"]

@@ -1,0 +1,123 @@
+"""Trainer: LR schedule, curriculum stages, data order, checkpoint payload, bit-identical resume."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from mardini_bench.config import ConfigError, RunConfig, apply_overrides
+from mardini_bench.train import (CHECKPOINT, LOG, batch_indices, check_train_config, lr_factor, micro_batch,
+                                 stage_at, train)
+
+# Tiny clips keep a step near 50 ms; the schedule crosses every stage, joint_task included.
+TINY = ["model=tiny", "data.frames=5", "data.resolution=16", "data.num_train=10", "train.batch_size=4",
+        "train.steps=6", "train.warmup_steps=2", "train.ema_decay=0.9", "train.log_every=1",
+        "train.checkpoint_every=100",
+        'train.schedule=[["generator_warmup",2],["planner_warmup",1],["joint_task",2],["joint",1]]']
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # Small tensors: one thread avoids OpenMP oversubscription on a busy 2-core machine.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_cfg(*extra: str) -> RunConfig:
+    return apply_overrides(RunConfig(), TINY + list(extra))
+
+
+def losses(run_dir: Path) -> list:
+    lines = [json.loads(line) for line in (run_dir / LOG).read_text().splitlines()]
+    return [(e["step"], e["loss"], e["stage"]) for e in lines if "loss" in e]
+
+
+def test_lr_warms_up_linearly_then_decays_to_zero():
+    f = lr_factor(tiny_cfg("train.steps=12", "train.warmup_steps=4").train)
+    assert [f(s) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    assert f(4) == 1.0 and f(8) == pytest.approx(0.5) and f(12) == pytest.approx(0.0, abs=1e-12)
+    assert all(f(s) >= f(s + 1) for s in range(4, 12))
+
+
+def test_stage_follows_schedule_then_keeps_the_last():
+    cfg = tiny_cfg("train.steps=8").train
+    assert [stage_at(cfg, s) for s in range(8)] == (["generator_warmup"] * 2 + ["planner_warmup"]
+                                                   + ["joint_task"] * 2 + ["joint"] * 3)
+    assert stage_at(tiny_cfg("train.schedule=[]", "train.stage=planner_warmup").train, 5) == "planner_warmup"
+
+
+@pytest.mark.parametrize("override, message", [
+    ('train.schedule=[["warmup",2]]', "unknown stage 'warmup'"),
+    ('train.schedule=[["joint",7]]', "covers 7 steps but train.steps is 6"),
+    ("train.tasks=[interpolaton]", "interpolation"),
+])
+def test_bad_train_config_names_the_field(override, message):
+    with pytest.raises(ConfigError, match=message):
+        check_train_config(tiny_cfg(override).train)
+
+
+def test_micro_batch_must_split_the_batch():
+    assert micro_batch(tiny_cfg().train, 2) == 2
+    with pytest.raises(ConfigError, match="train.micro_batch"):
+        micro_batch(tiny_cfg("train.micro_batch=3").train, 1)
+
+
+def test_each_epoch_visits_every_clip_once_in_a_seeded_order():
+    steps = [batch_indices(10, 5, seed=3, step=s) for s in range(4)]
+    assert sorted(torch.cat(steps[:2]).tolist()) == list(range(10))
+    assert sorted(torch.cat(steps[2:]).tolist()) == list(range(10))
+    assert torch.equal(batch_indices(10, 5, seed=3, step=1), steps[1])
+    assert not torch.equal(batch_indices(10, 5, seed=4, step=1), steps[1])
+
+
+def test_checkpoint_payload_and_log(tmp_path):
+    result = train(tiny_cfg(), tmp_path)
+    ckpt = torch.load(tmp_path / CHECKPOINT, weights_only=True)
+    assert {"model", "ema", "opt", "sched", "step", "config", "rng"} <= set(ckpt)
+    assert ckpt["step"] == 6 and ckpt["rng"]["data_position"] == 24
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+    logged = losses(tmp_path)
+    assert [s for s, _, _ in logged] == [1, 2, 3, 4, 5, 6]
+    assert [st for _, _, st in logged] == ["generator_warmup"] * 2 + ["planner_warmup"] + ["joint_task"] * 2 + ["joint"]
+    assert all(math.isfinite(loss) for _, loss, _ in logged)
+    assert result.summary["steps"] == 6 and result.summary["final_loss"] == logged[-1][1]
+    # evaluation uses the EMA copy, which differs from the raw weights after a few steps
+    assert result.model is not None and not result.model.training
+
+
+def test_resume_is_bit_identical_to_a_straight_run(tmp_path):
+    cfg = tiny_cfg()
+    straight = train(cfg, tmp_path / "straight")
+    partial = train(cfg, tmp_path / "resumed", until=3)
+    assert partial.summary["steps"] == 3
+    resumed = train(cfg, tmp_path / "resumed")
+    assert resumed.summary["steps"] == 6
+    a = torch.load(tmp_path / "straight" / CHECKPOINT, weights_only=True)
+    b = torch.load(tmp_path / "resumed" / CHECKPOINT, weights_only=True)
+    for key in ("model", "ema"):
+        assert a[key].keys() == b[key].keys()
+        assert all(torch.equal(a[key][k], b[key][k]) for k in a[key]), key
+    assert losses(tmp_path / "straight") == losses(tmp_path / "resumed")
+    events = [json.loads(line) for line in (tmp_path / "resumed" / LOG).read_text().splitlines()]
+    assert {"event": "resume", "step": 3} in events
+    assert straight.summary["final_loss"] == resumed.summary["final_loss"]
+
+
+def test_finished_run_resumes_without_training(tmp_path):
+    cfg = tiny_cfg("train.steps=2", "train.schedule=[]")
+    train(cfg, tmp_path)
+    before = (tmp_path / CHECKPOINT).stat().st_mtime_ns
+    again = train(cfg, tmp_path)
+    assert again.summary["steps"] == 2 and (tmp_path / CHECKPOINT).stat().st_mtime_ns == before
+
+
+def test_checkpoint_from_another_config_is_refused(tmp_path):
+    train(tiny_cfg("train.steps=1", "train.schedule=[]"), tmp_path)
+    with pytest.raises(ConfigError, match="different config"):
+        train(tiny_cfg("train.steps=2", "train.schedule=[]"), tmp_path)
