@@ -49,6 +49,14 @@ def failure_record(err: BaseException) -> Dict[str, Any]:
             "failed_at": time.time()}
 
 
+def global_rank() -> int:
+    """This task's rank in a multi-task submitit job; 0 outside submitit."""
+    try:
+        return submitit.JobEnvironment().global_rank
+    except RuntimeError:
+        return 0
+
+
 def link_logs(run_dir: Path) -> None:
     """Point `run_dir/submitit.{out,err}` at this attempt's submitit logs (replaced atomically)."""
     try:
@@ -76,6 +84,8 @@ class RunJob(submitit.helpers.Checkpointable):
 
     def __call__(self) -> Dict[str, Any]:
         run_dir = Path(self.run_dir)
+        if global_rank() != 0:  # multi-task jobs: every rank trains, rank 0 owns the folder
+            return self._function()(load_config(run_dir), run_dir)
         lock = rundir.RunLock(run_dir)
         if not lock.acquire():
             raise RuntimeError(f"{run_dir} is in use by another job; not starting a second copy")
@@ -94,8 +104,8 @@ class RunJob(submitit.helpers.Checkpointable):
         except Exception as err:  # not BaseException: submitit's requeue exit is no failure
             rundir.write_json(run_dir / rundir.FAILED, failure_record(err))
             raise
-        if rundir.read_result(run_dir) is None:  # a custom run_fn may only return its result
-            rundir.write_json(run_dir / rundir.RESULT, result)
+        if rundir.read_result(run_dir) is None and result.get("status", "DONE") == "DONE":
+            rundir.write_json(run_dir / rundir.RESULT, result)  # a custom run_fn may only return it
         return result
 
     def _function(self) -> RunFn:

@@ -52,8 +52,9 @@ def read_json(path: Path) -> Optional[Dict[str, Any]]:
 
 
 def read_result(run_dir: Path) -> Optional[Dict[str, Any]]:
-    """The run's result, or None: only a complete result.json counts as a finished run."""
-    return read_json(run_dir / RESULT)
+    """The run's result, or None: only a complete result.json of a finished run counts."""
+    result = read_json(run_dir / RESULT)
+    return result if result is not None and result.get("status", "DONE") == "DONE" else None
 
 
 def git_info(repo: Path) -> Dict[str, Any]:
