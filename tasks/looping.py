@@ -1,12 +1,14 @@
-"""Looping: interpolation whose last frame equals the first (project page demos)."""
+"""Looping: interpolation whose last frame is the first one again (project page demos, notes §3.2)."""
 
 import torch
 
 from mardini_bench.registry import TASKS
 from tasks.base import Task
+from tasks.interpolation import first_and_last
 
 
-def _loop(video: torch.Tensor) -> torch.Tensor:
+def close_loop(video: torch.Tensor) -> torch.Tensor:
+    """(..., T, 3, H, W) -> a copy whose frame T-1 is frame 0, so the generated frames close a loop."""
     out = video.clone()
     out[..., -1, :, :, :] = video[..., 0, :, :, :]
     return out
@@ -14,5 +16,5 @@ def _loop(video: torch.Tensor) -> torch.Tensor:
 
 @TASKS.register
 def looping() -> Task:
-    return Task("looping", "first frame given twice, as first and last; the loop between is generated",
-                lambda n: (0, n - 1), prepare_fn=_loop)
+    return Task("looping", "frame 0 given as both first and last frame; the loop between is generated",
+                first_and_last, prepare_fn=close_loop)
