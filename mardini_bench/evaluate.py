@@ -1,0 +1,222 @@
+"""Score a trained model and the baselines on every task of `cfg.eval`, one tidy record per value.
+
+For each task: `eval.num_videos` clips of the data's `val` split (picked by `eval.seed`, so every run
+with the same data config sees the same clips) go through the task's `prepare` and `eval_mask`;
+the model (EMA weights) and each baseline fill the masked frames. FVD scores whole clips; FID, PSNR
+and SSIM score the task's frames under `eval.protocol` (all generated frames, or the middle one).
+
+A record is {task, method, metric, value, protocol, per_video, features}: PSNR/SSIM keep one value
+per video, FVD/FID save real and generated features (`eval/<task>/<method>_<metric>.npz`: `real`,
+`fake`, `video_index`) so the results step can bootstrap. Baseline scores depend only on data, task
+and eval settings, so they are cached beside the run (`run_dir.parent/_baselines/<key>/`) and a
+sweep computes them once. `eval/<task>/samples.npz` keeps a few uint8 clips for sample grids.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import zlib
+from pathlib import Path
+from typing import Any, Callable, Dict, List
+
+import numpy as np
+import torch
+
+import mardini_bench
+from mardini_bench.config import ConfigError, RunConfig, to_dict
+from mardini_bench.registry import BASELINES, METRICS, TASKS
+
+FRECHET = ("fvd", "fid")
+PAIRED = ("psnr", "ssim")
+FRAME_PROTOCOLS = ("all_frames", "middle_frame")
+BASELINE_DIR = "_baselines"
+
+Sampler = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def check_eval_config(cfg: RunConfig) -> None:
+    """Fail before any work on names the registries do not know."""
+    ev = cfg.eval
+    if ev.protocol not in FRAME_PROTOCOLS:
+        raise ConfigError(f"eval.protocol: {ev.protocol!r} is not one of {', '.join(FRAME_PROTOCOLS)}")
+    for key, names, registry in (("tasks", ev.tasks, TASKS), ("metrics", ev.metrics, METRICS),
+                                 ("baselines", ev.baselines, BASELINES)):
+        for name in names:
+            if name not in registry:
+                raise ConfigError(f"eval.{key}: {registry.unknown_message(name)}")
+    if ev.num_videos < 1:
+        raise ConfigError(f"eval.num_videos must be >= 1, got {ev.num_videos}")
+
+
+def atomic_write_bytes(path: Path, write: Callable[[Any], None]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        write(f)
+    os.replace(tmp, path)
+
+
+def save_npz(path: Path, **arrays: np.ndarray) -> None:
+    atomic_write_bytes(path, lambda f: np.savez_compressed(f, **arrays))
+
+
+def write_json(path: Path, data: Any) -> None:
+    atomic_write_bytes(path, lambda f: f.write(json.dumps(data, indent=1).encode()))
+
+
+# ----------------------------------------------------------------------------------------------
+# Clips and generation
+# ----------------------------------------------------------------------------------------------
+def eval_clips(cfg: RunConfig) -> torch.Tensor:
+    """(N, T, 3, H, W) eval clips: a prefix of a permutation of the `val` split fixed by `eval.seed`."""
+    from mardini_bench.data import build_dataset
+
+    data = build_dataset(cfg.data, "val")
+    if cfg.eval.num_videos > len(data):
+        raise ConfigError(f"eval.num_videos={cfg.eval.num_videos} exceeds the {len(data)} clips of the val split "
+                          f"(data.num_eval)")
+    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(cfg.eval.seed))
+    return torch.stack([data[int(i)] for i in order[:cfg.eval.num_videos]]).float()
+
+
+def task_seed(seed: int, task: str) -> int:
+    return seed * 1_000_003 + zlib.crc32(task.encode())
+
+
+def generate(fn: Sampler, videos: torch.Tensor, mask: torch.Tensor, batch: int,
+             device: torch.device) -> torch.Tensor:
+    """Run a sampler over `videos` in batches; output on the CPU, clamped to [0, 1]."""
+    out = [fn(videos[i:i + batch].to(device), mask[i:i + batch].to(device)).float().cpu()
+           for i in range(0, len(videos), batch)]
+    return torch.cat(out).clamp(0, 1)
+
+
+def model_sampler(model: torch.nn.Module, seed: int) -> Sampler:
+    gen = torch.Generator().manual_seed(seed)  # one stream per task, consumed batch by batch
+    return lambda video, mask: model.sample(video, mask, generator=gen)
+
+
+# ----------------------------------------------------------------------------------------------
+# Scoring
+# ----------------------------------------------------------------------------------------------
+def _uint8(x: torch.Tensor) -> np.ndarray:
+    return (x.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+
+
+def build_metric(name: str, cfg: RunConfig) -> Any:
+    if name in FRECHET:
+        metric = METRICS.build(name, weights=cfg.eval.weights, batch_size=cfg.eval.batch_size)
+        metric.real.features, metric.fake.features = [], []  # keep features for the saved npz
+        return metric
+    return METRICS.build(name)  # scores the frames its mask marks: we pass the task's scored frames
+
+
+def _frechet(name: str, cfg: RunConfig, real: torch.Tensor, fake: torch.Tensor, frames: List[int],
+             npz: Path) -> Dict[str, Any]:
+    metric = build_metric(name, cfg)
+    if name == "fid":  # FID pools the scored frames as images; FVD needs whole clips
+        real, fake = real[:, frames], fake[:, frames]
+    for i in range(0, len(real), cfg.eval.batch_size):
+        metric.update(real[i:i + cfg.eval.batch_size], fake[i:i + cfg.eval.batch_size])
+    result = metric.compute()
+    rows_per_video = real.shape[1] if name == "fid" else 1
+    save_npz(npz, real=metric.real.all_features(), fake=metric.fake.all_features(),
+             video_index=np.repeat(np.arange(len(real)), rows_per_video))
+    return {"value": result.value, "protocol": result.protocol, "per_video": None}
+
+
+def _paired(name: str, cfg: RunConfig, real: torch.Tensor, fake: torch.Tensor, scored: torch.Tensor) -> Dict[str, Any]:
+    metric, per_video = build_metric(name, cfg), []
+    for i in range(len(real)):
+        one = build_metric(name, cfg)
+        one.update(real[i:i + 1], fake[i:i + 1], scored[i:i + 1])
+        per_video.append(one.compute().value)
+        metric.update(real[i:i + 1], fake[i:i + 1], scored[i:i + 1])
+    result = metric.compute()
+    return {"value": result.value, "protocol": result.protocol, "per_video": per_video}
+
+
+def score(cfg: RunConfig, task: str, method: str, real: torch.Tensor, fake: torch.Tensor,
+          out_dir: Path, base_dir: Path) -> List[Dict[str, Any]]:
+    """One record per metric; feature files go to `out_dir`, named relative to `base_dir`."""
+    T = real.shape[1]
+    frames = TASKS.build(task).scored_frames(T, cfg.eval.protocol)
+    scored = torch.zeros(len(real), T, dtype=torch.bool)
+    scored[:, frames] = True
+    records = []
+    for name in cfg.eval.metrics:
+        npz = out_dir / f"{method}_{name}.npz"
+        rec = (_frechet(name, cfg, real, fake, frames, npz) if name in FRECHET
+               else _paired(name, cfg, real, fake, scored))
+        rec["protocol"] = {**rec["protocol"], **_task_protocol(cfg, task, name, frames)}
+        features = os.path.relpath(npz, base_dir) if name in FRECHET else None
+        records.append({"task": task, "method": method, "metric": name, **rec, "features": features})
+    return records
+
+
+def _task_protocol(cfg: RunConfig, task: str, metric: str, frames: List[int]) -> Dict[str, Any]:
+    """What the task adds to a metric's protocol: which clips and which of their frames."""
+    whole = metric == "fvd"
+    return {"task": task, "frame_protocol": "whole_clip" if whole else cfg.eval.protocol,
+            "scored_frames": None if whole else frames, "eval_split": "val", "eval_seed": cfg.eval.seed,
+            "dataset": cfg.data.dataset}
+
+
+# ----------------------------------------------------------------------------------------------
+# Baselines (cached per sweep) and the whole evaluation
+# ----------------------------------------------------------------------------------------------
+def baseline_key(cfg: RunConfig, task: str, baseline: str) -> str:
+    """Hash of everything a baseline score depends on: data, task, eval settings, code version."""
+    ev = to_dict(cfg.eval)
+    spec = {"data": to_dict(cfg.data), "task": task, "baseline": baseline, "version": mardini_bench.__version__,
+            "eval": {k: ev[k] for k in ("metrics", "num_videos", "seed", "protocol", "batch_size")}}
+    blob = json.dumps(spec, sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def baseline_records(cfg: RunConfig, task: str, baseline: str, real: torch.Tensor, mask: torch.Tensor,
+                     run_dir: Path) -> List[Dict[str, Any]]:
+    """The baseline's records, from the sweep's cache when present; feature paths relative to run_dir."""
+    folder = run_dir.parent / BASELINE_DIR / baseline_key(cfg, task, baseline)
+    cached = folder / "records.json"
+    if cached.exists():
+        records = json.loads(cached.read_text())
+    else:
+        fake = generate(BASELINES.get(baseline), real, mask, cfg.eval.batch_size, torch.device("cpu"))
+        records = score(cfg, task, baseline, real, fake, folder, folder)
+        write_json(cached, records)
+    return [dict(r, features=os.path.relpath(folder / r["features"], run_dir) if r["features"] else None)
+            for r in records]
+
+
+def save_samples(path: Path, real: torch.Tensor, mask: torch.Tensor, fake: torch.Tensor, count: int) -> None:
+    """uint8 clips (N, T, 3, H, W): `input` (generated frames blanked), `output`, `real`; `mask` (N, T)."""
+    n = min(count, len(real))
+    given = real[:n] * (~mask[:n])[:, :, None, None, None]
+    save_npz(path, input=_uint8(given), output=_uint8(fake[:n]), real=_uint8(real[:n]),
+             mask=mask[:n].numpy().astype(np.uint8))
+
+
+def evaluate(model: torch.nn.Module, cfg: RunConfig, run_dir: Path) -> List[Dict[str, Any]]:
+    """Records for every (task, method, metric) of `cfg.eval`; methods = "model" + the baselines."""
+    check_eval_config(cfg)
+    run_dir, clips = Path(run_dir), eval_clips(cfg)
+    device = next(model.parameters()).device
+    records: List[Dict[str, Any]] = []
+    for task_name in cfg.eval.tasks:
+        task = TASKS.build(task_name)
+        real = task.prepare(clips)
+        mask = task.eval_mask(real.shape[1]).expand(len(real), -1).clone()
+        fake = generate(model_sampler(model, task_seed(cfg.eval.seed, task_name)), real, mask,
+                        cfg.eval.batch_size, device)
+        out_dir = run_dir / "eval" / task_name
+        save_samples(out_dir / "samples.npz", real, mask, fake, cfg.eval.samples)
+        records += score(cfg, task_name, "model", real, fake, out_dir, run_dir)
+        for name in cfg.eval.baselines:
+            records += baseline_records(cfg, task_name, name, real, mask, run_dir)
+    return records
+
+
+__all__ = ["evaluate", "eval_clips", "score", "baseline_key", "baseline_records", "check_eval_config"]

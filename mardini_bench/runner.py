@@ -1,0 +1,85 @@
+"""One run: train (resuming), evaluate, measure cost, then write `result.json` last.
+
+    from mardini_bench.runner import run
+    result = run(cfg, Path("runs/abc123"))
+
+    python -m mardini_bench.runner RUN_DIR [key=value ...]     # one config by hand
+
+`result.json` = {run_id, status: DONE, config, train: {steps, final_loss, wall_s}, cost: {...},
+records: [{task, method, metric, value, protocol, per_video, features}]}. It is written atomically
+and only after everything else succeeded, so its presence means the run is complete; a run that
+raises leaves none. In a multi-process job every rank trains; rank 0 alone evaluates and writes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from mardini_bench import distributed
+from mardini_bench.cli import user_errors
+from mardini_bench.config import RunConfig, apply_overrides, to_dict
+from mardini_bench.evaluate import check_eval_config, evaluate
+from mardini_bench.sweep.rundir import RESULT, write_json
+from mardini_bench.train import check_train_config, train
+
+COST_KEYS = ("params_planner", "params_generator", "flops_train_step", "flops_sample", "latency_sample_s",
+             "peak_mem_mb")
+
+
+def run(cfg: RunConfig, run_dir: Path, until: Optional[int] = None) -> Dict[str, Any]:
+    """Train `cfg` in `run_dir`, evaluate, measure cost, write `result.json`; returns the result.
+
+    `until` stops training early (a checkpoint, no evaluation, no result): for tests and debugging.
+    """
+    run_dir = Path(run_dir)
+    check_train_config(cfg.train)
+    check_eval_config(cfg)  # both before training: a typo must not cost a training run
+    env = distributed.detect()
+    distributed.init(env, distributed.device_for(env))
+    try:
+        trained = train(cfg, run_dir, until=until, env=env)
+    finally:
+        distributed.shutdown(env)
+    if not env.is_main or trained.summary["steps"] < cfg.train.steps:
+        return {"run_id": run_dir.name, "status": "PARTIAL", "train": trained.summary}
+    return finish(cfg, run_dir, trained.model, trained.summary)
+
+
+def finish(cfg: RunConfig, run_dir: Path, model: Any, summary: Dict[str, Any]) -> Dict[str, Any]:
+    """Evaluate and cost a trained model, then write `result.json` (the last file of a run)."""
+    start = time.perf_counter()
+    records = evaluate(model, cfg, run_dir)
+    eval_s = time.perf_counter() - start
+    from mardini_bench.cost import run_cost
+
+    cost = run_cost(model, cfg)
+    result = {"run_id": run_dir.name, "status": "DONE", "config": to_dict(cfg),
+              "train": {**summary, "eval_wall_s": eval_s},
+              "cost": {k: cost.get(k) for k in COST_KEYS}, "records": records}
+    write_json(run_dir / RESULT, result)
+    return result
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m mardini_bench.runner",
+                                     description="Train, evaluate and cost one config in RUN_DIR.")
+    parser.add_argument("run_dir", type=Path, help="run folder (created; resumed from its last.pt)")
+    parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. model=tiny train.steps=50")
+    return parser.parse_args(argv)
+
+
+@user_errors()
+def main(argv: Optional[List[str]] = None) -> None:
+    args = parse_args(argv)
+    cfg = apply_overrides(RunConfig(), args.overrides)
+    result = run(cfg, args.run_dir)
+    for rec in result.get("records", []):
+        print(f"{rec['task']:<24} {rec['method']:<14} {rec['metric']:<5} {rec['value']:.4f}")
+    print(f"wrote {args.run_dir / RESULT}")
+
+
+if __name__ == "__main__":
+    main()

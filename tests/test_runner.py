@@ -1,0 +1,150 @@
+"""Runner: result.json last and atomic, records and evidence files, cached baselines, failures, CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mardini_bench import baselines, evaluate, runner
+from mardini_bench.config import RunConfig, apply_overrides
+from mardini_bench.registry import BASELINES
+from mardini_bench.weights import WeightsError
+
+TINY = ["model=tiny", "model.diffusion.sample_steps=2", "data.frames=5", "data.resolution=16",
+        "data.num_train=8", "data.num_eval=6", "train.batch_size=2", "train.steps=2", "train.warmup_steps=1",
+        "eval.tasks=[interpolation,expansion]", "eval.metrics=[psnr,ssim]", "eval.num_videos=3",
+        "eval.samples=2"]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # Small tensors: one thread avoids OpenMP oversubscription on a busy 2-core machine.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_cfg(*extra: str) -> RunConfig:
+    return apply_overrides(RunConfig(), TINY + list(extra))
+
+
+# ----------------------------------------------------------------------------------------------
+# Baselines
+# ----------------------------------------------------------------------------------------------
+def ramp(frames: int) -> torch.Tensor:
+    """(1, T, 3, 2, 2) clip whose frame t is the constant t / 10."""
+    return (torch.arange(frames, dtype=torch.float32) / 10)[None, :, None, None, None].expand(1, frames, 3, 2, 2)
+
+
+def test_copy_nearest_takes_the_closest_reference_earlier_on_ties():
+    mask = torch.tensor([[False, True, True, True, False, True]])
+    out = baselines.copy_nearest(ramp(6), mask)
+    assert (out[0, :, 0, 0, 0] * 10).round().tolist() == [0, 0, 0, 4, 4, 4]
+
+
+def test_linear_blend_interpolates_and_copies_past_the_last_reference():
+    mask = torch.tensor([[False, True, True, True, False, True]])
+    out = baselines.linear_blend(ramp(6), mask)
+    assert torch.allclose(out[0, :, 0, 0, 0] * 10, torch.tensor([0.0, 1, 2, 3, 4, 4]))
+    assert torch.equal(BASELINES.build("linear_blend", ramp(6), mask), out)
+
+
+def test_baselines_reject_a_clip_without_references():
+    with pytest.raises(ValueError, match="reference"):
+        baselines.copy_nearest(ramp(3), torch.ones(1, 3, dtype=torch.bool))
+
+
+# ----------------------------------------------------------------------------------------------
+# A whole run
+# ----------------------------------------------------------------------------------------------
+def test_run_writes_records_samples_and_reuses_cached_baselines(tmp_path, monkeypatch):
+    cfg = tiny_cfg()
+    result = runner.run(cfg, tmp_path / "a")
+    on_disk = json.loads((tmp_path / "a" / "result.json").read_text())
+    assert on_disk == json.loads(json.dumps(result)) and on_disk["status"] == "DONE"
+    assert on_disk["train"]["steps"] == 2 and np.isfinite(on_disk["train"]["final_loss"])
+    assert set(runner.COST_KEYS) <= set(on_disk["cost"]) and on_disk["cost"]["params_planner"] > 0
+    keys = {(r["task"], r["method"], r["metric"]) for r in on_disk["records"]}
+    assert keys == {(t, m, k) for t in ("interpolation", "expansion")
+                    for m in ("model", "copy_nearest", "linear_blend") for k in ("psnr", "ssim")}
+    for rec in on_disk["records"]:
+        assert len(rec["per_video"]) == 3 and rec["value"] == pytest.approx(np.mean(rec["per_video"]))
+        assert rec["protocol"]["task"] == rec["task"] and rec["protocol"]["num_videos"] == 3
+    samples = np.load(tmp_path / "a" / "eval" / "interpolation" / "samples.npz")
+    assert samples["output"].shape == (2, 5, 3, 16, 16) and samples["output"].dtype == np.uint8
+    assert samples["mask"].tolist() == [[0, 1, 1, 1, 0]] * 2
+
+    # A second run of the sweep (other seed, same data and eval) must not recompute the baselines.
+    monkeypatch.setattr(evaluate, "generate", _only_model(evaluate.generate))
+    other = runner.run(tiny_cfg("seed=1"), tmp_path / "b")
+    same = lambda res: {(r["task"], r["method"], r["metric"]): r["value"] for r in res["records"] if r["method"] != "model"}  # noqa: E731
+    assert same(other) == same(result)
+
+
+def _only_model(generate):
+    def guarded(fn, *args, **kwargs):
+        if fn in (baselines.copy_nearest, baselines.linear_blend):
+            raise AssertionError("baseline recomputed although its scores are cached")
+        return generate(fn, *args, **kwargs)
+    return guarded
+
+
+def test_eval_clips_depend_on_data_and_eval_seed_only():
+    a = evaluate.eval_clips(tiny_cfg())
+    assert torch.equal(a, evaluate.eval_clips(tiny_cfg("seed=5", "train.steps=9")))
+    assert not torch.equal(a, evaluate.eval_clips(tiny_cfg("eval.seed=1")))
+
+
+def test_result_json_is_the_last_file_written(tmp_path):
+    runner.run(tiny_cfg("eval.tasks=[interpolation]", "eval.baselines=[]"), tmp_path / "r")
+    files = [p for p in (tmp_path / "r").rglob("*") if p.is_file()]
+    newest = max(files, key=lambda p: p.stat().st_mtime_ns)
+    assert newest.name == "result.json" and not [p for p in files if p.name.endswith(".tmp")]
+
+
+def test_a_run_that_raises_leaves_no_result(tmp_path):
+    cfg = tiny_cfg("eval.metrics=[fvd]", f"eval.weights={tmp_path / 'missing'}", "eval.baselines=[]")
+    with pytest.raises(WeightsError):
+        runner.run(cfg, tmp_path / "r")
+    assert (tmp_path / "r" / "last.pt").exists() and not (tmp_path / "r" / "result.json").exists()
+
+
+def test_frechet_records_save_features_for_the_bootstrap(tmp_path, weights_dir):
+    cfg = tiny_cfg("data.frames=9", "eval.tasks=[interpolation]", "eval.metrics=[fvd,fid]", "eval.num_videos=2",
+                   "eval.baselines=[copy_nearest]", f"eval.weights={weights_dir}")
+    result = runner.run(cfg, tmp_path / "r")
+    for rec in result["records"]:
+        feats = np.load(tmp_path / "r" / rec["features"])
+        rows = 2 if rec["metric"] == "fvd" else 2 * 7  # FID pools the 7 generated frames of each clip
+        assert feats["fake"].shape[0] == feats["real"].shape[0] == rows
+        assert feats["video_index"].tolist() == sorted(feats["video_index"].tolist())
+        assert np.isfinite(rec["value"]) and rec["per_video"] is None
+    fid = next(r for r in result["records"] if (r["metric"], r["method"]) == ("fid", "model"))
+    assert fid["protocol"]["scored_frames"] == [1, 2, 3, 4, 5, 6, 7]
+
+
+# ----------------------------------------------------------------------------------------------
+# CLI
+# ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("override, message", [
+    ("train.stpes=3", "train.steps"),
+    ("eval.tasks=[interpolaton]", "interpolation"),
+    ("eval.protocol=middle", "all_frames, middle_frame"),
+])
+def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys, override, message):
+    with pytest.raises(SystemExit) as exit_info:
+        runner.main([str(tmp_path / "r"), "model=tiny", override])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.startswith("error: ") and message in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "r" / "last.pt").exists()
+
+
+def test_cli_runs_one_config(tmp_path, capsys):
+    runner.main([str(tmp_path / "r")] + TINY + ["eval.tasks=[interpolation]", "eval.baselines=[]"])
+    assert "interpolation" in capsys.readouterr().out
+    assert Path(tmp_path / "r" / "result.json").exists()
