@@ -37,6 +37,10 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from mardini_bench.config import RunConfig
 
+class CostError(ValueError):
+    """A config or argument that cannot be costed; the message names it and what would be valid."""
+
+
 # The paper's VAE compresses 8x (§2.1); a model built without its codec (meta) has no factor of its own.
 PAPER_LATENT_FACTOR = 8
 
@@ -60,7 +64,7 @@ def latent_shape(model: torch.nn.Module, cfg: RunConfig, batch: int) -> Tuple[in
         factor = geo_factor if geo_channels == channels else PAPER_LATENT_FACTOR
     side = cfg.data.resolution
     if side % factor:
-        raise ValueError(f"data.resolution={side} is not a multiple of the codec factor {factor}")
+        raise CostError(f"data.resolution={side} is not a multiple of the codec factor {factor}")
     return (batch, cfg.data.frames, channels, side // factor, side // factor)
 
 
@@ -199,3 +203,65 @@ def run_cost(model: torch.nn.Module, cfg: RunConfig, repeats: int = 3) -> Dict[s
 def _params(model: torch.nn.Module) -> Dict[str, int]:
     counts = model.num_params()
     return {"params_planner": counts["planner"], "params_generator": counts["generator"]}
+
+
+# ----------------------------------------------------------------------------------------------
+# CLI
+# ----------------------------------------------------------------------------------------------
+def _fmt(x: Optional[float], width: int) -> str:
+    """Right-aligned 2-decimal cell; "–" where the paper has no number (OOM)."""
+    return f"{'–':>{width}}" if x is None else f"{x:>{width}.2f}"
+
+
+def print_table3(rows: list) -> None:
+    """Human-readable Table 3: our FLOPs and memory estimates beside the paper's latency and memory."""
+    print("MarDini-S on meta, per video: planner once + 25 DDIM generator calls, 1 reference frame; "
+          "memory: fp32 params + bf16 activations")
+    print(f"{'res':>4} {'row':<13} {'P grid':>6} {'TFLOPs':>8} {'P/G TFLOPs':>13} {'mem fused':>9} {'mem math':>9}"
+          f" {'paper s':>8} {'paper GB':>8} | {'FLOPs x':>7} {'paper lat x':>11} {'fused x':>7} {'math x':>6}"
+          f" {'paper mem x':>11}")
+    for r in rows:
+        print(f"{r['resolution']:>4} {r['row_id']:<13} {r['planner_latent']:>4}^2 {r['flops'] / 1e12:>8.1f} "
+              f"{r['flops_planner'] / 1e12:>6.1f}/{r['flops_generator'] / 1e12:<6.1f} {r['mem_fused_gb']:>8.1f}G "
+              f"{r['mem_math_gb']:>8.1f}G {_fmt(r['paper_latency_s'], 8)} {_fmt(r['paper_mem_gb'], 8)} | "
+              f"{r['flops_ratio']:>7.2f} {_fmt(r['paper_latency_s_ratio'], 11)} {r['mem_fused_gb_ratio']:>7.2f} "
+              f"{r['mem_math_gb_ratio']:>6.2f} {_fmt(r['paper_mem_gb_ratio'], 11)}")
+    print("ratios (x) are to the first row (no_asym_9) at the same resolution; paper: 1xA100, bf16")
+
+
+def main(argv: Optional[list] = None) -> None:
+    import argparse
+
+    from mardini_bench.cli import user_errors
+
+    ap = argparse.ArgumentParser(prog="python -m mardini_bench.cost", description="Cost accounting commands.")
+    sub = ap.add_subparsers(dest="command", required=True)
+    t3 = sub.add_parser("table3", help="paper Table 3 FLOPs and memory estimates for MarDini-S on meta")
+    t3.add_argument("--json", action="store_true", help="print the rows as JSON")
+    t3.add_argument("--csv", default=None, help="also write the rows to this CSV file (atomically)")
+    t3.add_argument("--paper-tables", default=None, help="paper_tables.csv (default: results/paper/)")
+    t3.add_argument("--resolutions", type=int, nargs="+", default=[256, 512], help="output sides in px")
+    args = ap.parse_args(argv)
+    user_errors(CostError)(_table3)(args)
+
+
+def _table3(args: Any) -> None:
+    import json
+    from pathlib import Path
+
+    from mardini_bench.results import atomic_write
+    from mardini_bench.table3_cost import table3_rows
+
+    rows = table3_rows(args.paper_tables, args.resolutions)
+    if args.csv:
+        import pandas as pd
+
+        atomic_write(Path(args.csv), lambda tmp: pd.DataFrame(rows).to_csv(tmp, index=False))
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print_table3(rows)
+
+
+if __name__ == "__main__":
+    main()
