@@ -245,8 +245,9 @@ class Trainer:
         B, gen = self.cfg.train.batch_size, derived_generator(self.cfg.seed, STREAM_MASK, step)
         if stage_at(self.cfg.train, step) != "joint_task":
             return self.mask_fn(B, frames, step=step, generator=gen, device="cpu")
-        pick = torch.randint(len(self.tasks), (B,), generator=gen).tolist()
-        return torch.cat([self.tasks[i].train_mask(1, frames, generator=gen, device="cpu") for i in pick])
+        from tasks.base import multitask_train_mask
+
+        return multitask_train_mask(self.tasks, B, frames, generator=gen, device="cpu")[0]
 
     def train_step(self, step: int, video: torch.Tensor, mask: torch.Tensor) -> Dict[str, float]:
         """Forward/backward over this process's micro-batches, average over processes, update."""
@@ -282,7 +283,7 @@ class Trainer:
     def loader(self, stop: int) -> DataLoader:
         from mardini_bench.data import build_dataset
 
-        data = build_dataset(self.cfg.data, "train", seed=self.cfg.seed)
+        data = build_dataset(self.cfg.data, "train")  # the data config fixes the clips; the seed their order
         order = StepBatches(len(data), self.cfg, self.env, self.step, stop)
         return DataLoader(data, batch_sampler=order, num_workers=self.cfg.data.workers)
 
