@@ -135,7 +135,10 @@ class DataConfig:
     root: Optional[str] = None  # folder datasets: where the videos or frames are
     frames: int = 9  # K, frames per clip; 9 = VIDIM-Bench form and the fewest the FVD network takes
     resolution: int = 32  # square frame side in pixels (generator resolution)
-    fps: Optional[float] = None  # clip sampling rate for real videos; None = native stride 1
+    fps: Optional[float] = None  # clip frame rate: real videos resample to it (None = native / frame_stride); synthetic motion per frame scales by 8/fps
+    frame_stride: int = 1  # real videos: take every n-th frame when fps is None (slow-motion vs fast)
+    clips_per_video: int = 1  # real videos: non-overlapping clips per file from its start; 0 = all that fit
+    on_error: str = "raise"  # real videos: "raise" on the first bad file, or "skip" it and count it
     difficulty: float = 0.5  # synthetic: 0 = one slow sprite, 1 = many fast occluding sprites
     num_train: int = 2048  # synthetic: clips in the train split
     num_eval: int = 64  # clips in the val/test split used for evaluation

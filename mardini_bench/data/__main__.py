@@ -1,4 +1,11 @@
-"""python -m mardini_bench.data info PATH [--json]: frames, fps and size of every video, or its error."""
+"""Data command line.
+
+    python -m mardini_bench.data info PATH [--json]          frames, fps and size of every video, or its error
+    python -m mardini_bench.data build-davis7 DAVIS_ROOT OUT  VIDIM-Bench DAVIS-7 (357 clips) as PNG folders
+    python -m mardini_bench.data build-ucf101-7 UCF_ROOT TESTLIST OUT   VIDIM-Bench UCF101-7 (400 clips)
+
+`info` exits 1 when any file failed; bad arguments exit 2 with one `error:` line.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +13,17 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import List
+from typing import Dict, List, Optional
 
 from mardini_bench.cli import user_errors
-from mardini_bench.data.video_io import SIDECAR_EXTENSIONS, VideoReadError, probe_video
+from mardini_bench.data.folder import video_files
+from mardini_bench.data.video_io import VideoReadError, probe_video
 
 
-def video_info(path: Path) -> List[dict]:
-    files = [path] if path.is_file() else sorted(
-        p for p in path.rglob("*") if p.is_file() and p.suffix.lower() not in SIDECAR_EXTENSIONS)
+def video_info(path: Path) -> List[Dict]:
+    """One row per file under `path` (or for `path` itself): its geometry, or its error."""
     rows = []
-    for f in files:
+    for f in [path] if path.is_file() else video_files(path):
         try:
             info = probe_video(f)
             rows.append({"path": str(f), "frames": info.frames, "fps": info.fps, "height": info.height,
@@ -26,24 +33,74 @@ def video_info(path: Path) -> List[dict]:
     return rows
 
 
-@user_errors(VideoReadError)
-def main(argv: List[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m mardini_bench.data")
-    sub = ap.add_subparsers(dest="command", required=True)
-    info = sub.add_parser("info", help="frames, fps, height and width of every video under PATH")
-    info.add_argument("path", type=Path)
-    info.add_argument("--json", action="store_true")
-    args = ap.parse_args(argv)
+def print_table(rows: List[Dict]) -> None:
+    width = max(len(r["path"]) for r in rows)
+    print(f"{'path':<{width}}  {'frames':>6}  {'fps':>6}  {'height':>6}  {'width':>6}")
+    for r in rows:
+        if "error" in r:
+            print(f"{r['path']:<{width}}  error: {r['error'].removeprefix(r['path'] + ': ')}")
+        else:
+            print(f"{r['path']:<{width}}  {r['frames']:>6}  {r['fps']:>6.2f}  {r['height']:>6}  {r['width']:>6}")
+
+
+def cmd_info(args: argparse.Namespace) -> int:
     if not args.path.exists():
         raise VideoReadError(f"{args.path}: no such file or folder")
     rows = video_info(args.path)
-    if args.json:
-        print(json.dumps(rows, indent=2))
-    else:
-        for r in rows:
-            print(r["error"] if "error" in r else
-                  f"{r['path']}: {r['frames']} frames, {r['fps']:.2f} fps, {r['height']}x{r['width']}")
+    if not rows:
+        raise VideoReadError(f"{args.path}: empty folder (no video files)")
+    print(json.dumps(rows, indent=2)) if args.json else print_table(rows)
     return 1 if any("error" in r for r in rows) else 0
+
+
+def _progress(label: str):
+    return lambda n: print(f"\r{label}: {n} clips", end="", file=sys.stderr, flush=True)
+
+
+def cmd_build_davis7(args: argparse.Namespace) -> int:
+    from mardini_bench.data.vidim import build_davis7
+
+    n = build_davis7(args.davis_root, args.out, overwrite=args.overwrite, progress=_progress("DAVIS-7"))
+    print(f"\n{args.out}: {n} DAVIS-7 clips (9 frames, 256x256) and manifest.csv", file=sys.stderr)
+    return 0
+
+
+def cmd_build_ucf101_7(args: argparse.Namespace) -> int:
+    from mardini_bench.data.vidim import build_ucf101_7
+
+    n = build_ucf101_7(args.ucf_root, args.testlist, args.out, overwrite=args.overwrite, crop=args.crop,
+                       progress=_progress("UCF101-7"))
+    print(f"\n{args.out}: {n} UCF101-7 clips (9 frames, 256x256) and manifest.csv", file=sys.stderr)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m mardini_bench.data", description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="command", required=True)
+    info = sub.add_parser("info", help="frames, fps, height and width of every video under PATH")
+    info.add_argument("path", type=Path)
+    info.add_argument("--json", action="store_true", help="a JSON list instead of a table")
+    info.set_defaults(run=cmd_info)
+    davis = sub.add_parser("build-davis7", help="VIDIM-Bench DAVIS-7 from DAVIS_ROOT/JPEGImages/480p")
+    davis.add_argument("davis_root", type=Path)
+    davis.add_argument("out", type=Path)
+    davis.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    davis.set_defaults(run=cmd_build_davis7)
+    ucf = sub.add_parser("build-ucf101-7", help="VIDIM-Bench UCF101-7: first 400 chunks of test split 1")
+    ucf.add_argument("ucf_root", type=Path, help="folder holding <Class>/v_*.avi")
+    ucf.add_argument("testlist", type=Path, help="the official testlist01.txt")
+    ucf.add_argument("out", type=Path)
+    ucf.add_argument("--crop", action="store_true", help="centre-crop + linear-light resize (DAVIS-7 style) "
+                                                        "instead of TFDS's 256x256 stretch")
+    ucf.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    ucf.set_defaults(run=cmd_build_ucf101_7)
+    return ap
+
+
+@user_errors(VideoReadError, FileExistsError, FileNotFoundError)
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parser().parse_args(argv)
+    return args.run(args)
 
 
 if __name__ == "__main__":
