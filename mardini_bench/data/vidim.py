@@ -29,7 +29,7 @@ from typing import Callable, Iterator, List, Optional, Tuple, Union
 import numpy as np
 from PIL import Image
 
-from mardini_bench.data.video_io import VideoReadError, frame_files, read_frames_folder, read_video
+from mardini_bench.data.video_io import VideoReadError, frame_files, probe_video, read_frames_folder, read_video
 
 CHUNK = 9  # frames per clip: first and last given, 7 generated
 SIZE = 256  # output side in pixels
@@ -100,8 +100,12 @@ def ucf_chunks(ucf_root: PathLike, testlist: PathLike, *, limit: int = UCF_CHUNK
     """The first `limit` UCF101-7 clips, walking the test list in order."""
     process: Callable[[np.ndarray], np.ndarray] = (lambda f: davis_frame(f, size)) if crop else \
         (lambda f: stretch_srgb(f, size))
+    videos = ucf_test_videos(ucf_root, testlist)
+    available = sum(len(chunk_starts(probe_video(p).frames)) for p in videos)  # fail before a long build
+    if available < limit:
+        raise VideoReadError(f"{testlist}: its videos hold only {available} 9-frame chunks, {limit} were asked for")
     emitted = 0
-    for path in ucf_test_videos(ucf_root, testlist):
+    for path in videos:
         video = read_video(path)
         for start in chunk_starts(len(video)):
             if emitted == limit:
