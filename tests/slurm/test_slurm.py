@@ -146,6 +146,46 @@ def test_external_requeue_resumes_from_the_checkpoint_with_equal_metrics(slurm_c
           f"done {time.monotonic() - requeued_at:.1f} s after the requeue")
 
 
+REAL_GRID = """
+name = "real"
+base = ["model=tiny", "train.steps=24", "train.checkpoint_every=2", "data.num_train=64", "eval.num_videos=2",
+        "eval.tasks=[interpolation]", "eval.metrics=[psnr,ssim]", "eval.baselines=[]", "seed=0"]
+""" + SLURM
+
+
+@pytest.mark.slow  # minutes: two real trainings + evaluation and cost on 2 cores
+def test_real_run_requeued_mid_training_matches_an_uninterrupted_one(slurm_cluster, tmp_path):
+    pytest.importorskip("mardini_bench.runner", reason="needs the runner (mardini_bench.runner.run)")
+    # The same point twice with the default run function (the real runner): one requeued part-way.
+    paths = []
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "grid.toml").write_text(REAL_GRID)
+        subprocess.run([sys.executable, "-m", "mardini_bench.sweep", str(tmp_path / name / "grid.toml"),
+                        "--cluster", "slurm", "--results", str(tmp_path / name / "results")],
+                       check=True, capture_output=True, timeout=120)
+        paths.append(tmp_path / name / "results" / "real")
+    (run_id,) = [p["run_id"] for p in json.loads((paths[0] / "sweep.json").read_text())["points"]]
+    run_a = paths[0] / run_id
+    end = time.monotonic() + 150
+    while not (run_a / "last.pt").exists():
+        assert time.monotonic() < end, "no checkpoint written"
+        time.sleep(0.2)
+    job_id = rundir.read_json(run_a / rundir.SUBMITTED)["job_id"]
+    subprocess.run(["scontrol", "requeue", job_id], check=True, timeout=30)
+    rows = wait_settled(paths[0], 600) + wait_settled(paths[1], 300)
+    assert [r.state for r in rows] == ["DONE", "DONE"], rows
+    resumes = [e for e in _events(run_a) if e.get("event") == "resume"]
+    assert resumes and 0 < resumes[0]["step"] < 24
+    losses = [[e["loss"] for e in _events(p / run_id) if "loss" in e] for p in paths]
+    assert losses[0] == losses[1] and len(losses[0]) >= 3  # the logged curve, step for step
+    a, b = rundir.read_result(run_a), rundir.read_result(paths[1] / run_id)
+    assert a["train"]["final_loss"] == b["train"]["final_loss"]
+    assert [(r["task"], r["metric"], r["value"]) for r in a["records"]] == \
+        [(r["task"], r["metric"], r["value"]) for r in b["records"]]
+    print(f"\nreal run requeued, resumed at step {resumes[0]['step']}; final loss {a['train']['final_loss']:.5f}")
+
+
 def test_second_bring_up_is_refused(slurm_cluster):
     up = subprocess.run([str(REPO / "tests" / "slurm" / "slurm-up.sh")], capture_output=True, text=True, timeout=60)
     assert up.returncode == 1 and "already" in up.stderr and "slurm-down.sh" in up.stderr
