@@ -81,13 +81,17 @@ def _inputs(model: torch.nn.Module, cfg: RunConfig, batch: int):
 # ----------------------------------------------------------------------------------------------
 # One training step and one sampled video
 # ----------------------------------------------------------------------------------------------
-def train_step_fn(model: torch.nn.Module, cfg: RunConfig, batch: Optional[int] = None) -> Callable[[], None]:
-    """A closure running forward + backward of one joint-stage training step (grads are freed after)."""
+def train_step_fn(model: torch.nn.Module, cfg: RunConfig, batch: Optional[int] = None,
+                  keep_grads: bool = False) -> Callable[[], None]:
+    """A closure running forward + backward of one joint-stage training step.
+
+    Gradients are freed after the step unless `keep_grads` (an optimiser step follows)."""
     z, mask = _inputs(model, cfg, batch or cfg.train.batch_size)
 
     def step() -> None:
         model.latent_losses(z, mask)["loss"].backward()
-        model.zero_grad(set_to_none=True)
+        if not keep_grads:
+            model.zero_grad(set_to_none=True)
 
     return step
 

@@ -1,0 +1,66 @@
+"""Training-step throughput and MFU of a preset against the fp32 matmul peak measured in this process.
+
+    python benchmarks/bench_train.py                       # small preset, batch 8, 9 x 32 x 32
+    python benchmarks/bench_train.py --preset tiny --steps 10 model.generator.depth=4
+
+MFU = (FlopCounterMode FLOPs of forward + backward) / step time / peak, where the peak is the best
+2048² fp32 matmul measured before and after the steps (the better of the two). The step includes
+the AdamW update, which FLOP counters do not count, so MFU is a lower bound. Target: >= 40 %.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from mardini_bench.config import RunConfig, apply_overrides
+from mardini_bench.cost import count_flops, train_step_fn
+from mardini_bench.factory import build_model
+from mardini_bench.perf import configure_threads, matmul_peak_flops
+
+
+def step_times(model, cfg: RunConfig, steps: int) -> list:
+    """Wall seconds of `steps` full training steps (forward, backward, AdamW) after one warm-up."""
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr)
+    fwd_bwd = train_step_fn(model, cfg, keep_grads=True)
+    times = []
+    for i in range(steps + 1):
+        start = time.perf_counter()
+        fwd_bwd()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        if i:  # the first step warms up allocator and thread pool
+            times.append(time.perf_counter() - start)
+    return times
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--preset", default="small")
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.batch_size=16")
+    args = ap.parse_args()
+    threads = configure_threads(args.threads)
+    cfg = apply_overrides(RunConfig(), [f"model={args.preset}", *args.overrides])
+    torch.manual_seed(0)
+    model = build_model(cfg).train()
+    flops = count_flops(train_step_fn(model, cfg))
+    peak_before = matmul_peak_flops()
+    times = step_times(model, cfg, args.steps)
+    peak = max(peak_before, matmul_peak_flops())
+    step_s = statistics.median(times)
+    d = cfg.data
+    print(f"{args.preset}: batch {cfg.train.batch_size} x {d.frames} frames x {d.resolution}^2, {threads} threads")
+    print(f"  FLOPs/step (fwd+bwd)   {flops / 1e9:8.2f} GFLOP")
+    print(f"  step time (median {args.steps})  {step_s * 1e3:8.1f} ms   ({cfg.train.batch_size / step_s:.1f} clips/s)")
+    print(f"  achieved               {flops / step_s / 1e9:8.1f} GFLOP/s")
+    print(f"  fp32 matmul peak 2048^2 {peak / 1e9:7.1f} GFLOP/s")
+    print(f"  MFU                    {flops / step_s / peak:8.1%}   (target >= 40%)")
+
+
+if __name__ == "__main__":
+    main()
