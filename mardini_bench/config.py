@@ -124,7 +124,7 @@ class MaskConfig:
     ref_frames: Tuple[int, ...] = (0, -1)  # fixed: reference frame indices (negative from the end)
     # curriculum: (until_step, min_ref_frac, max_ref_frac) stages; the paper's Fig. 4 moves from
     # easy (many references) to hard (few). Fractions of the clip's frames, as in §2.4.1.
-    stages: Tuple[Tuple[float, float, float], ...] = ((1000, 0.35, 1.0), (2000, 0.15, 0.6), (1e18, 0.06, 0.3))
+    stages: Tuple[Tuple[float, float, float], ...] = ((1000.0, 0.35, 1.0), (2000.0, 0.15, 0.6), (1e18, 0.06, 0.3))
 
 
 @dataclass(frozen=True)
