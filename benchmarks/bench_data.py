@@ -71,7 +71,8 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=8)
     ap.add_argument("--resolution", type=int, default=32)
     ap.add_argument("--clips", type=int, default=500, help="synthetic clips to time")
-    ap.add_argument("--real-clips", default=os.environ.get(REAL_CLIPS_ENV), help=f"folder of videos (${REAL_CLIPS_ENV})")
+    ap.add_argument("--real-clips", default=os.environ.get(REAL_CLIPS_ENV),
+                    help=f"folder of videos (default ${REAL_CLIPS_ENV})")
     ap.add_argument("--real-reads", type=int, default=44, help="real clips to decode")
     ap.add_argument("--preset", default="small")
     ap.add_argument("--steps", type=int, default=5)
@@ -79,10 +80,12 @@ def main() -> None:
     data = DataConfig(frames=args.frames, resolution=args.resolution)
     shape = f"{args.frames} x {args.resolution}x{args.resolution}"
     syn_wall, syn_cpu = synthetic_rate(data, args.clips)
-    print(f"synthetic ({shape}, difficulty {data.difficulty}): {syn_wall:8.0f} clips/s wall  {syn_cpu:8.0f} clips/CPU-s")
+    print(f"synthetic ({shape}, difficulty {data.difficulty}): {syn_wall:8.0f} clips/s wall  "
+          f"{syn_cpu:8.0f} clips/CPU-s")
     if args.real_clips:
         real_wall, real_cpu, files = real_rate(data, args.real_clips, args.real_reads)
-        print(f"decord real clips ({files} files, {shape}):   {real_wall:8.1f} clips/s wall  {real_cpu:8.1f} clips/CPU-s")
+        print(f"decord real clips ({files} files, {shape}):   {real_wall:8.1f} clips/s wall  "
+              f"{real_cpu:8.1f} clips/CPU-s")
     else:
         print(f"decord real clips: skipped (pass --real-clips DIR or set ${REAL_CLIPS_ENV})")
     cfg = apply_overrides(RunConfig(), [f"model={args.preset}", f"data.frames={args.frames}",

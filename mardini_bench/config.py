@@ -135,7 +135,7 @@ class DataConfig:
     root: Optional[str] = None  # folder datasets: where the videos or frames are
     frames: int = 9  # K, frames per clip; 9 = VIDIM-Bench form and the fewest the FVD network takes
     resolution: int = 32  # square frame side in pixels (generator resolution)
-    fps: Optional[float] = None  # clip frame rate: real videos resample to it (None = native / frame_stride); synthetic motion per frame scales by 8/fps
+    fps: Optional[float] = None  # clip frame rate; real: None = native / frame_stride; synthetic: motion x 8/fps
     frame_stride: int = 1  # real videos: take every n-th frame when fps is None (slow-motion vs fast)
     clips_per_video: int = 1  # real videos: non-overlapping clips per file from its start; 0 = all that fit
     on_error: str = "raise"  # real videos: "raise" on the first bad file, or "skip" it and count it
@@ -149,17 +149,17 @@ class DataConfig:
 class TrainConfig:
     """Optimisation (notes §4.1: AdamW, LR 1.4e-4, cosine, warm-up; the rest is unstated)."""
 
-    steps: int = 300  # optimiser steps
+    steps: int = 100  # optimiser steps; CPU scale: a tiny run trains in well under a minute (grids set their own)
     batch_size: int = 8  # global batch size
     lr: float = 1.4e-4  # paper's LR for every stage
     weight_decay: float = 0.0  # not in the paper
     betas: Tuple[float, float] = (0.9, 0.95)  # not in the paper; Llama/MAR default
-    warmup_steps: int = 50  # linear warm-up before cosine decay; length not in the paper
+    warmup_steps: int = 10  # linear warm-up before cosine decay; length not in the paper
     grad_clip: float = 1.0  # max global grad norm; 0 disables
     ema_decay: float = 0.999  # EMA of weights used for evaluation; 0 disables
     stage: str = "joint"  # generator_warmup | planner_warmup | joint | joint_task (Fig. 4)
     precision: str = "auto"  # auto (bf16 autocast on CUDA), fp32, bf16
-    checkpoint_every: int = 100  # steps between atomic last.pt writes
+    checkpoint_every: int = 50  # steps between atomic last.pt writes
     log_every: int = 10  # steps between log.jsonl lines
     compile: bool = False  # torch.compile the model
     # Fig. 4 curriculum as (stage, steps) pairs run in order (the last stage continues to `steps`);

@@ -130,7 +130,8 @@ def generate_long(sample_fn: SampleFn, keyframes: torch.Tensor, window: int, tar
     for step in plan.steps:
         mask = torch.tensor(step.mask, device=keyframes.device).expand(B, window)
         out = sample_fn(_window_input(known, step, blank), mask)
-        if out.shape != (B, window) + keyframes.shape[2:]:
-            raise ValueError(f"sample_fn returned shape {tuple(out.shape)}, expected {(B, window) + keyframes.shape[2:]}")
+        expected = (B, window) + tuple(keyframes.shape[2:])
+        if tuple(out.shape) != expected:
+            raise ValueError(f"sample_fn returned shape {tuple(out.shape)}, expected {expected}")
         known.update({p: out[:, i] for i, (p, m) in enumerate(zip(step.positions, step.mask)) if m})
     return torch.stack([known[p] for p in range(target_frames)], dim=1)

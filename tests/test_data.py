@@ -268,4 +268,5 @@ def test_info_cli_fails_on_bad_files_and_bad_paths(bad_folder, capsys):
     assert "good.mp4" in table and "error: corrupt or truncated" in table
     with pytest.raises(SystemExit) as exit_:
         main(["info", str(bad_folder / "nope")])
-    assert exit_.value.code == 2 and capsys.readouterr().err == f"error: {bad_folder / 'nope'}: no such file or folder\n"
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err == f"error: {bad_folder / 'nope'}: no such file or folder\n"

@@ -75,7 +75,8 @@ class _IndexedDataset(Dataset):
             raise err
         self.skipped.append((str(path), str(err)))
 
-    def _add(self, path: Path, probe: Callable[[Path], Tuple[int, float]], verify: Callable[[Path, int], object]) -> None:
+    def _add(self, path: Path, probe: Callable[[Path], Tuple[int, float]],
+             verify: Callable[[Path, int], object]) -> None:
         """Index the clips of one file, or record why it is unusable."""
         try:
             n, fps = probe(path)

@@ -111,7 +111,8 @@ def ucf_chunks(ucf_root: PathLike, testlist: PathLike, *, limit: int = UCF_CHUNK
             if emitted == limit:
                 return
             name = f"{path.stem}_{start:05d}"
-            yield name, str(path.relative_to(ucf_root)), start, np.stack([process(f) for f in video[start:start + CHUNK]])
+            frames = np.stack([process(f) for f in video[start:start + CHUNK]])
+            yield name, str(path.relative_to(ucf_root)), start, frames
             emitted += 1
     if emitted < limit:
         raise VideoReadError(f"{testlist}: its videos hold only {emitted} 9-frame chunks, {limit} were asked for")
