@@ -62,6 +62,8 @@ def test_synthetic_difficulty_and_fps_control_motion():
         build_dataset(DataConfig(), "dev")
     with pytest.raises(ValueError, match="data.difficulty must be in"):
         build_dataset(DataConfig(difficulty=2.0), "train")
+    with pytest.raises(ValueError, match="data.fps must be > 0"):
+        build_dataset(DataConfig(fps=0.0), "train")
 
 
 def test_every_registered_dataset_builds(real_clips_dir, tmp_path):
@@ -99,6 +101,8 @@ def test_clip_sampling_by_stride_fps_and_count(real_clips_dir, tmp_path):
     torch.testing.assert_close(ds[1], to_clip(frames, 16))
     at_8fps = VideoFolderDataset(DataConfig(frames=8, fps=8.0, clips_per_video=2), tmp_path)
     assert [idx for _, idx in at_8fps.items] == [list(range(0, 22, 3)), list(range(24, 46, 3))]
+    with pytest.raises(ValueError, match="data.fps must be > 0"):
+        VideoFolderDataset(DataConfig(fps=-1.0), tmp_path)
 
 
 def test_to_clip_centre_crops_then_resizes():

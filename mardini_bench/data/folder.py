@@ -41,7 +41,9 @@ def to_clip(frames: np.ndarray, size: int) -> torch.Tensor:
 
 def frame_step(native_fps: float, cfg: DataConfig) -> int:
     """Source frames between clip frames: resample to `cfg.fps` if set, else `cfg.frame_stride`."""
-    if cfg.fps:
+    if cfg.fps is not None:
+        if cfg.fps <= 0:
+            raise ValueError(f"data.fps must be > 0 (or None for the native rate), got {cfg.fps}")
         return max(1, round(native_fps / cfg.fps))
     if cfg.frame_stride < 1:
         raise ValueError(f"data.frame_stride must be >= 1, got {cfg.frame_stride}")

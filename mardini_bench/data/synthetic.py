@@ -98,9 +98,11 @@ class SyntheticVideos(Dataset):
             raise ValueError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
         if not 0 <= cfg.difficulty <= 1:
             raise ValueError(f"data.difficulty must be in [0, 1], got {cfg.difficulty}")
+        if cfg.fps is not None and cfg.fps <= 0:
+            raise ValueError(f"data.fps must be > 0 (or None for the nominal {NOMINAL_FPS:g} fps), got {cfg.fps}")
         self.cfg, self.split, self.seed = cfg, split, seed
         self.length = cfg.num_train if split == "train" else cfg.num_eval
-        self.fps_scale = NOMINAL_FPS / cfg.fps if cfg.fps else 1.0
+        self.fps_scale = NOMINAL_FPS / cfg.fps if cfg.fps is not None else 1.0
 
     def __len__(self) -> int:
         return self.length
