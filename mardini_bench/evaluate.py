@@ -105,10 +105,19 @@ def _uint8(x: torch.Tensor) -> np.ndarray:
     return (x.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
 
 
+# Feature networks already loaded, by (metric, weights file): one evaluation builds a metric per task
+# and method, and loading I3D or Inception again each time costs seconds.
+_NETS: Dict[tuple, torch.nn.Module] = {}
+
+
 def build_metric(name: str, cfg: RunConfig) -> Any:
     if name in FRECHET:
         metric = METRICS.build(name, weights=cfg.eval.weights, batch_size=cfg.eval.batch_size)
         metric.real.features, metric.fake.features = [], []  # keep features for the saved npz
+        key = (name, str(metric.weights_path))
+        if key not in _NETS:
+            _NETS[key] = metric.net
+        metric._net = _NETS[key]
         return metric
     return METRICS.build(name)  # scores the frames its mask marks: we pass the task's scored frames
 
