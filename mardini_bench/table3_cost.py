@@ -8,7 +8,8 @@ latent) x 9 or 13 frames with one reference frame (1 -> 8, 1 -> 12). Per video: 
 
 Memory is an estimate of the sampling peak under bf16 mixed precision: fp32 parameters (autocast
 keeps them) plus the peak bytes of live tensors (`LiveTensorBytes`), traced in fp32 on meta and
-counted at 2 bytes per element (meta has no autocast), with two attention paths, because meta runs SDPA as its math decomposition:
+counted at 2 bytes per element (meta has no autocast), with two attention paths, because meta runs
+SDPA as its math decomposition:
     mem_math_gb    attention scores materialised (B, H, L, L), as the math path does
     mem_fused_gb   a fused kernel: only the output, plus the (B, 1, L, L) additive bias that
                    PyTorch builds from a boolean Identity-Attention mask for the efficient kernel
