@@ -45,3 +45,12 @@ def _few_threads():
     # Two cores: keep tests deterministic and stop oversubscription when pytest runs one process.
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     yield
+
+
+@pytest.fixture()
+def one_thread():
+    """Small tensors: one thread avoids OpenMP oversubscription on a busy 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

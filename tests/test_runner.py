@@ -21,13 +21,7 @@ TINY = ["model=tiny", "model.diffusion.sample_steps=2", "data.frames=5", "data.r
         "eval.samples=2"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Small tensors: one thread avoids OpenMP oversubscription on a busy 2-core machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_cfg(*extra: str) -> RunConfig:

@@ -20,13 +20,7 @@ TINY = ["model=tiny", "data.frames=5", "data.resolution=16", "data.num_train=10"
         'train.schedule=[["generator_warmup",2],["planner_warmup",1],["joint_task",2],["joint",1]]']
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Small tensors: one thread avoids OpenMP oversubscription on a busy 2-core machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_cfg(*extra: str) -> RunConfig:

@@ -17,10 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-try:  # the project's one decoding interface (clamps to frames that really decode)
-    from mardini_bench.data.video_io import VIDEO_EXTENSIONS, VideoReadError, probe_video, read_video
-except ImportError:  # pragma: no cover - only until mardini_bench.data is installed beside this
-    from mardini_bench.metrics._decord_io import VIDEO_EXTENSIONS, VideoReadError, probe_video, read_video
+# the project's one decoding interface (time-bounded, clamps to frames that really decode)
+from mardini_bench.data.video_io import VIDEO_EXTENSIONS, VideoReadError, probe_video, read_video
 
 
 class InputError(ValueError):
