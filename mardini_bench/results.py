@@ -35,7 +35,9 @@ PROTOCOL_PREFIX = "protocol."
 # the real set's statistics came from the on-disk cache or were computed in the run: the cache is
 # keyed by the feature protocol, so both give the same statistics. Counts (num_videos, num_real,
 # num_fake) are NOT ignored: FVD/FID are biased in N, so different counts are different protocols.
-PROTOCOL_IGNORE = ("note", "real_stats")
+# `trace_sqrt` is the numerical route to tr sqrt(S1 S2): every route is exact and they agree to ~1e-6
+# relative (golden case), so values from different routes share a column.
+PROTOCOL_IGNORE = ("note", "real_stats", "trace_sqrt", "trace_sqrt_detail")
 
 
 class ProtocolMismatchError(ValueError):

@@ -63,13 +63,15 @@ def test_i3d_features_match_golden(golden, golden_fvd, resize):
     np.testing.assert_allclose(metric.fake.all_features(), feats[f"i3d_{resize}_b"], atol=1e-3, rtol=0)
 
 
-@pytest.mark.parametrize("resize,ddof", [("torch_bilinear", 1), ("torch_bilinear", 0), ("tf1_bilinear", 1)])
-def test_fvd_matches_golden(golden, golden_fvd, resize, ddof):
+@pytest.mark.parametrize("resize,ddof,route", [("torch_bilinear", 1, "sqrtm"), ("torch_bilinear", 1, "auto"),
+                                               ("torch_bilinear", 0, "auto"), ("tf1_bilinear", 1, "sqrtm")])
+def test_fvd_matches_golden(golden, golden_fvd, resize, ddof, route):
     values, _, _ = golden
     metric = golden_fvd[resize]
-    metric.ddof = ddof
+    metric.ddof, metric.trace_sqrt = ddof, route
     result = metric.compute()
     assert result.value == pytest.approx(values["fvd"][resize]["fvd"][f"ddof{ddof}"]["sqrtm"], rel=1e-5)
+    assert result.protocol["trace_sqrt"] == ("lowrank" if route == "auto" else "sqrtm")  # 8 videos < 400 dims
     assert PROTOCOL_KEYS <= set(result.protocol)
     assert result.protocol["covariance_ddof"] == ddof and result.protocol["resize"] == resize
     assert (result.protocol["num_real"], result.protocol["num_fake"], result.protocol["frames"]) == (8, 8, 16)
@@ -84,8 +86,9 @@ def test_fid_matches_golden_and_features(golden, weights_dir):
     metric.update(images_a, images_b)
     np.testing.assert_allclose(metric.real.all_features(), feats["inception_a"], atol=1e-4, rtol=0)
     np.testing.assert_allclose(metric.fake.all_features(), feats["inception_b"], atol=1e-4, rtol=0)
-    result = metric.compute()  # sqrtm of a 2048x2048 product: the slow, primary route, once
+    result = metric.compute()  # 8 images < 2048 dims: the exact low-rank route, not a 2048^2 sqrtm
     assert result.value == pytest.approx(values["fid"]["fid"]["ddof1"]["sqrtm"], rel=1e-5)
+    assert result.protocol["trace_sqrt"] == "lowrank"
     assert result.protocol["resize"] == "clean" and result.protocol["resolution"] == [299, 299]
     metric.ddof, metric.trace_sqrt = 0, "symmetric"
     result = metric.compute()
@@ -135,6 +138,18 @@ def test_lowrank_frechet_equals_sqrtm_route():
     assert frechet.frechet_lowrank(None, f2, fixed1=(mu1, s1)) == pytest.approx(exact, rel=1e-6)
     lo, hi = frechet.bootstrap_ci(f1, f2, 30)
     assert lo < hi
+
+
+def test_feature_stats_keep_features_only_while_rank_deficient():
+    rng = np.random.default_rng(2)
+    stats = FeatureStats(8, keep_while_rank_deficient=True)
+    stats.update(rng.normal(size=(5, 8)))
+    assert stats.low_rank_features().shape == (5, 8)
+    stats.update(rng.normal(size=(4, 8)))  # 9 >= 8 dims: full rank, features dropped (O(d^2) memory)
+    assert stats.features is None and stats.low_rank_features() is None
+    kept = FeatureStats(8, keep_features=True)
+    kept.update(rng.normal(size=(9, 8)))
+    assert kept.all_features().shape == (9, 8) and kept.low_rank_features() is None
 
 
 def test_fvd_rejects_short_clips_and_bad_options(weights_dir):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ import torch
 
 from mardini_bench import baselines, evaluate, runner
 from mardini_bench.config import RunConfig, apply_overrides
-from mardini_bench.metrics import frechet
+from mardini_bench.metrics.distribution import FrechetMetric
 from mardini_bench.registry import BASELINES
 from mardini_bench.weights import WeightsError
 
@@ -74,19 +75,37 @@ def test_run_writes_records_samples_and_reuses_cached_baselines(tmp_path, monkey
     assert samples["output"].shape == (2, 5, 3, 16, 16) and samples["output"].dtype == np.uint8
     assert samples["mask"].tolist() == [[0, 1, 1, 1, 0]] * 2
 
-    # A second run of the sweep (other seed, same data and eval) must not recompute the baselines.
-    monkeypatch.setattr(evaluate, "generate", _only_model(evaluate.generate))
+    # Expansion has a reference on one side only: linear blending equals copying there, one entry.
+    assert len(list((tmp_path / evaluate.BASELINE_DIR).iterdir())) == 3
+    exp = {r["method"]: r["value"] for r in on_disk["records"] if r["task"] == "expansion" and r["metric"] == "psnr"}
+    assert exp["copy_nearest"] == exp["linear_blend"]
+
+    # A second run of the sweep (other seed, same data and eval) must not score the baselines again.
+    monkeypatch.setattr(evaluate, "score", _only_model(evaluate.score))
     other = runner.run(tiny_cfg("seed=1"), tmp_path / "b")
     same = lambda res: {(r["task"], r["method"], r["metric"]): r["value"] for r in res["records"] if r["method"] != "model"}  # noqa: E731
     assert same(other) == same(result)
 
 
-def _only_model(generate):
-    def guarded(fn, *args, **kwargs):
-        if fn in (baselines.copy_nearest, baselines.linear_blend):
-            raise AssertionError("baseline recomputed although its scores are cached")
-        return generate(fn, *args, **kwargs)
+def _only_model(score):
+    def guarded(cfg, task, method, *args, **kwargs):
+        if method != "model":
+            raise AssertionError(f"{method} scored again although its records are cached")
+        return score(cfg, task, method, *args, **kwargs)
     return guarded
+
+
+def test_shared_entry_makes_a_second_run_wait(tmp_path):
+    """Concurrent runs of a sweep build a shared entry once: the second blocks until the first is done."""
+    order = []
+    with evaluate.shared_entry(tmp_path / "entry"):
+        waiter = threading.Thread(target=lambda: evaluate.shared_entry(tmp_path / "entry").__enter__() and order.append("second"))
+        waiter.start()
+        waiter.join(0.3)
+        assert waiter.is_alive()  # blocked on the flock
+        order.append("first")
+    waiter.join(5)
+    assert order == ["first", "second"]
 
 
 def test_eval_clips_depend_on_data_and_eval_seed_only():
@@ -110,9 +129,6 @@ def test_a_run_that_raises_leaves_no_result(tmp_path):
 
 
 def test_frechet_records_save_features_for_the_bootstrap(tmp_path, weights_dir, monkeypatch):
-    # The real networks make the features; the distance itself (a 2048-d sqrtm for FID, minutes on one
-    # core) is the metrics' own tests' business, so it is stubbed here to keep this test fast.
-    monkeypatch.setattr(frechet, "frechet_distance", lambda *args: 0.0)
     cfg = tiny_cfg("data.frames=9", "eval.tasks=[interpolation]", "eval.metrics=[fvd,fid]", "eval.num_videos=2",
                    "eval.protocol=middle_frame", "eval.baselines=[]", f"eval.weights={weights_dir}")
     result = runner.run(cfg, tmp_path / "r")
@@ -121,9 +137,24 @@ def test_frechet_records_save_features_for_the_bootstrap(tmp_path, weights_dir, 
         dim = 400 if rec["metric"] == "fvd" else 2048
         assert feats["fake"].shape == feats["real"].shape == (2, dim)  # FID: the middle frame of each clip
         assert feats["video_index"].tolist() == [0, 1] and rec["per_video"] is None
+        assert rec["protocol"]["trace_sqrt"] == "lowrank"  # 2 videos: exact N x N route, no d x d sqrtm
     fvd, fid = result["records"]
     assert fvd["protocol"]["frame_protocol"] == "whole_clip" and fvd["protocol"]["frames"] == 9
     assert fid["protocol"]["scored_frames"] == [4] and fid["protocol"]["frame_protocol"] == "middle_frame"
+    assert fid["protocol"]["input_resolution_real"] == [16, 16]
+
+    # Another run of the sweep reads the real clips' features instead of running the networks on them.
+    def no_real_pass(self, label, batch):
+        assert label == "fake", "real features computed again although the sweep has them"
+        return real_update(self, label, batch)
+    real_update = FrechetMetric._update
+    monkeypatch.setattr(FrechetMetric, "_update", no_real_pass)
+    other = runner.run(apply_overrides(cfg, ["seed=1"]), tmp_path / "r2")
+    for a, b in zip(result["records"], other["records"]):
+        np.testing.assert_array_equal(np.load(tmp_path / "r" / a["features"])["real"],
+                                      np.load(tmp_path / "r2" / b["features"])["real"])
+        assert {k: v for k, v in a["protocol"].items() if k != "num_fake"} == \
+            {k: v for k, v in b["protocol"].items() if k != "num_fake"}
 
 
 # ----------------------------------------------------------------------------------------------

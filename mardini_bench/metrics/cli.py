@@ -16,6 +16,7 @@ import json
 import sys
 from typing import Any, Dict, List, Optional, Tuple
 
+from mardini_bench.metrics.frechet import TRACE_SQRT_METHODS
 from mardini_bench.metrics.inputs import InputError, VideoSet
 from mardini_bench.metrics.preprocess import I3D_RESIZES
 from mardini_bench.metrics.result import MetricResult
@@ -50,8 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--seed", type=int, default=0, help="bootstrap seed")
-    ap.add_argument("--trace-sqrt", choices=["sqrtm", "symmetric"], default="sqrtm",
-                    help="tr sqrt(S1 S2) method (FVD/FID); they agree to ~1e-6, symmetric is faster at d=2048")
+    ap.add_argument("--trace-sqrt", choices=sorted(TRACE_SQRT_METHODS), default="auto",
+                    help="tr sqrt(S1 S2) method (FVD/FID); all are exact and agree to ~1e-6. auto: the N x N "
+                         "low-rank route when a set has fewer videos than feature dimensions, else sqrtm")
     return ap
 
 

@@ -39,7 +39,7 @@ class FrechetMetric:
     def __init__(self, weights: Optional[PathLike] = None, ddof: int = 1, batch_size: int = 8,
                  device: Union[str, torch.device] = "cpu", bootstrap: int = 0, seed: int = 0,
                  real_id: Optional[str] = None, cache_dir: Optional[PathLike] = None,
-                 trace_sqrt: str = "sqrtm") -> None:
+                 trace_sqrt: str = "auto", keep_features: bool = False) -> None:
         if ddof not in (0, 1):
             raise ValueError(f"ddof must be 0 (divide by N) or 1 (np.cov), got {ddof!r}")
         if trace_sqrt not in frechet.TRACE_SQRT_METHODS:
@@ -48,8 +48,9 @@ class FrechetMetric:
         self.weights_path = resolve_weights(self.weights_name, weights)  # fails early, offline
         self.ddof, self.batch_size, self.device = ddof, batch_size, torch.device(device)
         self.bootstrap, self.seed = bootstrap, seed
-        self.real = FeatureStats(self.dim, keep_features=bootstrap > 0)
-        self.fake = FeatureStats(self.dim, keep_features=bootstrap > 0)
+        keep, low_rank = keep_features or bootstrap > 0, trace_sqrt in ("auto", "lowrank")
+        self.real = FeatureStats(self.dim, keep_features=keep, keep_while_rank_deficient=low_rank)
+        self.fake = FeatureStats(self.dim, keep_features=keep, keep_while_rank_deficient=low_rank)
         self.real_id, self.cache_dir = real_id, Path(cache_dir) if cache_dir else frechet.default_stats_dir()
         self.real_cached = False
         self.shape: Dict[str, Any] = {}  # frames / input resolution seen, for the protocol
@@ -77,6 +78,11 @@ class FrechetMetric:
             self._net = self._build_net()
         return self._net
 
+    @net.setter
+    def net(self, module: torch.nn.Module) -> None:
+        """Share an already loaded feature network (one evaluation builds many metrics)."""
+        self._net = module
+
     def update(self, real: Any = None, fake: Any = None, mask: Any = None) -> None:
         """Add a batch of real and/or fake videos (B, T, 3, H, W), uint8 or float in [0, 1].
 
@@ -103,6 +109,16 @@ class FrechetMetric:
         for x in self._net_inputs(videos):
             stats.update(self.net(x.to(self.device)).double().cpu())
 
+    def add_features(self, label: str, feats: Any, frames: int, input_resolution: Any) -> None:
+        """Add precomputed (B, dim) features of `label` ("real"/"fake") clips, e.g. a real set whose
+        features were computed once and saved; `frames` and `input_resolution` are what the
+        network saw, for the protocol."""
+        if label not in ("real", "fake"):
+            raise ValueError(f"label must be 'real' or 'fake', got {label!r}")
+        self._check_shape("frames", int(frames))
+        self._check_shape(f"input_resolution_{label}", [int(v) for v in input_resolution])
+        (self.real if label == "real" else self.fake).update(feats)
+
     def _check_shape(self, key: str, value: Any) -> None:
         if self.shape.setdefault(key, value) != value:
             raise ValueError(f"{self.name}: all videos must have the same {key.replace('_', ' ')}; "
@@ -115,7 +131,7 @@ class FrechetMetric:
                 "real_stats": "cached" if self.real_cached else "computed",
                 "statistics": "float64", "covariance_ddof": self.ddof,
                 "covariance": "np.cov (divide by N-1)" if self.ddof == 1 else "divide by N (StyleGAN-V, cd-fvd)",
-                "trace_sqrt": self.trace_sqrt, "trace_sqrt_detail": frechet.TRACE_SQRT_METHODS[self.trace_sqrt]}
+                "trace_sqrt": self.trace_sqrt}
 
     def compute(self) -> MetricResult:
         """The Frechet distance between the real and fake sets seen so far."""
@@ -125,14 +141,30 @@ class FrechetMetric:
         if self.real_id is not None and not self.real_cached:
             self._save_cached_real()
         mu1, s1 = self.real.mean, self.real.cov(self.ddof)
-        value = frechet.frechet_distance(mu1, s1, self.fake.mean, self.fake.cov(self.ddof), self.trace_sqrt)
+        value, method = self._distance(mu1, s1)
         ci = self._bootstrap(mu1, s1) if self.bootstrap else None
-        protocol = self.protocol()
+        protocol = {**self.protocol(), "trace_sqrt": method, "trace_sqrt_detail": frechet.TRACE_SQRT_METHODS[method]}
         if ci is not None:
             protocol["ci"] = {"method": "percentile bootstrap over samples", "resamples": self.bootstrap,
                               "level": 0.95, "seed": self.seed,
                               "real_resampled": not self.real_cached}
         return MetricResult(value, protocol, ci)
+
+    def _distance(self, mu1: np.ndarray, s1: np.ndarray) -> tuple:
+        """(value, method used). The routes agree to ~1e-6 relative; "auto" picks the cheap exact one."""
+        mu2, s2 = self.fake.mean, self.fake.cov(self.ddof)
+        method = self.trace_sqrt
+        if method in ("auto", "lowrank"):
+            # Frechet distance is symmetric: factor whichever set has fewer vectors than dimensions.
+            for feats, fixed in ((self.fake.low_rank_features(), (mu1, s1)),
+                                 (self.real.low_rank_features(), (mu2, s2))):
+                if feats is not None:
+                    return frechet.frechet_lowrank(None, feats, self.ddof, fixed1=fixed), "lowrank"
+            if method == "lowrank":
+                raise ValueError(f"{self.name}: trace_sqrt='lowrank' needs one set with kept features and "
+                                 f"fewer than {self.dim} vectors; use 'auto' or 'sqrtm'")
+            method = "sqrtm"
+        return frechet.frechet_distance(mu1, s1, mu2, s2, method), method
 
     def _bootstrap(self, mu1: np.ndarray, s1: np.ndarray) -> tuple:
         real = None if self.real_cached else self.real.all_features()

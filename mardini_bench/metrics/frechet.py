@@ -20,20 +20,27 @@ import numpy as np
 import scipy.linalg
 
 TRACE_SQRT_METHODS = {
+    "auto": "lowrank when one set has fewer vectors than dimensions (its features are then kept), else sqrtm",
+    "lowrank": "eigenvalues of the N x N matrix A S A^T, A the centred features of the smaller set (exact)",
     "sqrtm": "scipy.linalg.sqrtm(S1 @ S2), real part of the trace (pytorch-fid, clean-fid, StyleGAN-V)",
     "symmetric": "eigenvalues of sqrt(S1) S2 sqrt(S1), negatives clipped (TF-GAN style; ~5x faster at d=2048)",
 }
 
 
 class FeatureStats:
-    """Running mean and centred scatter of feature vectors, in float64."""
+    """Running mean and centred scatter of feature vectors, in float64.
 
-    def __init__(self, dim: int, keep_features: bool = False) -> None:
+    Features are kept when `keep_features` (bootstrap, saved feature files), or while fewer than
+    `dim` have been seen when `keep_while_rank_deficient`: then they cost less memory than the
+    scatter itself and give the exact low-rank Frechet route (`low_rank_features`)."""
+
+    def __init__(self, dim: int, keep_features: bool = False, keep_while_rank_deficient: bool = False) -> None:
         self.dim = dim
         self.n = 0
         self.mean = np.zeros(dim, np.float64)
         self.scatter = np.zeros((dim, dim), np.float64)  # sum of (x - mean)(x - mean)^T
-        self.features: Optional[list] = [] if keep_features else None  # only for bootstrap
+        self.keep_all = keep_features
+        self.features: Optional[list] = [] if keep_features or keep_while_rank_deficient else None
 
     def update(self, feats: Any) -> None:
         """Add a (B, dim) batch (numpy or torch, any float dtype)."""
@@ -51,6 +58,14 @@ class FeatureStats:
         self.scatter += centred.T @ centred + np.outer(delta, delta) * (self.n * len(x) / total)
         self.mean += delta * (len(x) / total)
         self.n = total
+        if self.features is not None and not self.keep_all and self.n >= self.dim:
+            self.features = None  # full rank from here on: sqrtm is the cheaper route
+
+    def low_rank_features(self) -> Optional[np.ndarray]:
+        """The (N, dim) features when they are kept and N < dim, else None."""
+        if self.features is None or self.n >= self.dim or self.n < 2:
+            return None
+        return np.concatenate(self.features)
 
     def cov(self, ddof: int = 1) -> np.ndarray:
         if ddof not in (0, 1):
