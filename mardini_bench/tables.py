@@ -281,7 +281,9 @@ def write_tables(sweep_dir: os.PathLike | str, tables: Dict[str, tuple], protoco
 
 def protocol_table(df: pd.DataFrame) -> str:
     """Markdown table of each metric's protocol (one row per task x metric x distinct protocol)."""
-    cols = [c for c in df.columns if c.startswith("protocol.") and c[len("protocol."):] not in PROTOCOL_IGNORE]
+    # protocol.task / protocol.metric repeat the row keys (records carry them so a protocol stands alone)
+    cols = [c for c in df.columns if c.startswith("protocol.")
+            and c[len("protocol."):] not in PROTOCOL_IGNORE + ("task", "metric")]
     if not cols:
         return ""
     part = df[df["value"].notna()][["task", "metric"] + cols].map(_plain).drop_duplicates()

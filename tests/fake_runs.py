@@ -48,7 +48,7 @@ def _records(run: Path, rng: np.random.Generator, quality: float, fvd_protocol: 
         for method, q in (("model", quality), ("copy_nearest", 0.3), ("linear_blend", 0.45)):
             for metric in METRICS:
                 rec = {"task": task, "method": method, "metric": metric, "per_video": None, "features": None,
-                       "protocol": protocol(metric)}
+                       "protocol": protocol(metric, task=task, dataset="synthetic")}
                 if metric in ("fvd", "fid"):
                     ref = real if metric == "fvd" else real_frames
                     fake = _features(rng if method == "model" else np.random.default_rng(len(method)), ref, 1 - q)
@@ -58,7 +58,7 @@ def _records(run: Path, rng: np.random.Generator, quality: float, fvd_protocol: 
                     np.savez(run / rel, real=ref, fake=fake, **extra)
                     rec.update(value=_fd(ref, fake), features=rel)
                     if metric == "fvd" and fvd_protocol is not None:
-                        rec["protocol"] = fvd_protocol
+                        rec["protocol"] = dict(fvd_protocol, task=task, dataset="synthetic")
                 else:
                     base, spread = (18 + 10 * q, 2.0) if metric == "psnr" else (0.4 + 0.5 * q, 0.05)
                     gen = rng if method == "model" else np.random.default_rng(7 + len(method))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ import torch
 from mardini_bench import baselines, evaluate, runner
 from mardini_bench.config import RunConfig, apply_overrides
 from mardini_bench.metrics.distribution import FrechetMetric
-from mardini_bench.registry import BASELINES
+from mardini_bench.registry import BASELINES, TASKS
 from mardini_bench.weights import WeightsError
 
 TINY = ["model=tiny", "model.diffusion.sample_steps=2", "data.frames=5", "data.resolution=16",
@@ -95,6 +96,28 @@ def _only_model(score):
     return guarded
 
 
+def test_build_shared_skips_entries_another_run_holds_then_waits_for_them(tmp_path):
+    cfg = tiny_cfg()
+    run_dir = tmp_path / "run"
+    prepared = []
+    for name in cfg.eval.tasks:
+        real = TASKS.build(name).prepare(evaluate.eval_clips(cfg))
+        prepared.append((name, real, TASKS.build(name).eval_mask(real.shape[1]).expand(len(real), -1).clone()))
+    task, real, mask = prepared[0]
+    fake = evaluate.generate(baselines.copy_nearest, real, mask, 8, torch.device("cpu"))
+    held = tmp_path / evaluate.BASELINE_DIR / evaluate.baseline_key(cfg, task, fake)
+    built = lambda: sorted(p.parent.name for p in (tmp_path / evaluate.BASELINE_DIR).glob("*/records.json"))  # noqa: E731
+    with evaluate.shared_entry(held):  # "another run" is building this entry
+        worker = threading.Thread(target=evaluate.build_shared, args=(cfg, prepared, run_dir))
+        worker.start()
+        deadline = time.monotonic() + 60
+        while len(built()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(built()) == 2 and held.name not in built() and worker.is_alive()  # the rest, then waits
+    worker.join(60)
+    assert not worker.is_alive() and held.name in built()
+
+
 def test_shared_entry_makes_a_second_run_wait(tmp_path):
     """Concurrent runs of a sweep build a shared entry once: the second blocks until the first is done."""
     order = []
@@ -103,6 +126,8 @@ def test_shared_entry_makes_a_second_run_wait(tmp_path):
         waiter.start()
         waiter.join(0.3)
         assert waiter.is_alive()  # blocked on the flock
+        with evaluate.shared_entry(tmp_path / "entry", block=False) as folder:
+            assert folder is None  # a run that need not wait moves on to other work
         order.append("first")
     waiter.join(5)
     assert order == ["first", "second"]

@@ -341,19 +341,29 @@ def _wait_for(predicate, timeout: float, what: str) -> None:
         time.sleep(0.05)
 
 
+# Real tiny runs (the default runner: train, checkpoint, evaluate): one short, three long enough to
+# be killed mid-training. PSNR/SSIM only, so the test needs no metric weights.
 KILL_GRID = """
-name = "toy"
-base = ["model=tiny", "train.checkpoint_every=3", "seed=0"]
+name = "kill"
+base = ["model=tiny", "model.diffusion.sample_steps=2", "data.frames=5", "data.resolution=16",
+        "data.num_train=16", "data.num_eval=4", "train.batch_size=2", "train.warmup_steps=2",
+        "train.checkpoint_every=10", "train.log_every=10", "eval.tasks=[interpolation]",
+        "eval.metrics=[psnr,ssim]", "eval.baselines=[copy_nearest]", "eval.num_videos=2", "seed=0"]
 [zip]
-"model.planner.depth" = [1, 2, 3, 4]
-"train.steps" = [6, 40, 40, 60]
+"model.planner.depth" = [1, 1, 2, 2]
+"train.steps" = [4, 400, 400, 500]
 """
 
 
-def test_kill_minus_9_part_way_then_rerun_gives_exactly_one_result_per_run(tmp_path, monkeypatch):
-    grid = write_grid(tmp_path / "toy.toml", KILL_GRID)
-    results, sweep = tmp_path / "results", tmp_path / "results" / "toy"
-    first = subprocess.Popen(sweep_cmd(grid, results), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+def real_sweep_cmd(grid: Path, results: Path) -> list:
+    return [sys.executable, "-m", "mardini_bench.sweep", str(grid), "--results", str(results),
+            "--cluster", "local", "--no-report"]
+
+
+def test_kill_minus_9_part_way_then_rerun_gives_exactly_one_result_per_run(tmp_path, one_thread):
+    grid = write_grid(tmp_path / "kill.toml", KILL_GRID)
+    results, sweep = tmp_path / "results", tmp_path / "results" / "kill"
+    first = subprocess.Popen(real_sweep_cmd(grid, results), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                              env=job_env(), start_new_session=True)  # one process group: sweep + its jobs
 
     def part_way() -> bool:  # the short run has finished, every other one has checkpointed
@@ -362,25 +372,30 @@ def test_kill_minus_9_part_way_then_rerun_gives_exactly_one_result_per_run(tmp_p
             all((d / "last.pt").exists() for d in runs)
 
     try:
-        _wait_for(part_way, 90, "one result and three checkpoints")
+        _wait_for(part_way, 240, "one result and three checkpoints")
     finally:
         os.killpg(first.pid, signal.SIGKILL)
         first.wait()
     assert sum(v is not None for v in results_in(sweep).values()) == 1
-    again = subprocess.run(sweep_cmd(grid, results), capture_output=True, text=True, env=job_env(), timeout=120)
+    again = subprocess.run(real_sweep_cmd(grid, results), capture_output=True, text=True, env=job_env(), timeout=400)
     assert again.returncode == 0, again.stdout + again.stderr
     assert again.stdout.count("DONE: skipped") == 1 and "submitted 3 runs" in again.stdout
     done = results_in(sweep)
-    assert len(done) == 4 and all(done.values())
+    assert len(done) == 4 and all(r["status"] == "DONE" for r in done.values())
     assert len([d for d in sweep.iterdir() if (d / "overrides.json").exists()]) == 4  # no second folders
-    resumed = 0
-    for run_id in done:
-        events = [json.loads(line) for line in (sweep / run_id / "log.jsonl").read_text().splitlines()]
-        assert events[0] == {"event": "start", "step": 0}
-        resumed += events[-1]["event"] == "resume" and events[-1]["step"] > 0
-    assert resumed == 3
-    monkeypatch.setattr(sys.modules[__name__], "STEP_S", 0.0)
-    for run_id, result in done.items():  # the same values as uninterrupted runs of the same points
-        fresh = tmp_path / "fresh" / run_id
-        rundir.write_json(fresh / "config.json", json.loads((sweep / run_id / "config.json").read_text()))
-        assert RunJob(fresh, toy_run)() == result
+    resumed = {}
+    for run_id, result in done.items():
+        log = [json.loads(line) for line in (sweep / run_id / "log.jsonl").read_text().splitlines()]
+        steps = [e["step"] for e in log if "event" not in e]
+        assert steps == sorted(set(steps)) and steps[-1] == result["train"]["steps"]  # no step logged twice
+        resumes = [e["step"] for e in log if e.get("event") == "resume"]
+        if resumes:
+            resumed[run_id] = resumes[0]
+        assert {r["method"] for r in result["records"]} == {"model", "copy_nearest"}
+    assert len(resumed) == 3 and all(step > 0 for step in resumed.values())
+    # The resumed run with the shortest schedule gives the same numbers as an uninterrupted run of it.
+    run_id = min(resumed, key=lambda r: done[r]["train"]["steps"])
+    fresh = tmp_path / "fresh" / run_id
+    rundir.write_json(fresh / "config.json", json.loads((sweep / run_id / "config.json").read_text()))
+    values = lambda res: [(r["task"], r["method"], r["metric"], r["value"]) for r in res["records"]]  # noqa: E731
+    assert values(RunJob(fresh)()) == values(done[run_id])
