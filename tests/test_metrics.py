@@ -140,6 +140,17 @@ def test_lowrank_frechet_equals_sqrtm_route():
     assert lo < hi
 
 
+def test_subset_frechet_from_gram_matrices_equals_the_direct_route():
+    rng = np.random.default_rng(3)
+    real, fake = rng.normal(3.0, 2.0, size=(15, 40)), rng.normal(3.5, 1.5, size=(15, 40))
+    for ddof in (0, 1):
+        subset = frechet.SubsetFrechet(real, fake, ddof)
+        for rows in (np.arange(15), rng.integers(0, 15, 15), np.array([0, 0, 3, 3, 9])):  # repeats, as a bootstrap draws
+            direct = frechet.frechet_distance(*frechet.gaussian_stats(real[rows], ddof),
+                                              *frechet.gaussian_stats(fake[rows], ddof))
+            assert subset(rows) == pytest.approx(direct, rel=1e-6)  # sqrtm of a rank-deficient product: ~1e-8
+
+
 def test_feature_stats_keep_features_only_while_rank_deficient():
     rng = np.random.default_rng(2)
     stats = FeatureStats(8, keep_while_rank_deficient=True)

