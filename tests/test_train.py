@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from mardini_bench.config import ConfigError, RunConfig, apply_overrides
-from mardini_bench.train import (CHECKPOINT, LOG, batch_indices, check_train_config, lr_factor, micro_batch,
-                                 stage_at, train)
+from mardini_bench.train import (CHECKPOINT, LOG, batch_indices, check_train_config, ema_decay_at, ema_with_warmup,
+                                 lr_factor, micro_batch, stage_at, train)
 
 # Tiny clips keep a step near 50 ms; the schedule crosses every stage, joint_task included.
 TINY = ["model=tiny", "data.frames=5", "data.resolution=16", "data.num_train=10", "train.batch_size=4",
@@ -30,6 +30,17 @@ def tiny_cfg(*extra: str) -> RunConfig:
 def losses(run_dir: Path) -> list:
     lines = [json.loads(line) for line in (run_dir / LOG).read_text().splitlines()]
     return [(e["step"], e["loss"], e["stage"]) for e in lines if "loss" in e]
+
+
+def test_ema_warms_up_so_a_short_run_is_not_evaluated_on_its_first_weights():
+    assert ema_decay_at(0.999, 1) == pytest.approx(2 / 11) and ema_decay_at(0.999, 200) == pytest.approx(201 / 210)
+    assert ema_decay_at(0.999, 100_000) == 0.999 and ema_decay_at(0.9, 100) == 0.9
+    model = torch.nn.Linear(1, 1, bias=False)
+    ema = torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=ema_with_warmup(0.999), use_buffers=True)
+    for step in range(200):  # the weight walks from 0 to 1: the EMA must end near the end, not the start
+        model.weight.data.fill_(step / 199)
+        ema.update_parameters(model)
+    assert 0.85 < ema.module.weight.item() < 1.0  # ~20 steps behind the ramp; a fixed 0.999 would leave ~0.1
 
 
 def test_lr_warms_up_linearly_then_decays_to_zero():
