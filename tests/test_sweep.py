@@ -311,6 +311,22 @@ def test_local_sweep_completes_collects_and_skips_finished_runs(tmp_path):
     assert "submitted" not in again.stdout and results_in(sweep) == done
 
 
+def test_local_array_parallelism_caps_runs_at_once(tmp_path):
+    grid = write_grid(tmp_path / "toy.toml", TOY_GRID)
+    results = tmp_path / "results"
+    out = subprocess.run(sweep_cmd(grid, results, "--array-parallelism", "2"), capture_output=True, text=True,
+                         env=job_env(), timeout=180)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "at most 2 at once" in out.stdout and "4 DONE" in out.stdout
+    spans = []
+    for run in (results / "toy").iterdir():
+        if (run / "result.json").exists():
+            spans.append((json.loads((run / "started.json").read_text())["started_at"], (run / "result.json").stat().st_mtime))
+    assert len(spans) == 4
+    most = max(sum(start <= t < end for start, end in spans) for t, _ in spans)
+    assert most <= 2
+
+
 def test_failing_run_is_reported_failed_while_the_others_finish(tmp_path):
     grid = write_grid(tmp_path / "toy.toml", TOY_GRID.replace("seeds = [0, 1]", "seeds = [0]"))
     missing = tmp_path / "missing-videos"

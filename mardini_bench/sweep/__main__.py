@@ -100,9 +100,15 @@ def submit_points(sweep_dir: Path, grid: Grid, todo: Sequence[plan.Point], args:
     for run_dir, p in zip(dirs, todo):
         plan.prepare(run_dir, grid, p, git)
     executor = launch.make_executor(sweep_dir / "submitit", args.cluster, options, grid.name)
-    if args.cluster == "local":
-        launch.share_cores(len(todo))
-    jobs = launch.submit(executor, dirs, args.run_fn)
+    window = options.array_parallelism
+    if args.cluster == "local" and window and window < len(todo):
+        launch.share_cores(window)
+        print(f"running {len(todo)} runs locally, at most {window} at once (array_parallelism)")
+        jobs = launch.submit_windowed(executor, dirs, args.run_fn, window)
+    else:
+        if args.cluster == "local":
+            launch.share_cores(len(todo))
+        jobs = launch.submit(executor, dirs, args.run_fn)
     print(f"submitted {len(jobs)} runs to {args.cluster}: job ids {' '.join(str(j.job_id) for j in jobs)}")
     return jobs
 

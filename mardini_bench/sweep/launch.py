@@ -30,7 +30,7 @@ class LaunchOptions:
     # > 10 min: submitit counts every USR2 as a timeout when timeout_min <= 10 (guaranteed time < 0),
     # which would spend the requeue budget on preemptions. Also the local executor's time limit.
     timeout_min: int = 60
-    array_parallelism: Optional[int] = None  # most array tasks running at once; None: submitit's 256
+    array_parallelism: Optional[int] = None  # most runs at once (SLURM array %N; local too); None: all
     additional_parameters: Dict[str, Any] = field(default_factory=dict)  # extra sbatch options
     setup: Tuple[str, ...] = ()  # shell lines run before the job (module load, venv activation)
 
@@ -99,6 +99,24 @@ def submit(executor: Any, run_dirs: Sequence[Path], run_fn: Any) -> List[Any]:
     for run_dir, job in zip(run_dirs, jobs):
         rundir.write_json(run_dir / rundir.SUBMITTED, {"cluster": executor.cluster, "job_id": str(job.job_id),
                                                        "folder": str(executor.folder), "submitted_at": time.time()})
+    return jobs
+
+
+def submit_windowed(executor: Any, run_dirs: Sequence[Path], run_fn: Any, window: int,
+                    poll_s: float = 1.0) -> List[Any]:
+    """Local runs with at most `window` running at once (`array_parallelism`): submitit's local
+    executor starts a whole array together, which on a laptop can exhaust memory. Each run is
+    started as a slot frees up; returns once the last one has started."""
+    jobs: List[Any] = []
+    running: List[Any] = []
+    for run_dir in run_dirs:
+        while len(running) >= window:
+            running = [job for job in running if not job.done()]
+            if len(running) >= window:
+                time.sleep(poll_s)
+        job = submit(executor, [run_dir], run_fn)[0]
+        jobs.append(job)
+        running.append(job)
     return jobs
 
 
