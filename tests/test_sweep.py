@@ -1,9 +1,10 @@
 """Sweep machinery: grids, validation before submission, run folders, failure records, and real
-local-executor sweeps (subprocesses), including kill -9 part-way and a re-run.
+local-executor sweeps (subprocesses), including kill -9 part-way and a re-run of real tiny runs.
 
 `toy_run` is a real but trivial training function with the runner's contract: it resumes from an
 atomically written `last.pt`, logs to `log.jsonl` and writes `result.json` at the very end. Jobs
-import it from this file (PYTHONPATH=tests), exactly as they import `mardini_bench.runner.run`.
+import it from this file (PYTHONPATH=tests), exactly as they import `mardini_bench.runner.run`. The
+kill -9 test uses the default runner itself (train, checkpoint, evaluate) on tiny configs.
 """
 
 from __future__ import annotations
