@@ -247,6 +247,25 @@ def test_runjob_records_failure_then_clears_it_on_success(tmp_path):
     assert not (run_dir / "failed.json").exists() and rundir.run_state(run_dir)[0] == "DONE"
 
 
+def test_runjob_on_a_nonzero_rank_trains_but_leaves_the_folder_to_rank_0(tmp_path, monkeypatch):
+    """Multi-task jobs: every rank runs the function; only global rank 0 locks and writes records."""
+    from mardini_bench.sweep import job
+
+    run_dir = make_run_dir(tmp_path)
+    before = sorted(p.name for p in run_dir.iterdir())
+    monkeypatch.setattr(job, "global_rank", lambda: 1)
+    holder = rundir.RunLock(run_dir)
+    assert holder.acquire()  # rank 0 holds the folder; rank 1 must not wait for or take the lock
+    try:
+        calls = []
+        out = RunJob(run_dir, lambda cfg, d: calls.append(d) or {"status": "PARTIAL"})()
+    finally:
+        holder.release()
+    assert out == {"status": "PARTIAL"} and calls == [run_dir]
+    assert set(p.name for p in run_dir.iterdir()) - set(before) <= {"run.lock"}  # the holder's lock file only
+    assert not (run_dir / "started.json").exists() and rundir.read_result(run_dir) is None
+
+
 def test_runjob_refuses_a_second_copy_in_the_same_folder(tmp_path):
     run_dir = make_run_dir(tmp_path)
     holder = rundir.RunLock(run_dir)
