@@ -109,14 +109,18 @@ def runs_table(df: pd.DataFrame, task: str) -> pd.DataFrame:
 
 
 def _baseline_rows(df: pd.DataFrame, task: str, metrics: Sequence[str], axes: Sequence[str]) -> List[dict]:
-    """Baselines do not depend on the model, so one row each: mean ± CI over the runs that scored them."""
+    """Baselines do not depend on the model, so one row each: mean ± CI over the runs that scored them.
+
+    Within one sweep every run scores them on the same clips, so the values agree and the cell is a
+    plain number: a '± 0' would suggest a spread over seeds that was never measured."""
     rows = []
     base = df[(df["task"] == task) & (df["method"] != "model")]
     for method, group in base.groupby("method", sort=True):
         row = {"run": f"baseline: {method}", "status": "baseline", "seed": "–", **{a: "–" for a in axes}}
         for m in metrics:
-            ci = t_interval(group[group["metric"] == m]["value"])
-            row[m.upper()] = cell(ci["mean"], ci["ci95"], m)
+            values = group[group["metric"] == m]["value"]
+            ci = t_interval(values)
+            row[m.upper()] = cell(ci["mean"], None if values.dropna().nunique() <= 1 else ci["ci95"], m)
         rows.append(row)
     return rows
 

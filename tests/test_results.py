@@ -203,6 +203,8 @@ def test_report_end_to_end(sweep, capsys):
     failed_line = next(line for line in table.splitlines() if line.startswith("| rdepth4_s2 |"))
     assert "FAILED: RuntimeError: loss is NaN at step 40" in failed_line and "n/a" in failed_line
     assert "| baseline: copy_nearest |" in table and "| baseline: linear_blend |" in table
+    baseline_line = next(line for line in table.splitlines() if line.startswith("| baseline: copy_nearest |"))
+    assert "±" not in baseline_line  # the same clips in every run: one value, no spread to show
     for header in ("FVD", "FID", "PSNR", "SSIM", "params P", "FLOPs/sample", "latency/sample", "peak mem"):
         assert header in table
     ok_line = next(line for line in table.splitlines() if line.startswith("| rdepth2_s0 |"))
