@@ -15,7 +15,7 @@ import dataclasses
 import torch
 
 from mardini_bench.config import RunConfig, apply_overrides
-from mardini_bench.cost import count_flops, median_latency, sample_fn
+from mardini_bench.cost import count_flops, best_latency, sample_fn
 from mardini_bench.factory import build_model
 from mardini_bench.perf import configure_threads
 
@@ -40,7 +40,7 @@ def main() -> None:
     rows = []
     for steps in args.steps:
         fn = sample_fn(model, with_steps(cfg, steps))
-        rows.append((steps, median_latency(fn, args.repeats), count_flops(fn)))
+        rows.append((steps, best_latency(fn, args.repeats), count_flops(fn)))
     print(f"{args.preset}: 1 video, {cfg.data.frames} frames x {cfg.data.resolution}^2, "
           f"cfg_scale {cfg.model.diffusion.cfg_scale}, {threads} threads")
     print(f"{'steps':>5} {'latency s':>10} {'x first':>8} {'GFLOP':>8} {'x first':>8} {'GFLOP/s':>8}")
