@@ -123,7 +123,14 @@ class Generator(nn.Module):
 
     def unconditional(self, like: torch.Tensor) -> torch.Tensor:
         """Z_uncond with the shape of a planning signal `like` (B, T, M, Dp)."""
-        return self.uncond.to(like.dtype).expand_as(like)
+        return self.unconditional_shaped(like.shape, like.dtype)
+
+    def unconditional_shaped(self, shape, dtype: torch.dtype) -> torch.Tensor:
+        """Z_uncond broadcast to `shape`. Under no_grad it is detached: an expanded view of a Parameter
+        made there claims requires_grad without a grad_fn, which torch's module hooks (FLOP counter,
+        module tracker) reject."""
+        u = self.uncond if torch.is_grad_enabled() else self.uncond.detach()
+        return u.to(dtype).expand(shape)
 
     def _plan_angles(self, T: int, h: int, w: int, gh: int, gw: int, device):
         """RoPE positions of generator tokens and planning tokens on the planner's grid."""

@@ -81,7 +81,7 @@ class MarDini(nn.Module):
         h, w = z_low.shape[-2:]
         if self.planner is None:  # DM-only: Z_uncond stands in for every planning token
             shape = (z.shape[0], z.shape[1], h * w, self.cfg.planner.dim)
-            return self.generator.uncond.expand(shape), (h, w), None, z_low
+            return self.generator.unconditional_shaped(shape, z.dtype), (h, w), None, z_low
         signal, recon = self.planner(z_low, mask)
         return signal, (h, w), recon, z_low
 

@@ -37,6 +37,17 @@ def test_run_cost_fields_are_positive_and_state_is_restored(tiny):
     assert tiny.stage == "generator_warmup" and not tiny.training
 
 
+@pytest.mark.parametrize("variant", ["model.planner.name=none", "model.generator.name=none"])
+def test_run_cost_covers_the_table2_ablation_rows(variant):
+    # DM-only feeds Z_uncond straight into the generator; MAR-only has no generator at all
+    torch.manual_seed(0)
+    model = build_model(_cfg(variant)).eval()
+    cost = run_cost(model, _cfg(variant, "train.batch_size=2"), repeats=1)
+    assert all(cost[k] > 0 for k in KEYS - {"params_planner", "params_generator"})
+    assert (cost["params_planner"] == 0) == (variant == "model.planner.name=none")
+    assert (cost["params_generator"] == 0) == (variant == "model.generator.name=none")
+
+
 def test_train_flops_scale_linearly_with_batch(tiny):
     one, four = (count_flops(train_step_fn(tiny, _cfg(), batch=b)) for b in (1, 4))
     assert four == pytest.approx(4 * one, rel=0.02)
