@@ -1,0 +1,40 @@
+"""Every grid in ablations/ resolves to runs, and every paper experiment has one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, List
+
+import pytest
+
+from mardini_bench.config import RunConfig, apply_overrides, to_dict
+from mardini_bench.sweep.grid import load_grid
+from mardini_bench.sweep.plan import resolve
+
+REPO = Path(__file__).resolve().parents[1]
+GRIDS = sorted(REPO.glob("ablations/*.toml"))
+# What a smoke step can shrink without changing the variant: batch, sampling steps, evaluation.
+SMOKE = ["train.batch_size=2", "model.diffusion.sample_steps=2"]
+
+
+def _variants(grid_path: Path) -> List[RunConfig]:
+    """The grid's distinct (model, mask, data, curriculum) configs, seed and run length aside."""
+    points, _ = resolve(load_grid(grid_path))
+    seen: Dict[str, RunConfig] = {}
+    for point in points:
+        cfg = apply_overrides(point.config, SMOKE)
+        d = to_dict(cfg)
+        key = repr((d["model"], d["mask"], d["data"], d["train"]["schedule"], d["train"]["tasks"]))
+        seen.setdefault(key, cfg)
+    return list(seen.values())
+
+
+@pytest.mark.parametrize("grid_path", GRIDS, ids=[p.stem for p in GRIDS])
+def test_every_grid_resolves_to_runs(grid_path):
+    assert _variants(grid_path), f"{grid_path.name} resolves to no runs"
+
+
+def test_every_paper_experiment_has_a_grid():
+    names = {p.stem for p in GRIDS}
+    assert {"quickstart", "table2", "table3", "fig6a_ddim_steps", "fig6c_identity", "mask_schedule",
+            "generator_size", "attention_type", "planner_depth"} <= names
