@@ -134,7 +134,9 @@ def read_log(run_dir: Path) -> pd.DataFrame:
         return pd.DataFrame(columns=["step", "loss"])
     lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     frame = pd.DataFrame([entry for entry in lines if "loss" in entry and "step" in entry])
-    return frame if len(frame) else pd.DataFrame(columns=["step", "loss"])
+    if not len(frame):
+        return pd.DataFrame(columns=["step", "loss"])
+    return frame.drop_duplicates("step", keep="last")  # a step logged twice: the later attempt counts
 
 
 def _curves(df: pd.DataFrame, sweep: Path, by: Sequence[str]) -> Dict[str, List[pd.DataFrame]]:

@@ -353,9 +353,11 @@ def train(cfg: RunConfig, run_dir: Path, until: Optional[int] = None, env: Optio
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     trainer = Trainer(cfg, run_dir, env, distributed.device_for(env) if env.distributed else _device())
-    if trainer.maybe_resume() and env.is_main:
+    resumed = trainer.maybe_resume()
+    if env.is_main:  # an attempt killed before its first checkpoint left lines the restart will repeat
         trim_log(run_dir, trainer.step)
-        append_log(run_dir, {"event": "resume", "step": trainer.step})
+        if resumed:
+            append_log(run_dir, {"event": "resume", "step": trainer.step})
     trainer.fit(until)
     summary = {"steps": trainer.step, "final_loss": trainer.loss, "wall_s": trainer.wall_s}
     return TrainResult(trainer.eval_model(), summary, env)

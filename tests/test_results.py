@@ -310,3 +310,13 @@ def test_every_point_of_every_grid_resolves(name):
         pytest.skip(f"registry module {err.name} is not importable")
     varied = {tuple(p[len(grid["base"]):-1]) for p in points}
     assert len({repr(c) for c in configs}) == len(varied) * len(grid.get("seeds", [0]))
+
+
+def test_training_log_of_a_restarted_run_counts_each_step_once(tmp_path):
+    from mardini_bench.plots import read_log
+
+    lines = [{"step": 1, "loss": 3.0}, {"step": 11, "loss": 2.0}, {"event": "resume", "step": 0},
+             {"step": 1, "loss": 2.5}, {"step": 11, "loss": 1.5}]
+    (tmp_path / "log.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    log = read_log(tmp_path)
+    assert log["step"].tolist() == [1, 11] and log["loss"].tolist() == [2.5, 1.5]
