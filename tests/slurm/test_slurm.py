@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Callable, Dict, List
 
 import pytest
 
@@ -73,6 +73,16 @@ def sacct(*args: str) -> List[str]:
     return out.stdout.splitlines()
 
 
+def eventually(check: Callable[[], object], timeout: float = 20.0) -> object:
+    """Poll `check` until it returns something truthy. slurmdbd records array tasks and job ends a
+    moment after the jobs themselves, so what sacct shows lags the run folders."""
+    end = time.monotonic() + timeout
+    while not (value := check()):
+        assert time.monotonic() < end, f"still false after {timeout} s"
+        time.sleep(0.5)
+    return value
+
+
 @pytest.fixture(scope="module")
 def array_sweep(slurm_cluster, tmp_path_factory):
     """Three runs in one array, one of them with a dataset root that does not exist."""
@@ -94,8 +104,9 @@ def test_sweep_is_one_job_array_and_the_cli_does_not_wait(array_sweep):
     array_ids = {j.split("_")[0] for j in job_ids}
     assert len(array_ids) == 1 and all("_" in j for j in job_ids), job_ids  # ArrayJobID_TaskID
     (array_id,) = array_ids
-    listed = {line.split("|")[0] for line in sacct("-X", "-o", "JobID", "-j", array_id)}
-    assert set(job_ids) <= listed
+    def listed() -> set:
+        return {line.split("|")[0] for line in sacct("-X", "-o", "JobID", "-j", array_id)}
+    eventually(lambda: set(job_ids) <= listed())  # each task recorded under the one array id
     print(f"\nsubmit returned in {array_sweep['returned_s']:.1f} s; all settled in {array_sweep['settled_s']:.1f} s")
 
 
@@ -109,8 +120,7 @@ def test_failing_run_is_failed_with_its_message_while_the_others_finish(array_sw
     assert status.returncode == 0 and "2 DONE, 1 FAILED" in status.stdout
     (line,) = [x for x in status.stdout.splitlines() if " FAILED " in x]
     assert "FileNotFoundError: data.root" in line
-    time.sleep(2)  # sacct records the array task's end a moment after the job's last write
-    assert sweep_status(array_sweep["sweep"])[2].scheduler.endswith(": FAILED")  # the scheduler agrees
+    eventually(lambda: sweep_status(array_sweep["sweep"])[2].scheduler.endswith(": FAILED"))  # the scheduler agrees
 
 
 def _events(run_dir: Path) -> List[dict]:
