@@ -3,8 +3,10 @@
     from mardini_bench.perf import configure_threads
     configure_threads()            # the runner calls this once, before building the model
 
-Threads: $MARDINI_BENCH_THREADS, else the cores this process may run on (its CPU affinity, which
-SLURM and containers restrict; `os.cpu_count()` would count the whole node and oversubscribe).
+Threads: $MARDINI_BENCH_THREADS, else $OMP_NUM_THREADS (what a local sweep sets to share the cores
+between its runs, and what torchrun sets per process), else the cores this process may run on (its
+CPU affinity, which SLURM and containers restrict; `os.cpu_count()` would count the whole node and
+oversubscribe).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Optional
 import torch
 
 THREADS_ENV = "MARDINI_BENCH_THREADS"
+OMP_ENV = "OMP_NUM_THREADS"
 
 
 def available_cores() -> int:
@@ -27,13 +30,17 @@ def available_cores() -> int:
 
 
 def configure_threads(num_threads: Optional[int] = None) -> int:
-    """Set torch's intra-op threads to `num_threads`, $MARDINI_BENCH_THREADS or the available cores.
+    """Set torch's intra-op threads to `num_threads`, $MARDINI_BENCH_THREADS, $OMP_NUM_THREADS or the
+    available cores, the first that is given.
 
     Returns the count in effect. Inter-op threads are set to 1 where torch still allows it: the
     models run one op at a time, and a second pool only competes for the same cores.
     """
-    source, value = ("num_threads", num_threads) if num_threads is not None else (
-        f"${THREADS_ENV}", os.environ.get(THREADS_ENV) or available_cores())
+    if num_threads is not None:
+        source, value = "num_threads", num_threads
+    else:
+        name = next((n for n in (THREADS_ENV, OMP_ENV) if os.environ.get(n)), None)
+        source, value = (f"${name}", os.environ[name]) if name else ("available cores", available_cores())
     try:
         count = int(value)
     except ValueError:

@@ -28,7 +28,7 @@ COST_COLUMNS = ("params_planner", "params_generator", "flops_train_step", "flops
                 "latency_sample_s", "peak_mem_mb")
 # Columns every collected frame has; anything else that is not `protocol.*` is an ablation axis.
 BASE_COLUMNS = ("run_id", "status", "error", "seed", "planner", "generator", "dataset", "task", "method",
-                "metric", "value", "features", "train_steps", "final_loss", "train_wall_s") + COST_COLUMNS
+                "metric", "value", "features", "train_steps", "final_loss", "train_wall_s", "threads") + COST_COLUMNS
 SUMMARY_COLUMNS = ("variant", "runs", "n", "n_missing", "mean", "std", "ci95", "ci_low", "ci_high")
 PROTOCOL_PREFIX = "protocol."
 # Fields of a record's protocol that do not change what a number means. `real_stats` says whether
@@ -118,7 +118,7 @@ def _run_info(run_dir: Path) -> Dict[str, Any]:
     info.update({c: cost.get(c, math.nan) for c in COST_COLUMNS})
     train = (result or {}).get("train") or {}
     info.update(train_steps=train.get("steps", math.nan), final_loss=train.get("final_loss", math.nan),
-                train_wall_s=train.get("wall_s", math.nan))
+                train_wall_s=train.get("wall_s", math.nan), threads=train.get("threads", math.nan))
     return {"info": info, "config": config, "result": result}
 
 

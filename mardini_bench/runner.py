@@ -5,7 +5,7 @@
 
     python -m mardini_bench.runner RUN_DIR [key=value ...]     # one config by hand
 
-`result.json` = {run_id, status: DONE, config, train: {steps, final_loss, wall_s}, cost: {...},
+`result.json` = {run_id, status: DONE, config, train: {steps, final_loss, wall_s, threads}, cost: {...},
 records: [{task, method, metric, value, protocol, per_video, features}]}. It is written atomically
 and only after everything else succeeded, so its presence means the run is complete; a run that
 raises leaves none. In a multi-process job every rank trains; rank 0 alone evaluates and writes.
@@ -18,10 +18,13 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+import torch
+
 from mardini_bench import distributed
 from mardini_bench.cli import user_errors
 from mardini_bench.config import RunConfig, apply_overrides, to_dict
 from mardini_bench.evaluate import check_eval_config, evaluate
+from mardini_bench.perf import configure_threads
 from mardini_bench.sweep.rundir import RESULT, write_json
 from mardini_bench.train import check_train_config, train
 
@@ -37,6 +40,7 @@ def run(cfg: RunConfig, run_dir: Path, until: Optional[int] = None) -> Dict[str,
     run_dir = Path(run_dir)
     check_train_config(cfg.train)
     check_eval_config(cfg)  # both before training: a typo must not cost a training run
+    configure_threads()  # before any torch work: $MARDINI_BENCH_THREADS, a sweep's share, or the cores
     env = distributed.detect()
     distributed.init(env, distributed.device_for(env))
     try:
@@ -57,7 +61,7 @@ def finish(cfg: RunConfig, run_dir: Path, model: Any, summary: Dict[str, Any]) -
 
     cost = run_cost(model, cfg)
     result = {"run_id": run_dir.name, "status": "DONE", "config": to_dict(cfg),
-              "train": {**summary, "eval_wall_s": eval_s},
+              "train": {**summary, "eval_wall_s": eval_s, "threads": torch.get_num_threads()},
               "cost": {k: cost.get(k) for k in COST_KEYS}, "records": records}
     write_json(run_dir / RESULT, result)
     return result

@@ -24,7 +24,10 @@ PAPER_TABLES_ENV = "MARDINI_BENCH_PAPER_TABLES"
 _DEFAULT_PAPER = Path(__file__).resolve().parents[1] / "results" / "paper" / "paper_tables.csv"
 LEGEND = ("Cells: mean ± 95% t-interval over seeds (n = finished seeds). **Bold**: best model variant "
           "of the column. †: differs from the best (paired bootstrap over eval clips, seeds outer, "
-          "Holm-corrected p < 0.05). n/a: no finished run.")
+          "Holm-corrected p < 0.05). n/a: no finished run. latency/sample: fastest of 5 samplings of one "
+          "video, timed inside each run with the run's threads (results.csv: `threads`); the runs of a "
+          "local sweep share the cores, so for clean latencies run one at a time (`--array-parallelism 1`) "
+          "or use benchmarks/bench_sampling.py.")
 
 
 # ----------------------------------------------------------------------------------------------

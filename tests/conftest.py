@@ -48,9 +48,11 @@ def _few_threads():
 
 
 @pytest.fixture()
-def one_thread():
-    """Small tensors: one thread avoids OpenMP oversubscription on a busy 2-core machine."""
+def one_thread(monkeypatch):
+    """Small tensors: one thread avoids OpenMP oversubscription on a busy 2-core machine. The runner
+    sets its own thread count from $MARDINI_BENCH_THREADS, so that says one too."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    monkeypatch.setenv("MARDINI_BENCH_THREADS", "1")
     yield
     torch.set_num_threads(threads)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mardini_bench.perf import THREADS_ENV, available_cores, configure_threads, matmul_peak_flops
+from mardini_bench.perf import OMP_ENV, THREADS_ENV, available_cores, configure_threads, matmul_peak_flops
 
 
 @pytest.fixture(autouse=True)
@@ -20,17 +20,22 @@ def test_explicit_count_wins_over_env(monkeypatch):
     assert configure_threads(1) == 1
 
 
-def test_env_then_available_cores(monkeypatch):
+def test_env_then_omp_then_available_cores(monkeypatch):
     monkeypatch.setenv(THREADS_ENV, "1")
+    monkeypatch.setenv(OMP_ENV, "2")
     assert configure_threads() == 1
     monkeypatch.delenv(THREADS_ENV)
+    assert configure_threads() == 2  # a local sweep's share of the cores, or torchrun's choice
+    monkeypatch.delenv(OMP_ENV)
     assert configure_threads() == available_cores()
 
 
+@pytest.mark.parametrize("name", [THREADS_ENV, OMP_ENV])
 @pytest.mark.parametrize("bad", ["two", "0"])
-def test_bad_env_names_the_variable(monkeypatch, bad):
-    monkeypatch.setenv(THREADS_ENV, bad)
-    with pytest.raises(ValueError, match=r"MARDINI_BENCH_THREADS=.*positive integer"):
+def test_bad_env_names_the_variable(monkeypatch, name, bad):
+    monkeypatch.delenv(THREADS_ENV, raising=False)
+    monkeypatch.setenv(name, bad)
+    with pytest.raises(ValueError, match=rf"\${name}=.*positive integer"):
         configure_threads()
 
 

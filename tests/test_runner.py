@@ -146,6 +146,14 @@ def test_result_json_is_the_last_file_written(tmp_path):
     assert newest.name == "result.json" and not [p for p in files if p.name.endswith(".tmp")]
 
 
+def test_run_takes_its_thread_count_from_the_environment(tmp_path, monkeypatch):
+    # A local sweep shares the cores through the environment; a run must not grab them all again.
+    monkeypatch.setenv("MARDINI_BENCH_THREADS", "1")
+    torch.set_num_threads(2)
+    result = runner.run(tiny_cfg("eval.tasks=[interpolation]", "eval.baselines=[]"), tmp_path / "r")
+    assert torch.get_num_threads() == 1 and result["train"]["threads"] == 1
+
+
 def test_a_run_that_raises_leaves_no_result(tmp_path):
     cfg = tiny_cfg("eval.metrics=[fvd]", f"eval.weights={tmp_path / 'missing'}", "eval.baselines=[]")
     with pytest.raises(WeightsError):
