@@ -2,6 +2,7 @@
 
     python benchmarks/bench_train.py                       # small preset, batch 8, 9 x 32 x 32
     python benchmarks/bench_train.py --preset tiny --steps 10 model.generator.depth=4
+    python benchmarks/bench_train.py --compile             # torch.compile the loss (train.compile=true)
 
 MFU = (FlopCounterMode FLOPs of forward + backward) / step time / peak, where the peak is the best
 2048² fp32 matmul measured before and after the steps (the better of the two). The step includes
@@ -22,17 +23,17 @@ from mardini_bench.factory import build_model
 from mardini_bench.perf import configure_threads, matmul_peak_flops
 
 
-def step_times(model, cfg: RunConfig, steps: int) -> list:
-    """Wall seconds of `steps` full training steps (forward, backward, AdamW) after one warm-up."""
+def step_times(model, cfg: RunConfig, steps: int, warmup: int = 1) -> list:
+    """Wall seconds of `steps` full training steps (forward, backward, AdamW) after `warmup` steps."""
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr)
     fwd_bwd = train_step_fn(model, cfg, keep_grads=True)
     times = []
-    for i in range(steps + 1):
+    for i in range(warmup + steps):
         start = time.perf_counter()
         fwd_bwd()
         opt.step()
         opt.zero_grad(set_to_none=True)
-        if i:  # the first step warms up allocator and thread pool
+        if i >= warmup:  # warm-up: allocator, thread pool, and compilation when compiled
             times.append(time.perf_counter() - start)
     return times
 
@@ -42,19 +43,27 @@ def main() -> None:
     ap.add_argument("--preset", default="small")
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--compile", action="store_true", help="torch.compile the latent loss (train.compile=true compiles it with the codec in front)")
     ap.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.batch_size=16")
     args = ap.parse_args()
     threads = configure_threads(args.threads)
     cfg = apply_overrides(RunConfig(), [f"model={args.preset}", *args.overrides])
     torch.manual_seed(0)
     model = build_model(cfg).train()
-    flops = count_flops(train_step_fn(model, cfg))
+    flops = count_flops(train_step_fn(model, cfg))  # eager: FlopCounterMode does not see inside compiled code
+    if args.compile:
+        model.latent_losses = torch.compile(model.latent_losses)  # the step calls it; the first call compiles
     peak_before = matmul_peak_flops()
-    times = step_times(model, cfg, args.steps)
+    compile_start = time.perf_counter()
+    times = step_times(model, cfg, args.steps, warmup=3 if args.compile else 1)
+    warmup_s = time.perf_counter() - compile_start - sum(times)
     peak = max(peak_before, matmul_peak_flops())
     step_s = statistics.median(times)
     d = cfg.data
-    print(f"{args.preset}: batch {cfg.train.batch_size} x {d.frames} frames x {d.resolution}^2, {threads} threads")
+    mode = "torch.compile" if args.compile else "eager"
+    print(f"{args.preset}: batch {cfg.train.batch_size} x {d.frames} frames x {d.resolution}^2, {threads} threads, {mode}")
+    if args.compile:
+        print(f"  warm-up incl. compile  {warmup_s:8.1f} s")
     print(f"  FLOPs/step (fwd+bwd)   {flops / 1e9:8.2f} GFLOP")
     print(f"  step time (median {args.steps})  {step_s * 1e3:8.1f} ms   ({cfg.train.batch_size / step_s:.1f} clips/s)")
     print(f"  achieved               {flops / step_s / 1e9:8.1f} GFLOP/s")
