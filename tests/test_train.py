@@ -126,3 +126,21 @@ def test_checkpoint_from_another_config_is_refused(tmp_path):
     train(tiny_cfg("train.steps=1", "train.schedule=[]"), tmp_path)
     with pytest.raises(ConfigError, match="different config"):
         train(tiny_cfg("train.steps=2", "train.schedule=[]"), tmp_path)
+
+
+def test_compiled_training_follows_the_eager_loss_curve(tmp_path, monkeypatch):
+    # train.compile=true is the fast path on CPU and GPU (benchmarks/bench_train.py --compile); it must
+    # train the same model. Minutes of compiler time on 2 cores if the schedule crossed every stage.
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))  # what a fresh machine does
+    extra = ["train.steps=3", 'train.schedule=[["joint",3]]']
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    train(tiny_cfg(*extra), tmp_path / "eager")
+    assert not counters["stats"]["unique_graphs"]
+    train(tiny_cfg(*extra, "train.compile=true"), tmp_path / "compiled")
+    assert counters["stats"]["unique_graphs"] >= 1  # the loss really ran as a compiled graph
+    eager, compiled = losses(tmp_path / "eager"), losses(tmp_path / "compiled")
+    assert [s for s, _, _ in eager] == [s for s, _, _ in compiled] == [1, 2, 3]
+    assert [c for _, c, _ in compiled] == pytest.approx([e for _, e, _ in eager], rel=1e-4)
