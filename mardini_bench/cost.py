@@ -35,6 +35,8 @@ from torch.utils._pytree import tree_flatten
 from torch.utils.flop_counter import FlopCounterMode
 
 from mardini_bench.config import RunConfig
+from mardini_bench.perf import timing_lock
+
 
 class CostError(ValueError):
     """A config or argument that cannot be costed; the message names it and what would be valid."""
@@ -199,7 +201,11 @@ def run_cost(model: torch.nn.Module, cfg: RunConfig, repeats: int = 5) -> Dict[s
         model.eval()
         sample = sample_fn(model, cfg)
         out["flops_sample"] = count_flops(sample)
-        out["latency_sample_s"] = None if device.type == "meta" else best_latency(sample, repeats, device)
+        if device.type == "meta":
+            out["latency_sample_s"] = None
+        else:
+            with timing_lock("latency"):  # a sweep's runs on this host take turns timing
+                out["latency_sample_s"] = best_latency(sample, repeats, device)
     finally:
         model.set_stage(stage)
         model.train(was_training)

@@ -1,4 +1,5 @@
-"""Speed defaults: CPU thread count and the measured fp32 matmul peak that MFU is reported against.
+"""Speed defaults: CPU thread count, the measured fp32 matmul peak that MFU is reported against,
+and a per-host lock that keeps concurrent runs from timing at the same moment.
 
     from mardini_bench.perf import configure_threads
     configure_threads()            # the runner calls this once, before building the model
@@ -11,9 +12,13 @@ oversubscribe).
 
 from __future__ import annotations
 
+import fcntl
 import os
+import tempfile
 import time
-from typing import Optional
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Optional
 
 import torch
 
@@ -69,3 +74,25 @@ def matmul_peak_flops(size: int = 2048, repeats: int = 5, device: str = "cpu",
         sync()
         best = min(best, time.perf_counter() - start)
     return 2 * size ** 3 / best
+
+
+@contextmanager
+def timing_lock(name: str = "latency", directory: Optional[Path] = None) -> Iterator[None]:
+    """Hold an exclusive per-host `flock` while timing something.
+
+    The runs of a local sweep reach their cost step at about the same time; taking turns keeps
+    them from timing each other's work (other work on the machine can still add time). The lock
+    lives in the temp folder, so it is per host, and the kernel frees it if the holder dies. If
+    the file cannot be opened (another user's lock), timing goes on unlocked.
+    """
+    path = Path(directory or tempfile.gettempdir()) / f"mardini_bench-{name}.lock"
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
+    except OSError:
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing drops the flock

@@ -25,9 +25,9 @@ _DEFAULT_PAPER = Path(__file__).resolve().parents[1] / "results" / "paper" / "pa
 LEGEND = ("Cells: mean ± 95% t-interval over seeds (n = finished seeds). **Bold**: best model variant "
           "of the column. †: differs from the best (paired bootstrap over eval clips, seeds outer, "
           "Holm-corrected p < 0.05). n/a: no finished run. latency/sample: fastest of 5 samplings of one "
-          "video, timed inside each run with the run's threads (results.csv: `threads`); the runs of a "
-          "local sweep share the cores, so for clean latencies run one at a time (`--array-parallelism 1`) "
-          "or use benchmarks/bench_sampling.py.")
+          "video, timed inside each run with the run's threads (results.csv: `threads`), and for a variant the "
+          "fastest of its seeds; the runs of a local sweep share the cores, so for clean latencies run one "
+          "at a time (`--array-parallelism 1`) or use benchmarks/bench_sampling.py.")
 
 
 # ----------------------------------------------------------------------------------------------

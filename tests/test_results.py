@@ -132,6 +132,17 @@ def test_summarise_t_interval_matches_scipy_and_skips_nan(df):
     assert (row["ci_low"], row["ci_high"]) == (pytest.approx(low), pytest.approx(high))
 
 
+def test_a_variants_latency_is_its_fastest_seed_and_other_costs_the_mean(tmp_path):
+    # Seeds share the architecture; a slow seed's latency was timed beside other runs' work.
+    runs = [make_run(tmp_path, {"model.planner.depth": 2}, seed, 0.5) for seed in (0, 1, 2)]
+    for run, latency, mem in zip(runs, (0.9, 0.3, 0.6), (100.0, 110.0, 120.0)):
+        result = json.loads((run / "result.json").read_text())
+        result["cost"].update(latency_sample_s=latency, peak_mem_mb=mem)
+        (run / "result.json").write_text(json.dumps(result))
+    summary = results.summarise(results.collect(tmp_path, write=False))
+    assert (summary["latency_sample_s"] == 0.3).all() and (summary["peak_mem_mb"] == 110.0).all()
+
+
 def test_t_interval_edge_cases():
     assert math.isnan(results.t_interval([math.nan, math.nan])["mean"])  # all failed: NaN, never 0
     one = results.t_interval([3.0, math.nan])
