@@ -22,7 +22,6 @@ when all that remain are taken. This cuts the quickstart's feature passes from 7
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import functools
 import hashlib
 import json
@@ -37,6 +36,7 @@ import torch
 import mardini_bench
 from mardini_bench.config import ConfigError, RunConfig, to_dict
 from mardini_bench.registry import BASELINES, METRICS, TASKS
+from mardini_bench.sweep.rundir import exclusive_lock
 
 FRECHET = ("fvd", "fid")
 PAIRED = ("psnr", "ssim")
@@ -83,16 +83,8 @@ def shared_entry(folder: Path, block: bool = True) -> Iterator[Optional[Path]]:
 
     Yields the folder, or None when `block` is False and another run holds the lock."""
     folder.mkdir(parents=True, exist_ok=True)
-    fd = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if block else fcntl.LOCK_NB))
-        except BlockingIOError:
-            yield None
-            return
-        yield folder
-    finally:
-        os.close(fd)  # closing drops the lock
+    with exclusive_lock(folder / ".lock", block) as held:
+        yield folder if held else None
 
 
 def spec_key(cfg: RunConfig, task: str, **extra: Any) -> str:

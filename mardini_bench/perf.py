@@ -12,15 +12,16 @@ oversubscribe).
 
 from __future__ import annotations
 
-import fcntl
+import contextlib
 import os
 import tempfile
 import time
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Optional
 
 import torch
+
+from mardini_bench.sweep.rundir import exclusive_lock
 
 THREADS_ENV = "MARDINI_BENCH_THREADS"
 OMP_ENV = "OMP_NUM_THREADS"
@@ -76,7 +77,7 @@ def matmul_peak_flops(size: int = 2048, repeats: int = 5, device: str = "cpu",
     return 2 * size ** 3 / best
 
 
-@contextmanager
+@contextlib.contextmanager
 def timing_lock(name: str = "latency", directory: Optional[Path] = None) -> Iterator[None]:
     """Hold an exclusive per-host `flock` while timing something.
 
@@ -86,13 +87,9 @@ def timing_lock(name: str = "latency", directory: Optional[Path] = None) -> Iter
     the file cannot be opened (another user's lock), timing goes on unlocked.
     """
     path = Path(directory or tempfile.gettempdir()) / f"mardini_bench-{name}.lock"
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
-    except OSError:
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(exclusive_lock(path))
+        except OSError:
+            pass  # not ours to open: time unlocked
         yield
-        return
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # closing drops the flock

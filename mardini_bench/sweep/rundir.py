@@ -11,6 +11,7 @@ A run folder `<sweep>/<run_id>/` is the source of truth for its run::
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -18,7 +19,7 @@ import socket
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Iterator, Optional, Tuple
 
 CONFIG, OVERRIDES, GIT = "config.json", "overrides.json", "git.json"
 SUBMITTED, STARTED, RESULT, FAILED, LOCK = "submitted.json", "started.json", "result.json", "failed.json", "run.lock"
@@ -80,6 +81,22 @@ def pid_alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except (OSError, IndexError):
         return False
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: Path, block: bool = True) -> Iterator[bool]:
+    """An exclusive `flock` on the file `path` (created if missing) for the `with` body; the kernel
+    frees it if the holder dies. Yields False when `block` is False and another process holds it."""
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if block else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)  # closing drops the flock
 
 
 class RunLock:
