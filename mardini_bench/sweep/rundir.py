@@ -104,22 +104,17 @@ class RunLock:
 
     def __init__(self, run_dir: Path) -> None:
         self.path = run_dir / LOCK
-        self._fd: Optional[int] = None
+        self._held = contextlib.ExitStack()
 
     def acquire(self) -> bool:
         """Take the lock without blocking; False if another process holds it."""
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not self._held.enter_context(exclusive_lock(self.path, block=False)):
             self.release()
             return False
         return True
 
     def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)  # closing drops the flock
-            self._fd = None
+        self._held.close()  # closing the file drops the flock; a second call is a no-op
 
 
 def lock_held(run_dir: Path) -> bool:
