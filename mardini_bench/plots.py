@@ -21,7 +21,7 @@ import pandas as pd  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
 from mardini_bench.results import axis_columns, variant_label  # noqa: E402
-from mardini_bench.significance import LOWER_IS_BETTER  # noqa: E402
+from mardini_bench.significance import lower_is_better  # noqa: E402
 
 DDIM_AXIS = "model.diffusion.sample_steps"
 IDENTITY_AXES = ("model.planner.identity_attention", "model.generator.identity_attention")
@@ -71,7 +71,7 @@ def metric_vs_axis(summary: pd.DataFrame, axis: str, out: Path) -> Optional[Path
             label = " / ".join(str(k) for k in (key if isinstance(key, tuple) else (key,)))
             ax.errorbar(line.index, line["mean"], yerr=line["ci95"].fillna(0), marker="o", capsize=3, label=label)
         ax.set_xticks(range(len(order)), [str(v) for v in order])
-        arrow = "↓" if LOWER_IS_BETTER.get(metric, True) else "↑"
+        arrow = "↓" if lower_is_better(metric) else "↑"
         ax.set(xlabel=axis, ylabel=f"{metric.upper()} {arrow}", title=f"{metric.upper()} vs {axis.split('.')[-1]}")
         ax.grid(alpha=0.3)
     axs[0][0].legend(fontsize=7, title="task" + (" / " + ", ".join(o.split(".")[-1] for o in others) if others else ""))
@@ -109,7 +109,7 @@ def quality_vs_cost(summary: pd.DataFrame, out: Path, metric: str = "fvd") -> Op
 def _pareto_panel(ax: plt.Axes, part: pd.DataFrame, cost: str, metric: str, task: str) -> None:
     x, y = part[cost].to_numpy(float), part["mean"].to_numpy(float)
     ax.errorbar(x, y, yerr=part["ci95"].fillna(0).to_numpy(), fmt="o", capsize=3, color="tab:blue", label="variant")
-    front = pareto_front(x, y if LOWER_IS_BETTER.get(metric, True) else -y)
+    front = pareto_front(x, y if lower_is_better(metric) else -y)
     ax.step(x[front], y[front], where="post", color="tab:red", lw=1.5, label="Pareto front")
     ax.scatter(x[front], y[front], s=90, facecolors="none", edgecolors="tab:red")
     axes = [a for a in axis_columns(part) if part[a].notna().any()]
@@ -118,7 +118,7 @@ def _pareto_panel(ax: plt.Axes, part: pd.DataFrame, cost: str, metric: str, task
         ax.annotate(label, (xi, yi), fontsize=7, xytext=(4, 3), textcoords="offset points")
     if len(x) and x.min() > 0 and x.max() / x.min() > 20:
         ax.set_xscale("log")
-    ax.set(xlabel=COST_AXES[cost], ylabel=f"{metric.upper()} ↓" if LOWER_IS_BETTER.get(metric, True) else metric.upper(),
+    ax.set(xlabel=COST_AXES[cost], ylabel=f"{metric.upper()} ↓" if lower_is_better(metric) else metric.upper(),
            title=task)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)

@@ -2,7 +2,8 @@
 
 Writes into the sweep folder: results.csv/.parquet, significance.csv, table.md, tables.tex,
 tables/*.csv, plots/*, report.md (images linked) and report.html (self-contained: images embedded
-as base64 data URIs, so the one file can be mailed or attached to an issue).
+as base64 data URIs, so the one file can be mailed or attached to an issue). Both reports carry
+one line per task saying where the model variants stand against the trivial baselines.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ import pandas as pd
 
 from mardini_bench import plots, tables
 from mardini_bench.results import (CollectError, ProtocolMismatchError, atomic_write, atomic_write_text, collect,
-                                   summarise)
-from mardini_bench.significance import compare, mark_best
+                                   column_keys, summarise)
+from mardini_bench.significance import compare, lower_is_better, mark_best
 
 _MIME = {".png": "image/png", ".gif": "image/gif"}
 
@@ -42,7 +43,7 @@ def build_report(sweep_dir: Path | str, allow_mixed_protocols: bool = False, n_b
     protocols = tables.protocol_table(df)
     tables.write_tables(sweep, built, protocols)
     figures = plots.make_all(df, summary, sweep)
-    sections = _sections(df, built, comparisons, protocols, notes, allow_mixed_protocols)
+    sections = _sections(df, built, comparisons, protocols, notes, allow_mixed_protocols, baseline_lines(marked))
     atomic_write_text(sweep / "report.md", _markdown(sweep, sections, figures))
     atomic_write_text(sweep / "report.html", _html(sweep, sections, figures))
     return {"md": sweep / "report.md", "html": sweep / "report.html"}
@@ -57,13 +58,76 @@ def _status_lines(df: pd.DataFrame) -> List[str]:
     return lines
 
 
+def baseline_lines(marked: pd.DataFrame) -> List[str]:
+    """One plain-English line per task on where its model variants stand against the trivial baselines.
+
+    Reads `mark_best`'s marks (each column's strongest baseline and `beaten_by`), so a line agrees
+    with the ▽ flags of the tables; e.g. 'interpolation: no model variant beats copy_nearest on PSNR
+    (best 20.10 vs 22.30); all variants beat both baselines on FVD, FID, SSIM.' A task with no
+    baseline value gets no line."""
+    model = marked[(marked["method"] == "model") & marked["mean"].notna() & marked["baseline_mean"].notna()]
+    keys, lines = column_keys(marked), []
+    for task, part in model.groupby("task", sort=True):
+        baselines = marked[(marked["task"] == task) & (marked["method"] != "model") & marked["mean"].notna()]
+        lines.append(f"{task}: " + "; ".join(_standing_clauses(part, baselines["method"].nunique(), keys)) + ".")
+    return lines
+
+
+def _standing_clauses(model: pd.DataFrame, n_baselines: int, keys: Sequence[str]) -> List[str]:
+    """Clauses for one task's model rows: columns (in table order) that share a verdict share a clause,
+    e.g. 'no model variant beats copy_nearest on FVD (best 168.2 vs 21.8), PSNR (best 23.82 vs 27.60)';
+    verdicts where variants lose come first, 'all variants beat both baselines on ...' last."""
+    varying = [k for k in keys if k not in ("task", "metric") and model[k].nunique(dropna=False) > 1]
+    columns = sorted(model.groupby(keys, dropna=False, sort=False),
+                     key=lambda kv: (tables.metric_rank(str(kv[0][keys.index("metric")])), str(kv[0])))
+    every = {1: "the baseline", 2: "both baselines"}.get(n_baselines, f"all {n_baselines} baselines")
+    losing: Dict[str, List[str]] = {}
+    winning: List[str] = []
+    for key, column in columns:
+        label = _column_label(dict(zip(keys, key)), varying)
+        verdict = _losing_verdict(column)
+        if verdict is None:
+            winning.append(label)
+        else:
+            losing.setdefault(verdict[0], []).append(f"{label} ({verdict[1]})")
+    heads = list(losing.items()) + ([(f"all variants beat {every}", winning)] if winning else [])
+    return [f"{head} on {', '.join(labels)}" for head, labels in heads]
+
+
+def _losing_verdict(column: pd.DataFrame) -> Optional[tuple]:
+    """(verdict, numbers) for one column whose variants lose to its strongest baseline, e.g.
+    ('no model variant beats copy_nearest', 'best 20.10 vs 22.30') or ('only 1 of 2 variants beats
+    copy_nearest', 'worst 21.05 vs 22.30'); None when no variant of the column is beaten."""
+    metric = str(column["metric"].iloc[0])
+    beaten = column["beaten_by"].map(lambda b: isinstance(b, str))
+    baseline, base = column["baseline"].iloc[0], tables.number(column["baseline_mean"].iloc[0], metric)
+    if beaten.all():
+        best = tables.number(column.loc[column["best"], "mean"].iloc[0], metric)
+        return f"no model variant beats {baseline}", f"best {best} vs {base}"
+    if beaten.any():
+        winners = int((~beaten).sum())
+        worst = tables.number(column["mean"].max() if lower_is_better(metric) else column["mean"].min(), metric)
+        return (f"only {winners} of {len(column)} variants {'beats' if winners == 1 else 'beat'} {baseline}",
+                f"worst {worst} vs {base}")
+    return None
+
+
+def _column_label(key: Dict[str, object], varying: Sequence[str]) -> str:
+    """'PSNR', or 'PSNR (synthetic, frames=13)' when the task spans several datasets or eval settings."""
+    extra = [str(key[k]) if k == "dataset" else f"{k.split('.')[-1]}={key[k]}" for k in varying]
+    return str(key["metric"]).upper() + (f" ({', '.join(extra)})" if extra else "")
+
+
 def _sections(df: pd.DataFrame, built: Dict[str, tuple], comparisons: pd.DataFrame, protocols: str,
-              notes: Sequence[str], mixed: bool) -> List[tuple]:
-    """(title, kind, content) with kind 'text' (list of Markdown lines) or 'table' (DataFrame)."""
+              notes: Sequence[str], mixed: bool, standing: Sequence[str] = ()) -> List[tuple]:
+    """(title, kind, content) with kind 'text' (list of Markdown lines) or 'table' (DataFrame);
+    `standing` (the `baseline_lines`) follows the legend."""
     head = _status_lines(df) + [""] + ([f"**Mixed protocols allowed**: some columns combine numbers computed "
                                         "under different protocols; see the protocol table."] if mixed else [])
     out: List[tuple] = [("Status", "text", head + [f"- warning: {n}" for n in notes]),
                         ("Legend", "text", [tables.LEGEND])]
+    if standing:
+        out.append(("Model variants vs trivial baselines", "text", list(standing)))
     out += [(title, "table", frame) for title, frame in built.values()]
     if len(comparisons):
         shown = comparisons.assign(**{c: comparisons[c].map(lambda v: f"{v:.4g}") for c in

@@ -31,6 +31,22 @@ FRECHET_METRICS = ("fvd", "fid")
 Scorer = Callable[[np.ndarray], float]
 
 
+def lower_is_better(metric: str) -> bool:
+    """The metric's direction: True for distances (FVD, FID, LPIPS), False for PSNR/SSIM; an unknown
+    metric counts as lower-is-better."""
+    return LOWER_IS_BETTER.get(str(metric), True)
+
+
+def worse(a: float, b: float, metric: str) -> bool:
+    """True when value `a` is strictly worse than `b` on `metric`; False on a tie or when either is NaN."""
+    return bool(a > b) if lower_is_better(metric) else bool(a < b)
+
+
+def _best_of(means: pd.Series, metric: str) -> object:
+    """Index label of the best value of `means` (NaN skipped) in the metric's direction."""
+    return means.idxmin() if lower_is_better(metric) else means.idxmax()
+
+
 def _per_video_scorer(per_video: Sequence[float]) -> Scorer:
     values = np.asarray(per_video, dtype=float)
     return lambda idx: float(np.nanmean(values[idx]))
@@ -154,21 +170,49 @@ def compare(df: pd.DataFrame, sweep_dir: Path | str, n_boot: int = 500, alpha: f
 
 
 def mark_best(summary: pd.DataFrame, comparisons: pd.DataFrame) -> pd.DataFrame:
-    """Add `best` (best model variant of its column) and `differs_from_best` (Holm p < alpha).
+    """Add, per model row of each column (`column_keys`), the marks the tables and the report print.
 
-    `differs_from_best` is NaN where no paired test exists (one variant, or no saved evidence)."""
+    - `best`: the best model variant of its column (by mean over seeds, in the metric's direction).
+    - `differs_from_best`: Holm p < alpha against that best one; NaN where no paired test exists
+      (one variant, or no saved evidence).
+    - `baseline`, `baseline_mean`: the column's strongest trivial baseline (method != "model") and
+      its mean over the runs that scored it; None/NaN where the column has no baseline value.
+    - `beaten_by`: that baseline's name when the variant's mean is strictly worse than it, else None.
+      A beaten variant is never shown as best (the tables drop its bold), so a column whose best
+      variant loses to a baseline has no bold cell at all.
+    Baseline rows keep best=False and NaN/None in the other columns."""
     out = summary.copy()
     out["best"], out["differs_from_best"] = False, np.nan
+    out["baseline"], out["baseline_mean"], out["beaten_by"] = None, np.nan, None
     keys = column_keys(summary)
-    model = out[(out["method"] == "model") & out["mean"].notna()]
-    for key, group in model.groupby(keys, dropna=False):
-        lower = LOWER_IS_BETTER.get(str(key[2]), True)
-        best = group["mean"].idxmin() if lower else group["mean"].idxmax()
+    scored = out[out["mean"].notna()]
+    for key, column in scored.groupby(keys, dropna=False):
+        model, metric = column[column["method"] == "model"], str(key[2])
+        if model.empty:
+            continue
+        best = _best_of(model["mean"], metric)
         out.loc[best, "best"] = True
         tests = _same_column(comparisons, keys, key)
-        for i, label in group["variant"].items():
-            out.loc[i, "differs_from_best"] = _differs(tests, out.loc[best, "variant"], label)
+        baseline, base_mean = _best_baseline(column[column["method"] != "model"], metric)
+        for i, row in model.iterrows():
+            out.loc[i, "differs_from_best"] = _differs(tests, out.loc[best, "variant"], row["variant"])
+            out.loc[i, ["baseline", "baseline_mean"]] = [baseline, base_mean]
+            out.loc[i, "beaten_by"] = baseline if worse(row["mean"], base_mean, metric) else None
     return out
+
+
+def _best_baseline(rows: pd.DataFrame, metric: str) -> tuple:
+    """(method, mean) of the strongest baseline among one column's baseline summary rows, or (None, NaN).
+
+    Each run scores the baselines on the same clips, so the summary holds one row per variant x
+    baseline; a baseline's value is the mean over all its runs (the rows' means weighted by their n),
+    the number the tables print in its `baseline:` row."""
+    if rows.empty:
+        return None, math.nan
+    n = rows["n"].astype(float)
+    means = (rows["mean"] * n).groupby(rows["method"]).sum() / n.groupby(rows["method"]).sum()
+    name = _best_of(means, metric)
+    return str(name), float(means[name])
 
 
 def _same_column(comparisons: pd.DataFrame, keys: Sequence[str], key: tuple) -> pd.DataFrame:

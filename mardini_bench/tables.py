@@ -2,6 +2,8 @@
 
 Cells read `mean ± 95% CI` over seeds; **bold** is the best model variant of its column and
 `†` marks a variant that a paired bootstrap (Holm-corrected) finds different from that best one.
+`▽` marks a variant whose mean is worse than a trivial baseline's in that column; such a cell is
+never bold, so a column whose best variant loses to a baseline has no bold cell.
 Every task table carries the baseline rows, and a failed run shows as FAILED with its message,
 never as a number. The paper's own numbers (`results/paper/paper_tables.csv`) sit beside ours.
 """
@@ -22,8 +24,13 @@ METRIC_ORDER = ("fvd", "fid", "psnr", "ssim", "lpips")
 DECIMALS = {"fvd": 1, "fid": 2, "psnr": 2, "ssim": 4, "lpips": 4}
 PAPER_TABLES_ENV = "MARDINI_BENCH_PAPER_TABLES"
 _DEFAULT_PAPER = Path(__file__).resolve().parents[1] / "results" / "paper" / "paper_tables.csv"
+BEATEN = "▽"  # a model variant worse than a trivial baseline of its column
 LEGEND = ("Cells: mean ± 95% t-interval over seeds (n = finished seeds). **Bold**: best model variant "
-          "of the column. †: differs from the best (paired bootstrap over eval clips, seeds outer, "
+          f"of the column, and only if it beats every trivial baseline there. {BEATEN}: the variant's mean "
+          "over seeds is worse than a trivial baseline's (a `baseline:` row, e.g. copy_nearest) on the same "
+          "column, by the metric's direction (FVD/FID: lower is better; PSNR/SSIM: higher); a "
+          f"{BEATEN} cell is never bold, so a column whose best variant loses to a baseline has no bold cell. "
+          "†: differs from the best model variant (paired bootstrap over eval clips, seeds outer, "
           "Holm-corrected p < 0.05). n/a: no finished run. latency/sample: fastest of 5 samplings of one "
           "video, timed inside each run with the run's threads (results.csv: `threads`), and for a variant the "
           "fastest of its seeds; the runs of a local sweep share the cores, so for clean latencies run one "
@@ -43,14 +50,28 @@ def human(x: float, unit: str = "") -> str:
     return f"{x:.3g}{unit}"
 
 
-def cell(mean: float, ci: float, metric: str, best: bool = False, differs: float = math.nan) -> str:
-    """'224.07 ± 3.10', bold when best, † when significantly different from the best."""
+def number(value: float, metric: str) -> str:
+    """A metric value with the metric's decimals: number(224.071, 'fvd') -> '224.1'."""
+    return f"{value:.{DECIMALS.get(metric, 3)}f}"
+
+
+def cell(mean: float, ci: float, metric: str, best: bool = False, differs: float = math.nan,
+         beaten_by: Optional[str] = None) -> str:
+    """'224.07 ± 3.10': bold when best, † when significantly different from the best, ▽ when
+    `beaten_by` names a baseline the variant is worse than (then never bold, even when best)."""
     if mean is None or math.isnan(mean):
         return "n/a"
-    d = DECIMALS.get(metric, 3)
-    text = f"{mean:.{d}f}" + ("" if ci is None or math.isnan(ci) else f" ± {ci:.{d}f}")
-    text = f"**{text}**" if best else text
-    return text + ("†" if differs == 1.0 else "")
+    beaten = isinstance(beaten_by, str) and bool(beaten_by)  # NaN/None: not beaten
+    text = number(mean, metric) + ("" if ci is None or math.isnan(ci) else f" ± {number(ci, metric)}")
+    text = f"**{text}**" if best and not beaten else text
+    return text + ("†" if differs == 1.0 else "") + (BEATEN if beaten else "")
+
+
+def marked_cell(row: pd.Series, metric: str, ranked: bool = True) -> str:
+    """A model variant's cell from a `mark_best` row with its marks: bold, † and ▽; `ranked=False`
+    (a column shown only for context) leaves out bold and † but keeps ▽."""
+    return cell(row["mean"], row["ci95"], metric, ranked and bool(row["best"]),
+                row["differs_from_best"] if ranked else math.nan, row["beaten_by"])
 
 
 def markdown(df: pd.DataFrame) -> str:
@@ -63,7 +84,7 @@ def markdown(df: pd.DataFrame) -> str:
 
 
 def latex(df: pd.DataFrame, caption: str) -> str:
-    """booktabs LaTeX tabular; Markdown bold and † become \\textbf and \\dag."""
+    """booktabs LaTeX tabular; Markdown bold, † and ▽ become \\textbf, \\dag and $\\bigtriangledown$."""
     body = df.map(lambda v: _latex_cell(str(v)))
     header = [_latex_cell(str(c)) for c in df.columns]
     return body.style.hide(axis="index").relabel_index(header, axis="columns").to_latex(
@@ -72,7 +93,8 @@ def latex(df: pd.DataFrame, caption: str) -> str:
 
 def _latex_cell(text: str) -> str:
     for a, b in (("\\", "\\textbackslash{}"), ("&", "\\&"), ("%", "\\%"), ("_", "\\_"), ("#", "\\#"),
-                 ("±", "$\\pm$"), ("†", "\\dag{}"), ("–", "--"), ("²", "$^2$"), ("→", "$\\to$")):
+                 ("±", "$\\pm$"), ("†", "\\dag{}"), (BEATEN, "$\\bigtriangledown$"), ("–", "--"), ("²", "$^2$"),
+                 ("→", "$\\to$")):
         text = text.replace(a, b)
     while text.count("**") >= 2:
         text = text.replace("**", "\\textbf{", 1).replace("**", "}", 1)
@@ -129,7 +151,7 @@ def _baseline_rows(df: pd.DataFrame, task: str, metrics: Sequence[str], axes: Se
 
 
 def summary_table(marked: pd.DataFrame, df: pd.DataFrame, task: str) -> pd.DataFrame:
-    """One row per model variant (mean ± CI over seeds, best/† marks, cost), then the baselines."""
+    """One row per model variant (mean ± CI over seeds, best/†/▽ marks, cost), then the baselines."""
     part = marked[(marked["task"] == task) & (marked["method"] == "model")]
     metrics = _metrics(df)
     rows = []
@@ -138,8 +160,7 @@ def summary_table(marked: pd.DataFrame, df: pd.DataFrame, task: str) -> pd.DataF
         row = {"variant": variant, "seeds": f"{int(first['n'])}/{int(first['runs'])}"}
         for m in metrics:
             r = by.loc[m] if m in by.index else None
-            row[m.upper()] = "n/a" if r is None else cell(r["mean"], r["ci95"], m, bool(r["best"]),
-                                                          r["differs_from_best"])
+            row[m.upper()] = "n/a" if r is None else marked_cell(r, m)
         rows.append({**row, **_cost_cells(first)})
     base = [{"variant": r["run"], "seeds": "–", **{m.upper(): r[m.upper()] for m in metrics}}
             for r in _baseline_rows(df, task, metrics, [])]
@@ -188,7 +209,7 @@ def table2(marked: pd.DataFrame, paper: Optional[pd.DataFrame]) -> pd.DataFrame:
                "Generation": "–" if first["generator"] in (None, "none") else f"DM-{human(first['params_generator'])}",
                "_role": _role(first["planner"], first["generator"]), "_size": first["params_planner"]}
         for _, r in group.iterrows():
-            row[f"{r['task']} FVD"] = cell(r["mean"], r["ci95"], "fvd", bool(r["best"]), r["differs_from_best"])
+            row[f"{r['task']} FVD"] = marked_cell(r, "fvd")
         rows.append(row)
     out = pd.DataFrame(rows)
     return _beside_paper_t2(out, paper) if len(out) else out
@@ -212,12 +233,12 @@ def _beside_paper_t2(out: pd.DataFrame, paper: Optional[pd.DataFrame]) -> pd.Dat
 
 
 def table3(marked: pd.DataFrame) -> pd.DataFrame:
-    """Efficiency (Table 3): cost per variant, FVD of each task for context."""
+    """Efficiency (Table 3): cost per variant, FVD of each task for context (▽ marks, no bold)."""
     rows = []
     for variant, group in _model_rows(marked).groupby("variant", sort=False):
         row = {"variant": variant, **_cost_cells(group.iloc[0])}
         for _, r in group[group["metric"] == "fvd"].iterrows():
-            row[f"{r['task']} FVD"] = cell(r["mean"], r["ci95"], "fvd")
+            row[f"{r['task']} FVD"] = marked_cell(r, "fvd", ranked=False)
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -230,19 +251,19 @@ def table4(marked: pd.DataFrame, df: pd.DataFrame, task: str = "interpolation") 
         name = r["variant"] if r["method"] == "model" else f"baseline: {r['method']}"
         rows.setdefault(name, {"method": name})
         if r["method"] == "model":
-            rows[name][f"{r['dataset']} {r['metric'].upper()}"] = cell(
-                r["mean"], r["ci95"], r["metric"], bool(r["best"]), r["differs_from_best"])
+            rows[name][f"{r['dataset']} {r['metric'].upper()}"] = marked_cell(r, r["metric"])
     for dataset, sub in df[df["task"] == task].groupby("dataset"):
         for r in _baseline_rows(sub, task, _metrics(df), []):
             rows.setdefault(r["run"], {"method": r["run"]}).update(
                 {f"{dataset} {m.upper()}": r[m.upper()] for m in _metrics(df)})
     out = pd.DataFrame(list(rows.values())).fillna("n/a")
     ordered = ["method"] + sorted((c for c in out.columns if c != "method"),
-                                  key=lambda c: (c.rsplit(" ", 1)[0], _metric_rank(c.rsplit(" ", 1)[-1])))
+                                  key=lambda c: (c.rsplit(" ", 1)[0], metric_rank(c.rsplit(" ", 1)[-1])))
     return out[ordered]
 
 
-def _metric_rank(metric: str) -> int:
+def metric_rank(metric: str) -> int:
+    """Position of a metric in the tables' column order (METRIC_ORDER); unknown metrics go last."""
     m = metric.lower()
     return METRIC_ORDER.index(m) if m in METRIC_ORDER else len(METRIC_ORDER)
 

@@ -16,7 +16,8 @@ from mardini_bench.metrics.frechet import frechet_distance, gaussian_stats
 
 TASKS = ("interpolation", "image_to_video")
 METRICS = ("fvd", "fid", "psnr", "ssim")
-BASELINES = ("copy_nearest", "linear_blend")
+BASELINE_QUALITY = {"copy_nearest": 0.3, "linear_blend": 0.45}  # the same in every run: same clips, no model
+BASELINES = tuple(BASELINE_QUALITY)
 NUM_VIDEOS, FRAMES, SIZE, FEAT_DIM = 24, 9, 16, 6
 
 
@@ -37,15 +38,17 @@ def _features(rng: np.random.Generator, real: np.ndarray, shift: float) -> np.nd
     return real + scale * rng.normal(shift, 0.3 + shift, size=real.shape)
 
 
-def _records(run: Path, rng: np.random.Generator, quality: float, fvd_protocol: Optional[Dict]) -> list:
-    """One record per task x method x metric; `quality` in (0, 1], higher is better."""
+def _records(run: Path, rng: np.random.Generator, quality: float, fvd_protocol: Optional[Dict],
+             baselines: Dict[str, float]) -> list:
+    """One record per task x method x metric; `quality` (model) and `baselines` (method -> quality)
+    in (0, 1], higher is better."""
     real_rng = np.random.default_rng(1234)  # the same eval clips in every run
     records = []
     for task in TASKS:
         # feature scales chosen so FD lands in realistic FVD (~100s) and FID (~10s) ranges
         real = 10 * real_rng.normal(size=(NUM_VIDEOS, FEAT_DIM))
         real_frames = 3 * real_rng.normal(size=(NUM_VIDEOS * FRAMES, FEAT_DIM))
-        for method, q in (("model", quality), ("copy_nearest", 0.3), ("linear_blend", 0.45)):
+        for method, q in (("model", quality), *baselines.items()):
             for metric in METRICS:
                 rec = {"task": task, "method": method, "metric": metric, "per_video": None, "features": None,
                        "protocol": protocol(metric, task=task, dataset="synthetic")}
@@ -97,8 +100,11 @@ def _samples(run: Path, rng: np.random.Generator) -> None:
 
 
 def make_run(sweep: Path, overrides: Dict[str, object], seed: int, quality: float,
-             fail: bool = False, fvd_protocol: Optional[Dict] = None) -> Path:
-    """One run folder: config/overrides always; result.json + log + samples, or failed.json."""
+             fail: bool = False, fvd_protocol: Optional[Dict] = None,
+             baselines: Optional[Dict[str, float]] = None) -> Path:
+    """One run folder: config/overrides always; result.json + log + samples, or failed.json.
+
+    `baselines` (method -> quality) overrides BASELINE_QUALITY, e.g. a copy_nearest hard to beat."""
     run_id = "r" + "_".join(f"{k.split('.')[-1]}{v}" for k, v in overrides.items()) + f"_s{seed}"
     run = sweep / run_id
     run.mkdir(parents=True, exist_ok=True)
@@ -121,18 +127,19 @@ def make_run(sweep: Path, overrides: Dict[str, object], seed: int, quality: floa
             "params_generator": 30_000 if cfg["model"]["generator"]["name"] != "none" else 0,
             "flops_train_step": 2.0e8 * depth, "flops_sample": 5.0e8 * depth * cfg["model"]["diffusion"]["sample_steps"] / 25,
             "latency_sample_s": 0.05 * depth, "peak_mem_mb": 120.0 + 10 * depth}
+    records = _records(run, rng, quality, fvd_protocol, dict(BASELINE_QUALITY, **(baselines or {})))
     result = {"run_id": run_id, "status": "DONE", "config": cfg, "cost": cost,
-              "train": {"steps": steps, "final_loss": loss, "wall_s": 12.5},
-              "records": _records(run, rng, quality, fvd_protocol)}
+              "train": {"steps": steps, "final_loss": loss, "wall_s": 12.5}, "records": records}
     (run / "result.json").write_text(json.dumps(result))
     return run
 
 
 def make_sweep(sweep: Path, axes: Iterable[Tuple[Dict[str, object], float]], seeds=(0, 1, 2),
-               fail: Iterable[Tuple[int, int]] = ()) -> Path:
-    """A sweep of (overrides, quality) points x seeds; `fail` lists (point index, seed) that failed."""
+               fail: Iterable[Tuple[int, int]] = (), baselines: Optional[Dict[str, float]] = None) -> Path:
+    """A sweep of (overrides, quality) points x seeds; `fail` lists (point index, seed) that failed;
+    `baselines` as in make_run."""
     failed = set(fail)
     for i, (overrides, quality) in enumerate(axes):
         for seed in seeds:
-            make_run(sweep, overrides, seed, quality, fail=(i, seed) in failed)
+            make_run(sweep, overrides, seed, quality, fail=(i, seed) in failed, baselines=baselines)
     return sweep

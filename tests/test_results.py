@@ -21,6 +21,8 @@ from mardini_bench.config import RunConfig, apply_overrides
 
 REPO = Path(__file__).resolve().parents[1]
 DEPTHS = [({"model.planner.depth": 2}, 0.4), ({"model.planner.depth": 4}, 0.85)]
+DEPTHS_BELOW_COPY = [({"model.planner.depth": 2}, 0.5), ({"model.planner.depth": 4}, 0.6)]
+DEPTHS_ABOVE_BASELINES = [({"model.planner.depth": 2}, 0.7), ({"model.planner.depth": 4}, 0.9)]
 
 
 @pytest.fixture(scope="module")
@@ -264,6 +266,112 @@ def test_markdown_and_latex_cells():
     assert tables.cell(math.nan, math.nan, "fvd") == "n/a"
     tex = tables.latex(frame, "t")
     assert "\\textbf{224.1 $\\pm$ 3.1}" in tex and "\\dag" in tex and "a\\_b" in tex
+
+
+# ----------------------------------------------------------------------------------------------
+# model variants against the trivial baselines
+# ----------------------------------------------------------------------------------------------
+def _summary(rows: list) -> pd.DataFrame:
+    """A minimal summary frame: (depth, method, metric, mean over seeds, n seeds) per row."""
+    return pd.DataFrame([{"variant": f"planner.depth={d}", "model.planner.depth": d, "dataset": "synthetic",
+                          "task": "interpolation", "method": method, "metric": metric, "mean": mean, "n": n,
+                          "ci95": 0.5} for d, method, metric, mean, n in rows])
+
+
+def test_mark_best_flags_variants_worse_than_the_strongest_baseline():
+    summary = _summary([
+        (2, "model", "psnr", 21.0, 3), (4, "model", "psnr", 24.0, 1),          # higher is better
+        (2, "copy_nearest", "psnr", 22.0, 3), (4, "copy_nearest", "psnr", 22.0, 1),
+        (2, "linear_blend", "psnr", 20.0, 3), (4, "linear_blend", "psnr", 20.0, 1),
+        (2, "model", "fvd", 300.0, 3), (4, "model", "fvd", 150.0, 1),          # lower is better
+        (2, "copy_nearest", "fvd", 200.0, 3), (4, "copy_nearest", "fvd", 100.0, 1),  # pooled: 175
+        (2, "linear_blend", "fvd", 400.0, 3), (4, "linear_blend", "fvd", 400.0, 1),
+        (2, "model", "ssim", 0.5, 3), (4, "model", "ssim", 0.6, 1),            # the best one loses too
+        (2, "copy_nearest", "ssim", 0.7, 3), (4, "copy_nearest", "ssim", 0.7, 1)])
+    marked = significance.mark_best(summary, pd.DataFrame()).set_index(["method", "metric", "model.planner.depth"])
+    model = marked.loc["model"]
+    assert model["baseline"].eq("copy_nearest").all()
+    assert model.loc[("fvd", 2), "baseline_mean"] == pytest.approx(175.0)  # the mean over all runs, n-weighted
+    beaten = {k: b for k, b in model["beaten_by"].items() if isinstance(b, str)}
+    assert beaten == {("psnr", 2): "copy_nearest", ("fvd", 2): "copy_nearest", ("ssim", 2): "copy_nearest",
+                      ("ssim", 4): "copy_nearest"}
+    assert model.loc[("ssim", 4), "best"]  # still the best variant (for †), but never shown bold:
+    cells = {k: tables.marked_cell(r, k[0]) for k, r in model.iterrows()}
+    assert cells[("psnr", 4)] == "**24.00 ± 0.50**" and cells[("fvd", 4)] == "**150.0 ± 0.5**"
+    assert cells[("psnr", 2)] == "21.00 ± 0.50▽" and cells[("fvd", 2)] == "300.0 ± 0.5▽"
+    assert cells[("ssim", 4)] == "0.6000 ± 0.5000▽" and not any("**" in cells[("ssim", d)] for d in (2, 4))
+    assert marked.loc["copy_nearest"]["beaten_by"].isna().all()  # baselines carry no marks
+    lines = report.baseline_lines(marked.reset_index())
+    assert lines == ["interpolation: only 1 of 2 variants beats copy_nearest on FVD (worst 300.0 vs 175.0), "
+                     "PSNR (worst 21.00 vs 22.00); no model variant beats copy_nearest on SSIM "
+                     "(best 0.6000 vs 0.7000)."]
+
+
+def test_a_beaten_cell_is_never_bold_and_the_legend_says_so():
+    text = tables.cell(20.1, 0.3, "psnr", best=True, differs=1.0, beaten_by="copy_nearest")
+    assert text == "20.10 ± 0.30†▽"
+    assert tables.cell(20.1, 0.3, "psnr", best=True, beaten_by=None) == "**20.10 ± 0.30**"
+    assert "$\\bigtriangledown$" in tables.latex(pd.DataFrame({"PSNR": [text]}), "t")
+    assert f"{tables.BEATEN}: the variant's mean over seeds is worse than a trivial baseline's" in tables.LEGEND
+    assert f"{tables.BEATEN} cell is never bold" in tables.LEGEND
+
+
+def _variant_lines(text: str) -> list:
+    """Markdown table lines of model variants (every table: summary, Table 2/3/4)."""
+    return [line for line in text.splitlines() if line.startswith("| planner.depth=")]
+
+
+def _summary_cells(lines: list, depth: int) -> list:
+    """The FVD, FID, PSNR, SSIM cells of the variant's rows in the per-task summary tables."""
+    rows = [line for line in lines if re.match(rf"\| planner\.depth={depth} \| \d+/\d+ \|", line)]
+    return [c.strip() for line in rows for c in line.split("|")[3:7]]
+
+
+def _html_variant_rows(html: str) -> list:
+    return re.findall(r"<tr><td>planner\.depth=.*?</tr>", html)
+
+
+def test_variants_worse_than_copy_nearest_are_flagged_and_never_bold(tmp_path):
+    """Interpolation at short gaps: copying the nearest given frame is hard to beat."""
+    sweep = make_sweep(tmp_path / "hard", DEPTHS_BELOW_COPY, seeds=(0, 1), baselines={"copy_nearest": 0.95})
+    assert report.main([str(sweep), "--n-boot", "20"]) == 0
+    table, tex = (sweep / "table.md").read_text(), (sweep / "tables.tex").read_text()
+    assert tables.LEGEND in table
+    lines = _variant_lines(table)
+    assert len(lines) == 2 * 2 + 2 + 2 + 2  # summary per task, Tables 2, 3 and 4
+    assert all("**" not in line and "▽" in line for line in lines)
+    cells = _summary_cells(lines, 2) + _summary_cells(lines, 4)
+    assert len(cells) == 2 * 2 * 4 and all(c.endswith("▽") for c in cells)  # the best variant too
+    assert "\\textbf" not in tex and "$\\bigtriangledown$" in tex
+    html = (sweep / "report.html").read_text()
+    rows = _html_variant_rows(html)
+    assert rows and all("<b>" not in r and "▽" in r for r in rows)
+    assert "Model variants vs trivial baselines" in html and html.count("▽") > len(rows)  # cells + legend
+    marked = significance.mark_best(results.summarise(results.collect(sweep, write=False)), pd.DataFrame())
+    psnr = marked[(marked.task == "interpolation") & (marked.method == "model") & (marked.metric == "psnr")]
+    best, base = (tables.number(v, "psnr") for v in (psnr.loc[psnr["best"], "mean"].item(),
+                                                     psnr["baseline_mean"].iloc[0]))
+    assert "<p>interpolation: no model variant beats copy_nearest on FVD (best " in html
+    assert f"PSNR (best {best} vs {base})" in html
+    copy_row = next(line for line in table.splitlines() if line.startswith("| baseline: copy_nearest |"))
+    assert f" {base} " in copy_row  # the line quotes the number the table prints
+
+
+def test_variants_that_beat_the_baselines_keep_normal_bolding(tmp_path):
+    sweep = make_sweep(tmp_path / "easy", DEPTHS_ABOVE_BASELINES, seeds=(0, 1))
+    assert report.main([str(sweep), "--n-boot", "20"]) == 0
+    table, tex = (sweep / "table.md").read_text(), (sweep / "tables.tex").read_text()
+    lines = _variant_lines(table)
+    assert all("▽" not in line for line in lines)
+    best, other = _summary_cells(lines, 4), _summary_cells(lines, 2)
+    assert len(best) == len(other) == 2 * 4
+    assert all(c.startswith("**") for c in best) and not any("**" in c for c in other)
+    assert "\\textbf" in tex and "bigtriangledown" not in tex
+    html = (sweep / "report.html").read_text()
+    assert all("▽" not in r for r in _html_variant_rows(html))
+    assert any("<b>" in r for r in _html_variant_rows(html))
+    for task in ("image_to_video", "interpolation"):
+        assert f"<p>{task}: all variants beat both baselines on FVD, FID, PSNR, SSIM.</p>" in html
 
 
 # ----------------------------------------------------------------------------------------------
