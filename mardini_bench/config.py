@@ -7,7 +7,8 @@ Overrides follow nanoGPT's configurator semantics without its `exec`::
 
     cfg = apply_overrides(RunConfig(), ["model=small", "model.planner.depth=4", "train.lr=3e-4"])
 
-`model=NAME` swaps in a whole preset (a `MODEL_PRESETS` entry); later keys refine it. Values are
+`model=NAME` swaps in a whole preset (a `MODEL_PRESETS` entry) and its training recipe (a
+`TRAIN_RECIPES` entry of the same name, when there is one); later keys refine both. Values are
 parsed against the field's annotated type; unknown keys are rejected with the valid ones listed.
 """
 
@@ -22,7 +23,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, Optional, Sequence, Tuple, Union
 
-from mardini_bench.registry import REGISTRIES, UnknownComponentError
+from mardini_bench.registry import MODEL_PRESETS, REGISTRIES, TRAIN_RECIPES, UnknownComponentError
 
 
 class ConfigError(ValueError):
@@ -48,7 +49,10 @@ class PlannerConfig:
     attention: str = _reg("attention", "spatiotemporal")  # the block's cross-frame sub-layer
     identity_attention: bool = True  # reference tokens attend only to themselves (§2.3)
     identity_scope: str = "token"  # "token": only itself; "frame": its own frame (paper ambiguous)
-    downsample: int = 2  # asymmetric resolution: P sees the latent pooled by this factor (§2.1)
+    downsample: int = 2  # asymmetric resolution: P sees frames at 1/downsample the size (§2.1)
+    # What P sees (§2.1: "low-resolution latents of low-resolution frames"): "frames" = frames
+    # downsampled with antialiasing, then encoded; "pooled" = the full latent average-pooled (aliased)
+    input: str = "frames"
     qk_norm: bool = True  # LayerNorm on projected q/k (§2.2, a stability trick)
     rope_theta: float = 10000.0  # RoPE base frequency
     recon_head: bool = True  # projection f for the masked-reconstruction warm-up (Eq. 2)
@@ -72,6 +76,11 @@ class GeneratorConfig:
     cfg_drop_prob: float = 0.1  # P(Z_cond -> Z_uncond) in training, for CFG (§2.2: 1/10)
     patch: int = 1  # latent patch size; the paper's C=16 implies 1
     ref_timestep: str = "zero"  # "zero": clean reference frames get t=0 in adaLN; "shared": clip t
+    # Not in the paper: "neighbours" also feeds each frame's nearest reference before and after (and
+    # where it sits between them) as input channels, as image-to-video models concatenate their
+    # conditioning frame (SVD). A small model then reads the references from step one instead of
+    # learning to find them through attention first; "none" is the paper's input.
+    ref_channels: str = "none"
     qk_norm: bool = True  # as in the planner; keeps attention logits bounded at bf16
 
 
@@ -84,6 +93,14 @@ class DiffusionConfig:
     sample_steps: int = 25  # DDIM steps; the paper uses 25 for all latency/ablation numbers
     cfg_scale: float = 1.0  # guidance on the planning signal; paper: 2.5 for I2V, none for interp
     eta: float = 0.0  # DDIM stochasticity; 0 = deterministic
+    # SD3-style shift of the schedule: every timestep's SNR is divided by shift^2. > 1 is noisier
+    # (high resolution, where neighbouring pixels are redundant); < 1 is cleaner (low resolution).
+    # "simple diffusion" (Hoogeboom et al. 2023) shifts by base/resolution the same way.
+    shift: float = 1.0
+    # Per-timestep loss weight: "uniform" (plain v-MSE, Eq. 3) or "min_snr" (Hang et al. 2023:
+    # min(SNR, gamma) / (SNR + 1) for v-prediction; stops easy low-noise steps dominating the gradient)
+    loss_weight: str = "uniform"
+    min_snr_gamma: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -93,8 +110,15 @@ class CodecConfig:
     name: str = _reg("codec", "pixel")  # pixel (identity + patchify) or taef2 (pretrained, 32-ch 8x)
     patch: int = 4  # pixel codec only: pixels per latent cell along each side
     weights: Optional[str] = None  # taef2 only: folder or file; else $MARDINI_BENCH_WEIGHTS/cache
-    scale: float = 1.0  # latents are (z - shift) * scale before the model; name it, never hard-code
+    # Latents are (z - shift) * scale before the model, so they have mean ~0 and std ~1 and the noise
+    # schedule's SNR means what it says (latent diffusion's scale factor). "fixed": use the numbers
+    # below (presets carry values measured on their default data: `python -m mardini_bench.data
+    # stats`); "estimate": measure them on `stats_clips` training clips at run start (recorded in
+    # the checkpoint and result.json).
+    normalize: str = "fixed"
+    scale: float = 1.0
     shift: float = 0.0
+    stats_clips: int = 256  # normalize=estimate: training clips the statistics are measured on
 
 
 @dataclass(frozen=True)
@@ -115,7 +139,11 @@ class ModelConfig:
 class MaskConfig:
     """Which frames are masked in training (notes §3.1). Each schedule reads the fields it needs."""
 
-    name: str = _reg("mask schedule", "uniform")  # uniform, truncnorm, fixed, curriculum
+    # tasks (the evaluated tasks' masks, mixed), uniform, truncnorm, fixed, curriculum (Fig. 4)
+    name: str = _reg("mask schedule", "tasks")
+    # tasks / joint_task stage: the tasks to mix; () = the run's eval.tasks
+    tasks: Tuple[str, ...] = field(default=(), metadata={"registry": "task"})
+    task_weights: Tuple[float, ...] = ()  # their proportions; () = equal
     min_ref: int = 1  # uniform: fewest reference (unmasked) frames
     max_ref: int = 4  # uniform: most reference frames (clamped to frames - 1)
     ratio_mean: float = 1.0  # truncnorm: masked-fraction mean (LTH14/mar: 1.0)
@@ -140,6 +168,7 @@ class DataConfig:
     clips_per_video: int = 1  # real videos: non-overlapping clips per file from its start; 0 = all that fit
     on_error: str = "raise"  # real videos: "raise" on the first bad file, or "skip" it and count it
     difficulty: float = 0.5  # synthetic: 0 = one slow sprite, 1 = many fast occluding sprites
+    motion: str = "ballistic"  # synthetic: ballistic (fast, curved, bouncing) or drift (the slow first version)
     num_train: int = 2048  # synthetic: clips in the train split
     num_eval: int = 64  # clips in the val/test split used for evaluation
     workers: int = 0  # DataLoader workers; 0 keeps both cores for the model on CPU
@@ -165,7 +194,6 @@ class TrainConfig:
     # Fig. 4 curriculum as (stage, steps) pairs run in order (the last stage continues to `steps`);
     # empty = `stage` for every step
     schedule: Tuple[Tuple[str, int], ...] = ()
-    tasks: Tuple[str, ...] = ("interpolation", "image_to_video", "expansion")  # joint_task: one per clip
     # clips per noise draw: the unit of randomness, so a fixed value gives the same loss curve on any
     # number of processes; 0 = the per-process share of the batch (the curve then depends on it)
     micro_batch: int = 0
@@ -305,8 +333,17 @@ def _set(cfg: Any, path: Sequence[str], value: Any, prefix: str = "") -> Any:
             raise ConfigError(f"{key} is a {_type_name(tp)}, it has no field {'.'.join(rest)!r}")
         return dataclasses.replace(cfg, **{name: _set(child, rest, value, key + ".")})
     if dataclasses.is_dataclass(tp):
-        return dataclasses.replace(cfg, **{name: _whole(tp, value, key)})
+        new = dataclasses.replace(cfg, **{name: _whole(tp, value, key)})
+        return _with_recipe(new, value) if isinstance(cfg, RunConfig) and name == "model" else new
     return dataclasses.replace(cfg, **{name: _convert(value, tp, key)})
+
+
+def _with_recipe(cfg: "RunConfig", preset: Any) -> "RunConfig":
+    """`model=NAME` also sets the preset's training recipe (lr, warm-up, batch, steps) when it has one,
+    so a size trains with settings that learn at that size; later `train.*` keys refine it."""
+    if not isinstance(preset, str) or preset not in TRAIN_RECIPES:
+        return cfg
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **TRAIN_RECIPES.build(preset)))
 
 
 def _whole(tp: type, value: Any, key: str) -> Any:
@@ -316,8 +353,6 @@ def _whole(tp: type, value: Any, key: str) -> Any:
     if isinstance(value, dict):
         return from_dict(tp, value, prefix=key + ".")
     if isinstance(value, str) and tp is ModelConfig:
-        from mardini_bench.registry import MODEL_PRESETS
-
         try:
             return MODEL_PRESETS.build(value)
         except UnknownComponentError as err:
@@ -351,14 +386,17 @@ def validate(cfg: Any, prefix: str = "") -> None:
             validate(value, key + ".")
         elif "registry" in f.metadata and value is not None:
             registry = REGISTRIES[f.metadata["registry"]]
-            if value not in registry:
-                raise ConfigError(f"{key}: {registry.unknown_message(value)}")
+            for name in value if isinstance(value, tuple) else (value,):
+                if name not in registry:
+                    raise ConfigError(f"{key}: {registry.unknown_message(name)}")
     _check_ranges(cfg, prefix)
 
 
 def _check_ranges(cfg: Any, prefix: str) -> None:
-    choices = {"identity_scope": ("token", "frame"), "cross_attention": ("frame", "global"),
-               "ref_timestep": ("zero", "shared"), "precision": ("auto", "fp32", "bf16"),
+    choices = {"identity_scope": ("token", "frame"), "input": ("frames", "pooled"),
+               "normalize": ("fixed", "estimate"), "loss_weight": ("uniform", "min_snr"),
+               "ref_channels": ("none", "neighbours"), "motion": ("ballistic", "drift"),
+               "cross_attention": ("frame", "global"),               "ref_timestep": ("zero", "shared"), "precision": ("auto", "fp32", "bf16"),
                "stage": ("generator_warmup", "planner_warmup", "joint", "joint_task")}
     for f in dataclasses.fields(cfg):
         value = getattr(cfg, f.name)

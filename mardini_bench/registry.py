@@ -111,6 +111,8 @@ MASK_SCHEDULES: Registry = Registry("mask schedule", modules=["models.masks"])
 NOISE_SCHEDULES: Registry = Registry("noise schedule", modules=["models.diffusion"])
 CODECS: Registry = Registry("codec", modules=["models.codecs"])
 MODEL_PRESETS: Registry = Registry("model preset", modules=["mardini_bench.presets"])
+# A preset's training recipe (TrainConfig fields) under the preset's name: `model=NAME` applies both.
+TRAIN_RECIPES: Registry = Registry("training recipe", modules=["mardini_bench.presets"])
 TASKS: Registry = Registry("task", modules=["tasks"])
 DATASETS: Registry = Registry("dataset", modules=["mardini_bench.data"])
 METRICS: Registry = Registry("metric", modules=["mardini_bench.metrics"])
@@ -119,5 +121,5 @@ BASELINES: Registry = Registry("baseline", modules=["mardini_bench.baselines"])
 REGISTRIES: Dict[str, Registry] = {
     r.kind: r
     for r in (PLANNERS, GENERATORS, ATTENTIONS, MASK_SCHEDULES, NOISE_SCHEDULES, CODECS,
-              MODEL_PRESETS, TASKS, DATASETS, METRICS, BASELINES)
+              MODEL_PRESETS, TRAIN_RECIPES, TASKS, DATASETS, METRICS, BASELINES)
 }

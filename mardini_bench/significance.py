@@ -145,18 +145,40 @@ def _variant_scorers(rows: pd.DataFrame, sweep_dir: Path, axes: Sequence[str]) -
     return out
 
 
+BASELINE_PREFIX = "baseline: "
+
+
+def _baseline_scorers(rows: pd.DataFrame, sweep_dir: Path) -> Dict[str, tuple]:
+    """"baseline: NAME" -> ([scorer], {num_videos}) for one column's baseline rows. A baseline is
+    deterministic and every run scores it on the same clips, so one run's evidence stands for all."""
+    out: Dict[str, tuple] = {}
+    for _, row in rows[rows["value"].notna()].iterrows():
+        label = BASELINE_PREFIX + str(row["method"])
+        if label not in out:
+            loaded = load_scorer(sweep_dir, row["run_id"], row["task"], row["method"], row["metric"])
+            if loaded is not None:
+                out[label] = ([loaded[0]], {loaded[1]})
+    return out
+
+
 def compare(df: pd.DataFrame, sweep_dir: Path | str, n_boot: int = 500, alpha: float = 0.05,
             seed: int = 0) -> pd.DataFrame:
-    """Every pair of variants within each column (`column_keys`), paired bootstrap, Holm-corrected per column.
+    """Every pair of variants within each column (`column_keys`), and every variant against every
+    trivial baseline of the column ("baseline: NAME"), paired bootstrap, Holm-corrected per column.
 
     Pairs whose runs scored different numbers of clips are left out (not paired)."""
     rows, axes, keys = [], axis_columns(df), column_keys(df)
     rng = np.random.default_rng(seed)
-    model = df[(df["method"] == "model") & df["task"].notna()]
+    scored = df[df["task"].notna()]
+    model = scored[scored["method"] == "model"]
     for key, group in model.groupby(keys, sort=True, dropna=False):
         variants = _variant_scorers(group, Path(sweep_dir), axes)
+        baselines = _baseline_scorers(_same_column(scored[scored["method"] != "model"], keys, key), Path(sweep_dir))
+        pairs = list(itertools.combinations(sorted(variants), 2))
+        pairs += [(a, b) for a in sorted(variants) for b in sorted(baselines)]
+        variants = {**variants, **baselines}
         column = []
-        for a, b in itertools.combinations(sorted(variants), 2):
+        for a, b in pairs:
             (sa, na), (sb, nb) = variants[a], variants[b]
             if len(na | nb) != 1:
                 continue

@@ -21,7 +21,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
@@ -32,10 +32,10 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from mardini_bench import distributed
-from mardini_bench.config import ConfigError, RunConfig, TrainConfig, to_dict
+from mardini_bench.config import ConfigError, MaskConfig, RunConfig, TrainConfig, to_dict
 from mardini_bench.distributed import DistEnv
 from mardini_bench.factory import build_model
-from mardini_bench.registry import TASKS
+from models.masks import build_mask_schedule
 
 CHECKPOINT = "last.pt"
 LOG = "log.jsonl"
@@ -65,16 +65,13 @@ def lr_factor(cfg: TrainConfig) -> Callable[[int], float]:
 
 
 def check_train_config(cfg: TrainConfig) -> None:
-    """Fail before building anything on a schedule or task list that cannot run."""
+    """Fail before building anything on a schedule that cannot run."""
     for stage, _ in cfg.schedule:
         if stage not in STAGES:
             raise ConfigError(f"train.schedule: unknown stage {stage!r}; valid: {', '.join(STAGES)}")
     covered = sum(steps for _, steps in cfg.schedule)
     if covered > cfg.steps:
         raise ConfigError(f"train.schedule covers {covered} steps but train.steps is {cfg.steps}")
-    for name in cfg.tasks:
-        if name not in TASKS:
-            raise ConfigError(f"train.tasks: {TASKS.unknown_message(name)}")
     if cfg.steps < 1 or cfg.batch_size < 1:
         raise ConfigError(f"train.steps and train.batch_size must be >= 1, got {cfg.steps}, {cfg.batch_size}")
 
@@ -215,8 +212,8 @@ class Trainer:
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=t.lr, betas=t.betas, weight_decay=t.weight_decay)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_factor(t))
         self.step, self.loss, self.wall_s = 0, math.nan, 0.0
-        self.mask_fn = self._mask_fn()
-        self.tasks = [TASKS.build(name) for name in t.tasks]
+        self.mask_fn = build_mask_schedule(self.mask_config())
+        self.task_mask_fn = build_mask_schedule(replace(self.mask_config(), name="tasks"))  # joint_task stage
         self.loss_fn = torch.compile(self.model.training_losses) if t.compile else self.model.training_losses
 
     def _build_ema(self) -> Optional[AveragedModel]:
@@ -224,10 +221,23 @@ class Trainer:
             return None
         return AveragedModel(self.model, multi_avg_fn=ema_with_warmup(self.cfg.train.ema_decay), use_buffers=True)
 
-    def _mask_fn(self) -> Callable[..., torch.Tensor]:
-        from models.masks import build_mask_schedule
+    def mask_config(self) -> MaskConfig:
+        """`cfg.mask` with its task mix resolved: no `mask.tasks` means the tasks the run evaluates."""
+        return replace(self.cfg.mask, tasks=self.cfg.mask.tasks or self.cfg.eval.tasks)
 
-        return build_mask_schedule(self.cfg.mask)
+    def estimate_latent_stats(self) -> None:
+        """codec.normalize=estimate: set the model's latent shift/scale from training clips (fresh runs
+        only; a resumed run restores them from its checkpoint with the weights)."""
+        if self.cfg.model.codec.normalize != "estimate":
+            return
+        from mardini_bench.data import build_dataset, latent_stats
+
+        data = build_dataset(self.cfg.data, "train")
+        mean, std = latent_stats(self.model.codec, data, self.cfg.model.codec.stats_clips)
+        for model in (self.model, self.ema.module if self.ema is not None else None):
+            if model is not None:
+                model.latent_shift.fill_(mean)
+                model.latent_scale.fill_(1.0 / std)
 
     # -- checkpoints -------------------------------------------------------------------------
     def state(self) -> Dict[str, Any]:
@@ -261,11 +271,8 @@ class Trainer:
     def masks(self, step: int, frames: int) -> torch.Tensor:
         """(B_global, T) masks of step `step`: tasks' samplers in joint_task, else `cfg.mask`."""
         B, gen = self.cfg.train.batch_size, derived_generator(self.cfg.seed, STREAM_MASK, step)
-        if stage_at(self.cfg.train, step) != "joint_task":
-            return self.mask_fn(B, frames, step=step, generator=gen, device="cpu")
-        from tasks.base import multitask_train_mask
-
-        return multitask_train_mask(self.tasks, B, frames, generator=gen, device="cpu")[0]
+        fn = self.task_mask_fn if stage_at(self.cfg.train, step) == "joint_task" else self.mask_fn
+        return fn(B, frames, step=step, generator=gen, device="cpu")
 
     def train_step(self, step: int, video: torch.Tensor, mask: torch.Tensor) -> Dict[str, float]:
         """Forward/backward over this process's micro-batches, average over processes, update."""
@@ -354,12 +361,15 @@ def train(cfg: RunConfig, run_dir: Path, until: Optional[int] = None, env: Optio
     run_dir.mkdir(parents=True, exist_ok=True)
     trainer = Trainer(cfg, run_dir, env, distributed.device_for(env) if env.distributed else _device())
     resumed = trainer.maybe_resume()
+    if not resumed:
+        trainer.estimate_latent_stats()
     if env.is_main:  # an attempt killed before its first checkpoint left lines the restart will repeat
         trim_log(run_dir, trainer.step)
         if resumed:
             append_log(run_dir, {"event": "resume", "step": trainer.step})
     trainer.fit(until)
-    summary = {"steps": trainer.step, "final_loss": trainer.loss, "wall_s": trainer.wall_s}
+    summary = {"steps": trainer.step, "final_loss": trainer.loss, "wall_s": trainer.wall_s,
+               "latent_shift": float(trainer.model.latent_shift), "latent_scale": float(trainer.model.latent_scale)}
     return TrainResult(trainer.eval_model(), summary, env)
 
 

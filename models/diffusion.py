@@ -41,6 +41,24 @@ class NoiseSchedule:
         a, s = self.alpha_sigma(t, x0)
         return a * noise - s * x0
 
+    def snr(self) -> torch.Tensor:
+        """(T,) signal-to-noise ratio abar / (1 - abar) of unit-variance data at each timestep."""
+        return self.alphas_cumprod / (1 - self.alphas_cumprod)
+
+
+def shifted(schedule: NoiseSchedule, shift: float) -> NoiseSchedule:
+    """SD3's timestep shift on any schedule: SNR(t) / shift^2 at every timestep (1 = unchanged).
+
+    At low resolution neighbouring pixels are less redundant, so the same noise destroys more of the
+    signal; shift < 1 keeps more timesteps at SNR > 1, where the model learns detail.
+    """
+    if shift <= 0:
+        raise ValueError(f"model.diffusion.shift must be > 0, got {shift}")
+    if shift == 1:
+        return schedule
+    snr = schedule.snr() / shift ** 2
+    return NoiseSchedule(snr / (1 + snr), f"{schedule.name}@shift{shift:g}")
+
 
 def _from_betas(betas: torch.Tensor, name: str) -> NoiseSchedule:
     return NoiseSchedule(torch.cumprod(1 - betas.double(), dim=0), name)
@@ -69,14 +87,24 @@ def scaled_linear(timesteps: int = 1000, beta_start: float = 8.5e-4, beta_end: f
     return _from_betas(betas, "scaled_linear")
 
 
-def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
+               clip_weight: Optional[torch.Tensor] = None) -> torch.Tensor:
     """||M * (pred - target)||^2 averaged over masked frames' elements (paper Eq. 3).
 
-    pred/target (B, T, ...); mask (B, T) True = frame counts in the loss.
+    pred/target (B, T, ...); mask (B, T) True = frame counts in the loss; clip_weight (B,) scales
+    each clip's frames (a timestep loss weight), None = 1.
     """
     err = (pred.float() - target.float()).pow(2).flatten(2).mean(-1)  # (B, T)
     weight = mask.float()
+    if clip_weight is not None:
+        err = err * clip_weight.float()[:, None]
     return (err * weight).sum() / weight.sum().clamp(min=1)
+
+
+def min_snr_weight(schedule: NoiseSchedule, t: torch.Tensor, gamma: float) -> torch.Tensor:
+    """(B,) Min-SNR-gamma weight for v-prediction (Hang et al. 2023): min(SNR, gamma) / (SNR + 1)."""
+    snr = schedule.snr().to(t.device)[t.long()].float()
+    return snr.clamp(max=gamma) / (snr + 1)
 
 
 def ddim_timesteps(schedule: NoiseSchedule, steps: int) -> torch.Tensor:

@@ -24,6 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
 
+from mardini_bench.baselines import neighbours
 from mardini_bench.config import GeneratorConfig
 from mardini_bench.registry import GENERATORS
 from models.attention import (AttentionContext, init_linears, CrossAttention, Mlp, SelfAttention, build_video_attention,
@@ -32,6 +33,20 @@ from models.attention import (AttentionContext, init_linears, CrossAttention, Ml
 
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     return x * (1 + scale) + shift
+
+
+def with_reference_channels(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B, T, C, H, W) -> (B, T, 3C + 1, H, W): each frame, its nearest reference before and after (the
+    one that exists, when a side has none; a reference is its own neighbour) and its fraction of the
+    way between them. References are clean in `x`, so no other input is needed."""
+    B, T = mask.shape
+    before, after = neighbours(mask)  # (B, T) each; -1 / T where a side has no reference
+    before, after = torch.where(before < 0, after, before), torch.where(after >= T, before, after)
+    rows = torch.arange(B, device=x.device)[:, None]
+    t = torch.arange(T, device=x.device)
+    frac = ((t - before).float() / (after - before).clamp(min=1).float()).to(x.dtype)  # (B, T) in [0, 1]
+    frac = frac[:, :, None, None, None].expand(B, T, 1, *x.shape[-2:])
+    return torch.cat((x, x[rows, before], x[rows, after], frac), dim=2)
 
 
 class TimestepEmbedder(nn.Module):
@@ -98,7 +113,9 @@ class Generator(nn.Module):
         super().__init__()
         self.cfg = cfg
         p, d = cfg.patch, cfg.dim
-        self.embed = nn.Linear(latent_channels * p * p, d)
+        # neighbours: x_t, the references before and after, and the frame's position between them
+        in_channels = 3 * latent_channels + 1 if cfg.ref_channels == "neighbours" else latent_channels
+        self.embed = nn.Linear(in_channels * p * p, d)
         self.t_embed = TimestepEmbedder(d)
         # Learnable unconditional signal Z_uncond for classifier-free guidance (paper §2.2):
         # one vector broadcast to every planning token, so it fits any resolution.
@@ -156,7 +173,8 @@ class Generator(nn.Module):
         B, T, C, H, W = x_t.shape
         p = self.cfg.patch
         gh, gw = H // p, W // p
-        x = self.embed(rearrange(x_t, "b t c (gh p1) (gw p2) -> b t (gh gw) (c p1 p2)", p1=p, p2=p))
+        x_in = with_reference_channels(x_t, mask) if self.cfg.ref_channels == "neighbours" else x_t
+        x = self.embed(rearrange(x_in, "b t c (gh p1) (gw p2) -> b t (gh gw) (c p1 p2)", p1=p, p2=p))
         t_frame = t[:, None].expand(B, T).float()
         if self.cfg.ref_timestep == "zero":  # references are clean: condition them on t = 0
             t_frame = torch.where(mask, t_frame, torch.zeros_like(t_frame))

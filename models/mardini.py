@@ -1,7 +1,7 @@
 """MarDini: planner P + generator G + diffusion + codec (paper §2, Fig. 2).
 
-Training (Eq. 3): both networks see the same clip at two resolutions. P gets the latent pooled by
-`planner.downsample` with masked frames replaced by [MASK]; G gets the full-resolution latent with
+Training (Eq. 3): both networks see the same clip at two resolutions. P gets the latents of the
+frames downsampled by `planner.downsample` (antialiased, §2.1) with masked frames replaced by [MASK]; G gets the full-resolution latent with
 noise on the same masked frames and clean reference frames; the v-prediction loss covers masked
 frames only. Inference: P runs *once* per clip (notes §1.1), then G denoises all masked frames
 jointly with DDIM, optionally with classifier-free guidance on the planning signal.
@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from mardini_bench.config import ModelConfig
 from mardini_bench.registry import CODECS, GENERATORS, NOISE_SCHEDULES, PLANNERS
-from models.diffusion import ddim_sample, guided, masked_mse
+from models.diffusion import ddim_sample, guided, masked_mse, min_snr_weight, shifted
 from models.planner import downsample_latents
 
 STAGES = ("generator_warmup", "planner_warmup", "joint", "joint_task")
@@ -46,7 +46,12 @@ class MarDini(nn.Module):
             raise ValueError("planner.name=none and generator.name=none leave no model to train")
         if self.generator is None and self.planner.recon_head is None:
             raise ValueError("generator.name=none (MAR-only) needs planner.recon_head=true to predict frames")
-        self.schedule = NOISE_SCHEDULES.build(cfg.diffusion.schedule, timesteps=cfg.diffusion.train_timesteps)
+        schedule = NOISE_SCHEDULES.build(cfg.diffusion.schedule, timesteps=cfg.diffusion.train_timesteps)
+        self.schedule = shifted(schedule, cfg.diffusion.shift)
+        # Latent normalisation (z - shift) * scale as buffers: they travel with checkpoints and the EMA
+        # copy, so a run whose statistics were estimated at its start evaluates with the same numbers.
+        self.register_buffer("latent_shift", torch.tensor(float(cfg.codec.shift)))
+        self.register_buffer("latent_scale", torch.tensor(float(cfg.codec.scale)))
         self.stage = "joint"
         self.set_stage("joint")
 
@@ -55,11 +60,36 @@ class MarDini(nn.Module):
     def encode(self, video: torch.Tensor) -> torch.Tensor:
         """(B, T, 3, H, W) in [0, 1] -> normalised latents (B, T, C, h, w)."""
         z = self.codec.encode(video.float())
-        return (z - self.cfg.codec.shift) * self.cfg.codec.scale
+        return (z - self.latent_shift) * self.latent_scale
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return self.codec.decode(z.float() / self.cfg.codec.scale + self.cfg.codec.shift)
+        return self.codec.decode(z.float() / self.latent_scale + self.latent_shift)
+
+    @torch.no_grad()
+    def encode_low(self, video: torch.Tensor) -> Optional[torch.Tensor]:
+        """The planner's input (B, T, C, h', w'): latents of frames downsampled with antialiasing (§2.1:
+        "low-resolution latents of low-resolution frames"). None under `planner.input=pooled`, where
+        `plan` pools the full latent instead (aliased: fine detail folds into the coarse grid)."""
+        factor = self.cfg.planner.downsample
+        if self.cfg.planner.input == "pooled" or self.planner is None:
+            return None
+        if factor == 1:
+            return self.encode(video)
+        B, T, _, H, W = video.shape
+        low = F.interpolate(video.flatten(0, 1).float(), size=(H // factor, W // factor), mode="bilinear",
+                            antialias=True, align_corners=False).clamp(0, 1)
+        return self.encode(low.unflatten(0, (B, T)))
+
+    @torch.no_grad()
+    def lift(self, z_low: torch.Tensor, size) -> torch.Tensor:
+        """A planner-grid latent back to the generator's grid `size` (MAR-only sampling)."""
+        if self.cfg.planner.input == "pooled" or self.codec is None:
+            return F.interpolate(z_low.flatten(0, 1), size=size, mode="nearest").unflatten(0, z_low.shape[:2])
+        frames = self.decode(z_low)  # (B, T, 3, h, w): the low-resolution frames it stands for
+        H, W = size[0] * self.codec.factor, size[1] * self.codec.factor
+        up = F.interpolate(frames.flatten(0, 1), size=(H, W), mode="bilinear", align_corners=False)
+        return self.encode(up.unflatten(0, frames.shape[:2]).clamp(0, 1))
 
     def set_stage(self, stage: str) -> None:
         """Freeze what a training stage does not train (paper Fig. 4)."""
@@ -75,9 +105,11 @@ class MarDini(nn.Module):
             self.generator.requires_grad_(stage != "planner_warmup")
 
     # -- planning -----------------------------------------------------------------------------
-    def plan(self, z: torch.Tensor, mask: torch.Tensor):
-        """Planning signal (B, T, h*w, Dp), its grid (h, w), and P's reconstruction of Z_low."""
-        z_low = downsample_latents(z, self.cfg.planner.downsample)
+    def plan(self, z: torch.Tensor, mask: torch.Tensor, z_low: Optional[torch.Tensor] = None):
+        """Planning signal (B, T, h*w, Dp), its grid (h, w), P's reconstruction of Z_low, and Z_low.
+
+        `z_low` is `encode_low(video)`; None pools `z` (same shape: what cost accounting uses)."""
+        z_low = downsample_latents(z, self.cfg.planner.downsample) if z_low is None else z_low
         h, w = z_low.shape[-2:]
         if self.planner is None:  # DM-only: Z_uncond stands in for every planning token
             shape = (z.shape[0], z.shape[1], h * w, self.cfg.planner.dim)
@@ -98,11 +130,11 @@ class MarDini(nn.Module):
     def training_losses(self, video: torch.Tensor, mask: torch.Tensor,
                         generator: Optional[torch.Generator] = None) -> Dict[str, torch.Tensor]:
         """Loss for one batch of clips (B, T, 3, H, W) in [0, 1]; mask (B, T) True = masked."""
-        return self.latent_losses(self.encode(video), mask, generator)
+        return self.latent_losses(self.encode(video), mask, generator, self.encode_low(video))
 
-    def latent_losses(self, z: torch.Tensor, mask: torch.Tensor,
-                      generator: Optional[torch.Generator] = None) -> Dict[str, torch.Tensor]:
-        signal, hw, recon, z_low = self.plan(z, mask)
+    def latent_losses(self, z: torch.Tensor, mask: torch.Tensor, generator: Optional[torch.Generator] = None,
+                      z_low: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
+        signal, hw, recon, z_low = self.plan(z, mask, z_low)
         if self.generator is None or self.stage == "planner_warmup":
             loss = masked_mse(recon, z_low, mask)  # Eq. 2: reconstruct masked frames of Z_low
             return {"loss": loss, "recon_loss": loss.detach()}
@@ -116,7 +148,9 @@ class MarDini(nn.Module):
         noise = _randn(z.shape, generator, z.device, z.dtype)
         x_t = torch.where(mask[:, :, None, None, None], self.schedule.add_noise(z, noise, t), z)
         v_pred = self.generator(x_t, t, signal, hw, mask)
-        loss = masked_mse(v_pred, self.schedule.velocity(z, noise, t), mask)  # Eq. 3
+        d = self.cfg.diffusion
+        weight = min_snr_weight(self.schedule, t, d.min_snr_gamma) if d.loss_weight == "min_snr" else None
+        loss = masked_mse(v_pred, self.schedule.velocity(z, noise, t), mask, weight)  # Eq. 3
         return {"loss": loss, "diffusion_loss": loss.detach()}
 
     # -- sampling -----------------------------------------------------------------------------
@@ -125,23 +159,23 @@ class MarDini(nn.Module):
                cfg_scale: Optional[float] = None, eta: Optional[float] = None,
                generator: Optional[torch.Generator] = None) -> torch.Tensor:
         """Generate the masked frames of `video` (B, T, 3, H, W); reference frames are returned as given."""
-        z = self.sample_latents(self.encode(video), mask, steps, cfg_scale, eta, generator)
+        z = self.sample_latents(self.encode(video), mask, steps, cfg_scale, eta, generator, self.encode_low(video))
         out = self.decode(z)
         return torch.where(mask[:, :, None, None, None], out, video.float())
 
     @torch.no_grad()
     def sample_latents(self, z_ref: torch.Tensor, mask: torch.Tensor, steps: Optional[int] = None,
                        cfg_scale: Optional[float] = None, eta: Optional[float] = None,
-                       generator: Optional[torch.Generator] = None) -> torch.Tensor:
+                       generator: Optional[torch.Generator] = None,
+                       z_low: Optional[torch.Tensor] = None) -> torch.Tensor:
         d = self.cfg.diffusion
         steps = d.sample_steps if steps is None else steps
         cfg_scale = d.cfg_scale if cfg_scale is None else cfg_scale
         eta = d.eta if eta is None else eta
         m = mask[:, :, None, None, None]
-        signal, hw, recon, _ = self.plan(z_ref, mask)  # the planner runs once per clip
+        signal, hw, recon, _ = self.plan(z_ref, mask, z_low)  # the planner runs once per clip
         if self.generator is None:  # MAR-only: upsample P's low-res reconstruction
-            up = F.interpolate(recon.flatten(0, 1), size=z_ref.shape[-2:], mode="nearest").unflatten(0, recon.shape[:2])
-            return torch.where(m, up, z_ref)
+            return torch.where(m, self.lift(recon, z_ref.shape[-2:]), z_ref)
         uncond = self.generator.unconditional(signal)
         guide = cfg_scale != 1.0 and self.planner is not None
 

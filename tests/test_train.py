@@ -60,7 +60,7 @@ def test_stage_follows_schedule_then_keeps_the_last():
 @pytest.mark.parametrize("override, message", [
     ('train.schedule=[["warmup",2]]', "unknown stage 'warmup'"),
     ('train.schedule=[["joint",7]]', "covers 7 steps but train.steps is 6"),
-    ("train.tasks=[interpolaton]", "interpolation"),
+    ("mask.tasks=[interpolaton]", "interpolation"),
 ])
 def test_bad_train_config_names_the_field(override, message):
     with pytest.raises(ConfigError, match=message):

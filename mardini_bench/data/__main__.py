@@ -3,6 +3,7 @@
     python -m mardini_bench.data info PATH [--json]          frames, fps and size of every video, or its error
     python -m mardini_bench.data build-davis7 DAVIS_ROOT OUT  VIDIM-Bench DAVIS-7 (357 clips) as PNG folders
     python -m mardini_bench.data build-ucf101-7 UCF_ROOT TESTLIST OUT   VIDIM-Bench UCF101-7 (400 clips)
+    python -m mardini_bench.data stats [key=value ...]       latent mean/std of a run config's codec on its data
 
 `info` exits 1 when any file failed; bad arguments exit 2 with one `error:` line.
 """
@@ -74,6 +75,23 @@ def cmd_build_ucf101_7(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_stats(args: argparse.Namespace) -> int:
+    """Latent mean and std of the config's codec on its training clips, and the overrides that use them."""
+    from mardini_bench.config import RunConfig, apply_overrides
+    from mardini_bench.data import build_dataset
+    from mardini_bench.data.stats import latent_stats
+    from mardini_bench.factory import build_model
+
+    cfg = apply_overrides(RunConfig(), args.overrides)
+    codec = build_model(cfg).codec
+    data = build_dataset(cfg.data, "train")
+    n = min(args.clips, len(data))
+    mean, std = latent_stats(codec, data, n)
+    print(f"{cfg.model.codec.name} latents of {n} {cfg.data.dataset} train clips: mean {mean:.4f}, std {std:.4f}")
+    print(f"model.codec.shift={mean:.4f} model.codec.scale={1 / std:.4f}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m mardini_bench.data", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="command", required=True)
@@ -94,6 +112,10 @@ def parser() -> argparse.ArgumentParser:
                                                         "instead of TFDS's 256x256 stretch")
     ucf.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     ucf.set_defaults(run=cmd_build_ucf101_7)
+    stats = sub.add_parser("stats", help="latent mean/std of a config's codec on its training clips")
+    stats.add_argument("overrides", nargs="*", help="dotted run-config overrides, e.g. model=small data.motion=drift")
+    stats.add_argument("--clips", type=int, default=2048, help="training clips to measure (default 2048)")
+    stats.set_defaults(run=cmd_stats)
     return ap
 
 

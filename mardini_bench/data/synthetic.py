@@ -1,9 +1,19 @@
 """Built-in procedural video dataset: the default, needing no download.
 
 Each clip is a scrolling textured background (a camera pan) with 1-5 textured sprites (discs,
-squares, diamonds) that move with their own velocity, bounce off the frame edges, rotate, and occlude
-one another in a fixed depth order. That gives the temporal structure the tasks need: motion to
-interpolate, occlusions to resolve, and a moving background to extrapolate.
+squares, diamonds) that move, bounce off the frame edges, rotate, and occlude one another in a fixed
+depth order. That gives the temporal structure the tasks need: motion to interpolate, occlusions to
+resolve, and a moving background to extrapolate.
+
+`data.motion` picks how sprites move (`MOTIONS`):
+
+    ballistic   the default: several pixels per frame, constant acceleration (curved paths), bounces,
+                and textures coarse enough to tell from noise at 32x32. Copying the nearest frame puts
+                a sprite in the wrong place, blending shows it twice, so neither trivial baseline is
+                close to the truth and a model has motion to learn.
+    drift       the first version, bit for bit: straight lines at about 1 px per frame at 32x32
+                (difficulty 0.5) and 4-pixel texture periods; blending is nearly optimal on it, so it
+                cannot tell variants apart.
 
 Clip `i` of a split is a pure function of (seed, split, i): the generator is seeded with that tuple,
 so every split is deterministic and train/val/test never share a seed. Rendering is vectorised over
@@ -22,6 +32,7 @@ from torch.utils.data import Dataset
 from mardini_bench.config import DataConfig
 
 SPLITS = ("train", "val", "test")
+MOTIONS = ("ballistic", "drift")
 NOMINAL_FPS = 8.0  # the paper trains at 8 fps (Fig. 4); at this rate a sprite moves `speed` per frame
 
 
@@ -32,24 +43,48 @@ def _reflect(x: np.ndarray) -> np.ndarray:
     return 1 - np.abs(np.remainder(x, 2) - 1)
 
 
-def _background(rng: np.random.Generator, t: np.ndarray, grid: np.ndarray) -> np.ndarray:
-    """(T, H, W) weights in [-1, 1]: a separable sine plaid scrolling at a constant velocity."""
+def _background(rng: np.random.Generator, t: np.ndarray, grid: np.ndarray, coarse: bool) -> np.ndarray:
+    """(T, H, W) weights in [-1, 1]: a separable sine plaid scrolling at a constant velocity.
+
+    `coarse` (ballistic): 1-3 cycles per frame width; otherwise (drift) 2-8, which at 32 px is a
+    4-pixel period, as fine as the pixel codec's patches, and indistinguishable from noise to a small
+    denoiser."""
     pan = ((rng.random(2) - 0.5) * 0.06).astype(np.float32)  # frame widths per frame
-    freq = (2 + 6 * rng.random(2)).astype(np.float32)
+    freq = ((1 + 2 * rng.random(2)) if coarse else (2 + 6 * rng.random(2))).astype(np.float32)
     bx = np.sin(2 * math.pi * freq[0] * (grid[None] + pan[0] * t[:, None]))  # (T, W)
     by = np.sin(2 * math.pi * freq[1] * (grid[None] + pan[1] * t[:, None]))  # (T, H)
     return by[:, :, None] * bx[:, None, :]
 
 
-def _sprite_coords(rng: np.random.Generator, n: int, t: np.ndarray, grid: np.ndarray, difficulty: float):
-    """Sprite-local coordinates (u, v), each (S, T, H, W): |u|, |v| <= 1 spans the sprite's radius."""
+def _drift_paths(rng: np.random.Generator, n: int, t: np.ndarray, difficulty: float) -> np.ndarray:
+    """`drift`: straight lines at up to 0.01 + 0.05 * difficulty frame widths per frame."""
     speed = 0.01 + 0.05 * difficulty  # frame widths per frame at the nominal fps
     p0 = rng.random((n, 2)).astype(np.float32)
     vel = ((rng.random((n, 2)) - 0.5) * 2 * speed).astype(np.float32)
+    return p0[:, :, None] + vel[:, :, None] * t  # (S, 2, T), unfolded (before bouncing)
+
+
+def _ballistic_paths(rng: np.random.Generator, n: int, t: np.ndarray, difficulty: float) -> np.ndarray:
+    """`ballistic`: speed 0.04-0.12 frame widths per frame (1.3-3.8 px at 32x32) in a random direction,
+    plus a constant acceleration of up to 0.012 widths per frame^2 (a sprite's path bends by up to
+    ~0.4 widths over 9 frames): copying and linear blending are both visibly wrong."""
+    speed = (0.04 + 0.08 * difficulty) * (0.6 + 0.4 * rng.random(n))  # (S,) frame widths per frame
+    heading = 2 * math.pi * rng.random(n)
+    vel = np.stack((np.cos(heading), np.sin(heading)), 1) * speed[:, None]  # (S, 2)
+    acc = (rng.random((n, 2)) - 0.5) * 2 * 0.012 * (0.5 + difficulty)  # (S, 2) per frame^2
+    p0 = rng.random((n, 2))
+    path = p0[:, :, None] + vel[:, :, None] * t + 0.5 * acc[:, :, None] * t ** 2
+    return path.astype(np.float32)  # (S, 2, T)
+
+
+def _sprite_coords(rng: np.random.Generator, n: int, t: np.ndarray, grid: np.ndarray, difficulty: float,
+                   motion: str):
+    """Sprite-local coordinates (u, v), each (S, T, H, W): |u|, |v| <= 1 spans the sprite's radius."""
+    path = (_ballistic_paths if motion == "ballistic" else _drift_paths)(rng, n, t, difficulty)
     radius = (0.12 + 0.12 * rng.random(n)).astype(np.float32)
     spin = ((rng.random(n) - 0.5) * 0.4 * (0.5 + difficulty)).astype(np.float32)  # radians per frame
     ang = spin[:, None] * t + (2 * math.pi * rng.random(n)).astype(np.float32)[:, None]  # (S, T)
-    centre = 0.1 + 0.8 * _reflect(p0[:, :, None] + vel[:, :, None] * t)  # (S, 2, T): bounces off the edges
+    centre = 0.1 + 0.8 * _reflect(path)  # (S, 2, T): bounces off the edges
     cos = (np.cos(ang) / radius[:, None])[..., None, None]  # (S, T, 1, 1)
     sin = (np.sin(ang) / radius[:, None])[..., None, None]
     dx = grid[None, None, None, :] - centre[:, 0, :, None, None]  # (S, T, 1, W)
@@ -65,18 +100,23 @@ def _inside(u: np.ndarray, v: np.ndarray, shape: int) -> np.ndarray:
     return np.abs(u) + np.abs(v) <= 1  # diamond
 
 
-def render_clip(seed, frames: int, size: int, fps_scale: float = 1.0, difficulty: float = 0.5) -> torch.Tensor:
+def render_clip(seed, frames: int, size: int, fps_scale: float = 1.0, difficulty: float = 0.5,
+                motion: str = "ballistic") -> torch.Tensor:
     """One clip (T, 3, H, W) float32 in [0, 1]; `seed` is anything `np.random.default_rng` takes.
 
     `fps_scale` is the motion per frame relative to the nominal 8 fps (2 = twice as far per frame).
     """
+    if motion not in MOTIONS:
+        raise ValueError(f"data.motion: unknown motion {motion!r}; valid: {', '.join(MOTIONS)}")
     rng = np.random.default_rng(seed)
     n = 1 + int(round(difficulty * 4))
     t = np.arange(frames, dtype=np.float32) * np.float32(fps_scale)  # (T,)
     grid = (np.arange(size, dtype=np.float32) + 0.5) / size  # pixel centres in [0, 1]
-    weight = _background(rng, t, grid)  # (T, H, W) texture weight of the visible surface
-    u, v = _sprite_coords(rng, n, t, grid, difficulty)
-    shapes, freq = rng.integers(3, size=n), (1 + 3 * rng.random((n, 2))).astype(np.float32)
+    coarse = motion == "ballistic"
+    weight = _background(rng, t, grid, coarse)  # (T, H, W) texture weight of the visible surface
+    u, v = _sprite_coords(rng, n, t, grid, difficulty, motion)
+    shapes, freq = rng.integers(3, size=n), ((0.5 if coarse else 1) + (1 if coarse else 3) * rng.random((n, 2)))
+    freq = freq.astype(np.float32)  # pattern cycles across the sprite (coarse: 0.5-1.5, drift: 1-4)
     top = np.zeros((frames, size, size), np.uint8)  # 0 = background, k = sprite k (later in front)
     for k in range(n):
         inside = _inside(u[k], v[k], int(shapes[k]))
@@ -112,4 +152,5 @@ class SyntheticVideos(Dataset):
             raise IndexError(f"clip {index} out of range for the {self.length}-clip {self.split} split")
         # The seed tuple (seed, split, index) gives every clip of every split its own stream.
         key = (self.seed, SPLITS.index(self.split), index)
-        return render_clip(key, self.cfg.frames, self.cfg.resolution, self.fps_scale, self.cfg.difficulty)
+        return render_clip(key, self.cfg.frames, self.cfg.resolution, self.fps_scale, self.cfg.difficulty,
+                           self.cfg.motion)

@@ -1,0 +1,119 @@
+"""Learning speed: quality against wall-clock training time, beside the trivial baselines on the same clips.
+
+    python benchmarks/bench_learning.py                          # tiny and small, their recipes, 5 checkpoints
+    python benchmarks/bench_learning.py --presets small --points 4 eval.num_videos=32
+    python benchmarks/bench_learning.py --presets tiny train.steps=600 --out /tmp/bench_learning
+
+Each preset trains once with its own recipe (`model=NAME` brings lr, warm-up, batch and steps) on the
+default synthetic clips; at `--points` evenly spaced steps the run pauses, and the EMA model is scored
+on every task of `eval.tasks` (FVD, PSNR, SSIM by default) with the same code, clips and seeds as a
+sweep's evaluation. The table prints, per preset, task and checkpoint: training seconds so far,
+training throughput (clips/s), and each metric beside `copy_nearest` and `linear_blend`. The last
+lines give the crossover: the first checkpoint (and its training time) where the model beats each
+baseline on each metric, or "not within budget".
+
+FVD needs the I3D weights (`python -m mardini_bench.weights fetch` or $MARDINI_BENCH_WEIGHTS); without
+them, pass eval.metrics=[psnr,ssim].
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+from typing import Dict, List
+
+from mardini_bench.config import RunConfig, apply_overrides
+from mardini_bench.evaluate import evaluate
+from mardini_bench.perf import configure_threads
+from mardini_bench.significance import lower_is_better
+from mardini_bench.train import train
+
+BASELINES = ("copy_nearest", "linear_blend")
+
+
+def checkpoints(steps: int, points: int) -> List[int]:
+    """`points` evenly spaced steps ending at `steps` (each at least 1, no repeats)."""
+    return sorted({max(1, round(steps * (i + 1) / points)) for i in range(points)})
+
+
+def scores(records: List[Dict]) -> Dict[tuple, float]:
+    """{(task, method, metric): value} from evaluation records."""
+    return {(r["task"], r["method"], r["metric"]): r["value"] for r in records}
+
+
+def beats(model: float, baseline: float, metric: str) -> bool:
+    return model < baseline if lower_is_better(metric) else model > baseline
+
+
+def run_preset(preset: str, overrides: List[str], points: int, out: Path) -> List[Dict]:
+    """Train `preset` in `out/preset`, scoring at each checkpoint; one row per (checkpoint, task)."""
+    cfg = apply_overrides(RunConfig(), [f"model={preset}", "eval.baselines=[copy_nearest,linear_blend]",
+                                        "eval.metrics=[fvd,psnr,ssim]", "eval.num_videos=64",
+                                        "eval.seed=90210", *overrides])
+    run_dir, rows = out / preset, []
+    for step in checkpoints(cfg.train.steps, points):
+        trained = train(cfg, run_dir, until=step)
+        values = scores(evaluate(trained.model, cfg, run_dir / f"step_{step:06d}"))
+        wall = trained.summary["wall_s"]
+        for task in cfg.eval.tasks:
+            row = {"preset": preset, "step": step, "train_s": wall,
+                   "clips_per_s": step * cfg.train.batch_size / wall, "task": task}
+            for metric in cfg.eval.metrics:
+                for method in ("model", *BASELINES):
+                    row[f"{metric}/{method}"] = values.get((task, method, metric), math.nan)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    return rows
+
+
+def print_table(rows: List[Dict], metrics: List[str]) -> None:
+    head = f"{'preset':<7} {'task':<15} {'step':>5} {'train s':>8} {'clips/s':>7}"
+    for m in metrics:
+        head += f"  {m + ' model/copy/blend':>26}"
+    print(head)
+    for r in rows:
+        line = f"{r['preset']:<7} {r['task']:<15} {r['step']:>5} {r['train_s']:>8.0f} {r['clips_per_s']:>7.1f}"
+        for m in metrics:
+            vals = [r[f"{m}/{k}"] for k in ("model", *BASELINES)]
+            line += "  " + f"{vals[0]:8.2f}/{vals[1]:8.2f}/{vals[2]:8.2f}"
+        print(line)
+
+
+def crossovers(rows: List[Dict], metrics: List[str]) -> List[str]:
+    """Per preset, task, metric and baseline: the first checkpoint where the model beats the baseline."""
+    lines = []
+    keys = sorted({(r["preset"], r["task"]) for r in rows})
+    for preset, task in keys:
+        mine = [r for r in rows if (r["preset"], r["task"]) == (preset, task)]
+        for metric in metrics:
+            for base in BASELINES:
+                hit = next((r for r in mine if beats(r[f"{metric}/model"], r[f"{metric}/{base}"], metric)), None)
+                when = (f"step {hit['step']} ({hit['train_s']:.0f} s of training)" if hit
+                        else f"not within {mine[-1]['step']} steps ({mine[-1]['train_s']:.0f} s)")
+                lines.append(f"{preset:<7} {task:<15} {metric:<5} beats {base:<13} at {when}")
+    return lines
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--presets", nargs="+", default=["tiny", "small"])
+    ap.add_argument("--points", type=int, default=5, help="checkpoints scored along each run")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--out", type=Path, default=Path("results/bench_learning"))
+    ap.add_argument("overrides", nargs="*", help="dotted overrides for every preset, e.g. train.steps=600")
+    args = ap.parse_args()
+    threads = configure_threads(args.threads)
+    rows: List[Dict] = []
+    for preset in args.presets:
+        rows += run_preset(preset, args.overrides, args.points, args.out)
+    metrics = [k.split("/")[0] for k in rows[0] if k.endswith("/model")]
+    print(f"\nlearning benchmark, {threads} threads; eval: 64 held-out clips (eval.seed=90210) unless overridden")
+    print_table(rows, metrics)
+    print("\ncrossover (first checkpoint where the model beats the baseline):")
+    print("\n".join(crossovers(rows, metrics)))
+
+
+if __name__ == "__main__":
+    main()
