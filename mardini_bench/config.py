@@ -39,7 +39,7 @@ def _reg(kind: str, default: str) -> Any:
 # ----------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class PlannerConfig:
-    """MAR planning model P (paper §2.2; notes §1.3)."""
+    """MAR planning model P (paper §2.2; design §1.3)."""
 
     name: str = _reg("planner", "mar")  # mar (2D RoPE + [NEXT] row token), mar_rope3d, none
     depth: int = 8  # planning blocks (L1); Table 1: 8 (S) or 16 (L)
@@ -61,7 +61,7 @@ class PlannerConfig:
 
 @dataclass(frozen=True)
 class GeneratorConfig:
-    """DiT-style diffusion generation model G (paper §2.2; notes §1.4)."""
+    """DiT-style diffusion generation model G (paper §2.2; design §1.4)."""
 
     name: str = _reg("generator", "dit")  # dit, none (MAR-only ablation, Table 2)
     depth: int = 8  # generation blocks (L2); 8 in every Table 1 variant
@@ -86,7 +86,7 @@ class GeneratorConfig:
 
 @dataclass(frozen=True)
 class DiffusionConfig:
-    """Noise schedule, v-prediction loss and DDIM sampling (paper §2.2; notes §2)."""
+    """Noise schedule, v-prediction loss and DDIM sampling (paper §2.2; design §2)."""
 
     schedule: str = _reg("noise schedule", "cosine")  # the paper does not name it
     train_timesteps: int = 1000  # discrete training steps of the schedule
@@ -137,7 +137,7 @@ class ModelConfig:
 # ----------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class MaskConfig:
-    """Which frames are masked in training (notes §3.1). Each schedule reads the fields it needs."""
+    """Which frames are masked in training (design §3.1). Each schedule reads the fields it needs."""
 
     # tasks (the evaluated tasks' masks, mixed), uniform, truncnorm, fixed, curriculum (Fig. 4)
     name: str = _reg("mask schedule", "tasks")
@@ -176,7 +176,7 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation (notes §4.1: AdamW, LR 1.4e-4, cosine, warm-up; the rest is unstated)."""
+    """Optimisation (paper App. B: AdamW, LR 1.4e-4, cosine, warm-up; the rest: design §4.1)."""
 
     steps: int = 100  # optimiser steps; CPU scale: a tiny run trains in well under a minute (grids set their own)
     batch_size: int = 8  # global batch size

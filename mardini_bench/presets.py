@@ -33,7 +33,7 @@ def gen_288m(attention: str = "spatiotemporal") -> GeneratorConfig:
 
 
 def _paper(planner: PlannerConfig, attention: str) -> ModelConfig:
-    # The paper's VAE has 16 latent channels at 8x compression (§2.1); patch size 1 (notes §1.2).
+    # The paper's VAE has 16 latent channels at 8x compression (§2.1); patch size 1 (design §1.2).
     return ModelConfig(planner=planner, generator=gen_288m(attention), latent_channels=16)
 
 
@@ -112,8 +112,8 @@ def small_t() -> ModelConfig:
 
 # -- training recipes: `model=NAME` applies NAME's recipe too (TRAIN_RECIPES), later train.* refine it --
 def _paper_recipe() -> Dict[str, Any]:
-    """§4.1: AdamW at 1.4e-4 for every stage, batch 1024 at 256² x 9 frames, ~73k joint steps (75M clips
-    / 1024). The warm-up's length is not in the paper: 1000 steps is our choice."""
+    """Paper App. B (design §4.1): AdamW at 1.4e-4 for every stage, batch 1024 at 256² x 9 frames, ~73k
+    joint steps (75M clips / 1024). The warm-up's length is not in the paper: 1000 steps is our choice."""
     return {"lr": 1.4e-4, "warmup_steps": 1000, "batch_size": 1024, "steps": 73_000}
 
 

@@ -22,7 +22,7 @@ import pandas as pd
 from mardini_bench import plots, tables
 from mardini_bench.results import (CollectError, ProtocolMismatchError, atomic_write, atomic_write_text, collect,
                                    column_keys, summarise)
-from mardini_bench.significance import compare, lower_is_better, mark_best
+from mardini_bench.significance import BASELINE_PREFIX, compare, lower_is_better, mark_best
 
 _MIME = {".png": "image/png", ".gif": "image/gif"}
 
@@ -129,12 +129,32 @@ def _sections(df: pd.DataFrame, built: Dict[str, tuple], comparisons: pd.DataFra
     if standing:
         out.append(("Model variants vs trivial baselines", "text", list(standing)))
     out += [(title, "table", frame) for title, frame in built.values()]
-    if len(comparisons):
-        shown = comparisons.assign(**{c: comparisons[c].map(lambda v: f"{v:.4g}") for c in
-                                      ("mean_a", "mean_b", "delta", "ci_low", "ci_high", "p_value", "p_holm")})
+    against = comparisons["variant_b"].astype(str).str.startswith(BASELINE_PREFIX) if len(comparisons) else []
+    if len(comparisons) and against.any():
+        out.append(("Model variants vs trivial baselines (paired bootstrap, delta = baseline - model)", "table",
+                    _against_baselines(comparisons[against])))
+    if len(comparisons) and not against.all():
+        pairs = comparisons[~against]
+        shown = pairs.assign(**{c: pairs[c].map(lambda v: f"{v:.4g}") for c in
+                                ("mean_a", "mean_b", "delta", "ci_low", "ci_high", "p_value", "p_holm")})
         out.append(("Pairwise comparisons (paired bootstrap, delta = b - a)", "table", shown))
     out.append(("Metric protocols", "text", [protocols or "_(none recorded)_"]))
     return out
+
+
+def _against_baselines(rows: pd.DataFrame) -> pd.DataFrame:
+    """One row per variant x baseline x column: both means, the 95% interval of the difference, the
+    Holm p-value, and the verdict in the metric's direction ("model better", significant or not)."""
+    out = rows.drop(columns=["seeds_b", "p_value"]).rename(columns={"variant_a": "variant", "variant_b": "baseline",
+                                                                   "mean_a": "model", "mean_b": "baseline mean"})
+    out["baseline"] = out["baseline"].str.removeprefix(BASELINE_PREFIX)
+    better = [(m < b) if lower_is_better(metric) else (m > b)
+              for m, b, metric in zip(rows["mean_a"], rows["mean_b"], rows["metric"])]
+    out["verdict"] = [("model better" if up else "baseline better") + (", significant" if sig else ", not significant")
+                      for up, sig in zip(better, rows["significant"])]
+    for c in ("model", "baseline mean", "delta", "ci_low", "ci_high", "p_holm"):
+        out[c] = out[c].map(lambda v: f"{v:.4g}")
+    return out.drop(columns=["significant"])
 
 
 def _markdown(sweep: Path, sections: List[tuple], figures: Sequence[Path]) -> str:

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from mardini_bench.config import RunConfig, apply_overrides, config_hash
 from mardini_bench.cost import CostError, LiveTensorBytes, latent_shape
 
-PLANNER_LATENT_SIDE = 32  # "asymmetric resolution": P at 256 px = 32 x 32 latent (notes §1.6)
+PLANNER_LATENT_SIDE = 32  # "asymmetric resolution": P at 256 px = 32 x 32 latent (design §1.6)
 SAMPLE_STEPS = 25
 RESOLUTIONS = (256, 512)
 BF16_OVER_FP32 = 0.5  # activations are traced in fp32 on meta; the paper ran them in bf16

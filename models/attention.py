@@ -14,7 +14,7 @@ Attention needs one, so the fused/flash kernels are used otherwise.
 
 Identity Attention (paper §2.3): tokens of clean reference frames attend only to themselves, so
 the reference frames pass through as "an identity projection" and nothing noisy leaks into them.
-The paper is ambiguous about spatio-temporal layers (notes §1.5): `scope="token"` lets a reference
+The paper is ambiguous about spatio-temporal layers (design §1.5): `scope="token"` lets a reference
 token see only itself, `scope="frame"` lets it see its own frame. In temporal layers they coincide.
 """
 
@@ -187,7 +187,7 @@ class CrossAttention(nn.Module):
     """Generator tokens (queries) attend to planning-signal tokens (keys/values), paper §2.2.
 
     Keys and values are projected straight from the planner width (4096 in the paper), which is
-    what makes the generator 288M (notes §1.4). RoPE puts both on the planner's grid so the
+    what makes the generator 288M (design §1.4). RoPE puts both on the planner's grid so the
     attention knows where each planning token sits relative to each generator token.
     """
 
@@ -265,7 +265,7 @@ class RMSNorm(nn.Module):
 
 
 class Mlp(nn.Module):
-    """Two-matrix GELU MLP; the parameter arithmetic of Table 1 needs 2 matrices (notes §1.3)."""
+    """Two-matrix GELU MLP; the parameter arithmetic of Table 1 needs 2 matrices (design §1.3)."""
 
     def __init__(self, dim: int, hidden: int):
         super().__init__()

@@ -1,7 +1,7 @@
 """Latent codecs: video frames (B, T, 3, H, W) in [0, 1] <-> latents (B, T, C, H/f, W/f).
 
 MarDini encodes frames one by one with an internal 16-channel, 8x VAE (paper §2.1) that was never
-released (notes §1.2), so the codec is a swappable component:
+released (design §1.2), so the codec is a swappable component:
 
     pixel   identity + patchify (space-to-depth); no weights, the CPU default
     taef2   TAEF2, a pretrained tiny autoencoder for the FLUX.2 latent space (32 channels, 8x),

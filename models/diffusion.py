@@ -1,4 +1,4 @@
-"""Noise schedules, v-prediction and DDIM sampling (paper §2.2 Eq. 1/3; notes §2).
+"""Noise schedules, v-prediction and DDIM sampling (paper §2.2 Eq. 1/3; design §2).
 
 The paper fixes v-prediction, a loss on masked frames only, and DDIM (25 steps); it does not name
 the schedule, so schedules are registry entries over discrete training timesteps:

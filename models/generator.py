@@ -1,4 +1,4 @@
-"""Diffusion generation model G (paper §2.2, Fig. 2 right; notes §1.4).
+"""Diffusion generation model G (paper §2.2, Fig. 2 right; design §1.4).
 
 A DiT-style transformer on *full-resolution* latents, "designed in alignment with MAR" with three
 differences: adaLN timestep modulation, cross-attention to the planning signal, and (for /T

@@ -3,7 +3,7 @@
 Training (Eq. 3): both networks see the same clip at two resolutions. P gets the latents of the
 frames downsampled by `planner.downsample` (antialiased, §2.1) with masked frames replaced by [MASK]; G gets the full-resolution latent with
 noise on the same masked frames and clean reference frames; the v-prediction loss covers masked
-frames only. Inference: P runs *once* per clip (notes §1.1), then G denoises all masked frames
+frames only. Inference: P runs *once* per clip (design §1.1), then G denoises all masked frames
 jointly with DDIM, optionally with classifier-free guidance on the planning signal.
 
 Stages (`set_stage`, Fig. 4): `generator_warmup` (G alone with Z_uncond, Eq. 1), `planner_warmup`

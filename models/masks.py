@@ -1,11 +1,11 @@
-"""Training mask schedules: which frames of each clip are masked (paper §2.1, Fig. 4; notes §3.1).
+"""Training mask schedules: which frames of each clip are masked (paper §2.1, Fig. 4; design §3.1).
 
 A schedule is a pure function `(batch, frames, *, step, generator, device) -> mask (B, T) bool`,
 True = masked (planner sees [MASK], generator denoises it), False = reference frame. Randomness
 comes only from the explicit `torch.Generator` (MAE `random_masking`, not global RNG), and every
 mask keeps at least one reference and at least one masked frame.
 
-The paper's "mask ratio" is ambiguous (masked vs preserved fraction, notes §3.1); these schedules
+The paper's "mask ratio" is ambiguous (masked vs preserved fraction, design §3.1); these schedules
 sample the *number of reference frames* directly, which is unambiguous and what gets logged.
 """
 

@@ -1,4 +1,4 @@
-"""MAR planning model P (paper §2.2, Fig. 2 left; notes §1.3).
+"""MAR planning model P (paper §2.2, Fig. 2 left; design §1.3).
 
 A Llama-style transformer on *low-resolution* latents. Masked frames are *replaced* by a learnable
 [MASK] token (not dropped as in LTH14/mar's MAE encoder), every block runs spatial attention then a

@@ -1,11 +1,11 @@
 """A task is a frame mask: which frames are given, which are generated, and which are scored.
 
-MarDini is one network; the task is decided only by the mask (paper §2.1, §3; notes §3.2). A task
+MarDini is one network; the task is decided only by the mask (paper §2.1, §3; design §3.2). A task
 defines its evaluation mask, the frames each metric protocol scores, a training-mask sampler for
 multi-task training, and any preparation of the input clip. Masks are bool, True = masked (generated),
 False = reference (given); every mask has at least one of each.
 
-Metric protocols (VIDIM-Bench, notes §6.1):
+Metric protocols (VIDIM-Bench, design §6.1):
   `middle_frame`  the middle generated frame only: the 5th of 9 for interpolation (MidF-SSIM/LPIPS);
   `all_frames`    every generated frame (FID pools them; PSNR/SSIM/LPIPS average them);
   `whole_clip`    every frame, the given ones included: FVD's I3D needs the full 9-frame clip.

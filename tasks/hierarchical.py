@@ -1,4 +1,4 @@
-"""Hierarchical long generation (paper §3.2, Fig. 11; notes §3.2): a K-frame model, any video length.
+"""Hierarchical long generation (paper §3.2, Fig. 11; design §3.2): a K-frame model, any video length.
 
 The paper gives the scheme only qualitatively ("split the video into segments, expand each, then
 recursively interpolate"; 4 images -> 128 frames with a 32-frame window). This module fixes one

@@ -1,6 +1,6 @@
 """Video interpolation: first and last frames given, every frame between generated.
 
-VIDIM-Bench's form is 9 frames (7 generated; the 5th frame is the middle one, notes §6.1); any count
+VIDIM-Bench's form is 9 frames (7 generated; the 5th frame is the middle one, paper Table 4); any count
 of at least 3 frames works the same way.
 """
 

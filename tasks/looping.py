@@ -1,4 +1,4 @@
-"""Looping: interpolation whose last frame is the first one again (project page demos, notes §3.2)."""
+"""Looping: interpolation whose last frame is the first one again (project page demos; design §3.2)."""
 
 import torch
 

@@ -18,13 +18,13 @@ SMOKE = ["train.batch_size=2", "model.diffusion.sample_steps=2"]
 
 
 def _variants(grid_path: Path) -> List[RunConfig]:
-    """The grid's distinct (model, mask, data, curriculum) configs, seed and run length aside."""
+    """The grid's distinct (model, mask (its task mix too), data, curriculum) configs, seed and run length aside."""
     points, _ = resolve(load_grid(grid_path))
     seen: Dict[str, RunConfig] = {}
     for point in points:
         cfg = apply_overrides(point.config, SMOKE)
         d = to_dict(cfg)
-        key = repr((d["model"], d["mask"], d["data"], d["train"]["schedule"], d["train"]["tasks"]))
+        key = repr((d["model"], d["mask"], d["data"], d["train"]["schedule"]))
         seen.setdefault(key, cfg)
     return list(seen.values())
 

@@ -195,8 +195,11 @@ def test_holm_is_monotone_and_bounded():
 
 
 def test_compare_and_marks(df, sweep):
-    comparisons = significance.compare(df, sweep, n_boot=200)
+    everything = significance.compare(df, sweep, n_boot=200)
+    against = everything["variant_b"].str.startswith(significance.BASELINE_PREFIX)
+    comparisons = everything[~against]
     assert len(comparisons) == 2 * 4  # one pair per task x metric
+    assert against.sum() == 2 * 4 * 2 * 2  # and every variant against both baselines in every column
     assert comparisons["significant"].all()  # depth 4 is far better on every metric of the fake sweep
     fvd = comparisons[(comparisons.task == "interpolation") & (comparisons.metric == "fvd")].iloc[0]
     assert fvd["delta"] < 0 and (fvd["seeds_a"], fvd["seeds_b"]) == (3, 2)  # failed seed left out
@@ -439,3 +442,22 @@ def test_training_log_of_a_restarted_run_counts_each_step_once(tmp_path):
     (tmp_path / "log.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
     log = read_log(tmp_path)
     assert log["step"].tolist() == [1, 11] and log["loss"].tolist() == [2.5, 1.5]
+
+
+def test_model_variants_are_tested_against_each_baseline_on_the_same_clips(tmp_path):
+    """A variant far better than both baselines wins significantly; one between them beats copy_nearest
+    significantly and loses to linear_blend (the direction follows the metric: FVD lower, PSNR higher)."""
+    sweep = make_sweep(tmp_path / "vs", [({"model.planner.depth": 2}, 0.9), ({"model.planner.depth": 4}, 0.38)],
+                       baselines={"copy_nearest": 0.3, "linear_blend": 0.5})
+    df = results.collect(sweep, write=False)
+    tests = significance.compare(df, sweep, n_boot=300)
+    vs = tests[tests["variant_b"].str.startswith(significance.BASELINE_PREFIX)]
+    good = vs[vs["variant_a"].str.contains("2")]
+    assert good["significant"].all()
+    assert (good[good.metric == "psnr"]["delta"] < 0).all() and (good[good.metric == "fvd"]["delta"] > 0).all()
+    mid = vs[vs["variant_a"].str.contains("4") & (vs.metric == "psnr")]
+    assert (mid[mid["variant_b"].str.endswith("copy_nearest")]["delta"] < 0).all()
+    assert (mid[mid["variant_b"].str.endswith("linear_blend")]["delta"] > 0).all()
+    lines = report._against_baselines(vs)
+    assert set(lines["baseline"]) == {"copy_nearest", "linear_blend"}
+    assert lines[lines["variant"].str.contains("2")]["verdict"].eq("model better, significant").all()

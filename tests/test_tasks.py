@@ -1,4 +1,4 @@
-"""Each task's masks against the paper's definitions (notes §3.2, §6.1) for several frame counts, the
+"""Each task's masks against the paper's definitions (design §3.2, §6.1) for several frame counts, the
 multi-task sampler, and the hierarchical long-generation schedule with a fake sampler."""
 
 import pytest

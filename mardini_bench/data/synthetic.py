@@ -65,9 +65,10 @@ def _drift_paths(rng: np.random.Generator, n: int, t: np.ndarray, difficulty: fl
 
 
 def _ballistic_paths(rng: np.random.Generator, n: int, t: np.ndarray, difficulty: float) -> np.ndarray:
-    """`ballistic`: speed 0.04-0.12 frame widths per frame (1.3-3.8 px at 32x32) in a random direction,
-    plus a constant acceleration of up to 0.012 widths per frame^2 (a sprite's path bends by up to
-    ~0.4 widths over 9 frames): copying and linear blending are both visibly wrong."""
+    """`ballistic`: speed (0.04 + 0.08 difficulty) x U(0.6, 1) frame widths per frame in a random
+    direction (1.5-2.6 px per frame at 32x32 and difficulty 0.5), plus a constant acceleration of up to
+    0.012 (0.5 + difficulty) widths per frame^2 per axis (a path bends by up to ~0.4 widths over 9
+    frames): copying and linear blending are both visibly wrong."""
     speed = (0.04 + 0.08 * difficulty) * (0.6 + 0.4 * rng.random(n))  # (S,) frame widths per frame
     heading = 2 * math.pi * rng.random(n)
     vel = np.stack((np.cos(heading), np.sin(heading)), 1) * speed[:, None]  # (S, 2)

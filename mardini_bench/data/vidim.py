@@ -1,4 +1,4 @@
-"""VIDIM-Bench test sets (notes §6.1): DAVIS-7 and UCF101-7, 9-frame clips written as PNG folders.
+"""VIDIM-Bench test sets (design §6.1): DAVIS-7 and UCF101-7, 9-frame clips written as PNG folders.
 
 DAVIS-7 follows `generate_davis-7.py` of the VIDIM benchmark scripts: every sequence of
 `JPEGImages/480p/*` is cut into consecutive non-overlapping 9-frame chunks (incomplete tails dropped),
