@@ -146,7 +146,8 @@ def _against_baselines(rows: pd.DataFrame) -> pd.DataFrame:
     """One row per variant x baseline x column: both means, the 95% interval of the difference, the
     Holm p-value, and the verdict in the metric's direction ("model better", significant or not)."""
     out = rows.drop(columns=["seeds_b", "p_value"]).rename(columns={"variant_a": "variant", "variant_b": "baseline",
-                                                                   "mean_a": "model", "mean_b": "baseline mean"})
+                                                                   "seeds_a": "seeds", "mean_a": "model",
+                                                                   "mean_b": "baseline mean"})
     out["baseline"] = out["baseline"].str.removeprefix(BASELINE_PREFIX)
     better = [(m < b) if lower_is_better(metric) else (m > b)
               for m, b, metric in zip(rows["mean_a"], rows["mean_b"], rows["metric"])]
