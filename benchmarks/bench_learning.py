@@ -90,9 +90,9 @@ def crossovers(rows: List[Dict], metrics: List[str]) -> List[str]:
         for metric in metrics:
             for base in BASELINES:
                 hit = next((r for r in mine if beats(r[f"{metric}/model"], r[f"{metric}/{base}"], metric)), None)
-                when = (f"step {hit['step']} ({hit['train_s']:.0f} s of training)" if hit
+                when = (f"at step {hit['step']} ({hit['train_s']:.0f} s of training)" if hit
                         else f"not within {mine[-1]['step']} steps ({mine[-1]['train_s']:.0f} s)")
-                lines.append(f"{preset:<7} {task:<15} {metric:<5} beats {base:<13} at {when}")
+                lines.append(f"{preset:<7} {task:<15} {metric:<5} beats {base:<13} {when}")
     return lines
 
 
