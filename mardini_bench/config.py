@@ -396,7 +396,8 @@ def _check_ranges(cfg: Any, prefix: str) -> None:
     choices = {"identity_scope": ("token", "frame"), "input": ("frames", "pooled"),
                "normalize": ("fixed", "estimate"), "loss_weight": ("uniform", "min_snr"),
                "ref_channels": ("none", "neighbours"), "motion": ("ballistic", "drift"),
-               "cross_attention": ("frame", "global"),               "ref_timestep": ("zero", "shared"), "precision": ("auto", "fp32", "bf16"),
+               "cross_attention": ("frame", "global"), "ref_timestep": ("zero", "shared"),
+               "precision": ("auto", "fp32", "bf16"),
                "stage": ("generator_warmup", "planner_warmup", "joint", "joint_task")}
     for f in dataclasses.fields(cfg):
         value = getattr(cfg, f.name)
