@@ -101,6 +101,12 @@ class DiffusionConfig:
     # min(SNR, gamma) / (SNR + 1) for v-prediction; stops easy low-noise steps dominating the gradient)
     loss_weight: str = "uniform"
     min_snr_gamma: float = 5.0
+    # Not in the paper: what the diffusion denoises. "none": the frame latent (Eq. 3). "nearest" /
+    # "blend": its residual from a training-free guess made from the references (the copy_nearest /
+    # linear_blend baselines in latent space), as residual video diffusion does (Yang et al. 2023).
+    # What the references already show (a static background) then costs the model nothing, and at
+    # initialisation the model samples the baseline itself.
+    prior: str = "none"
 
 
 @dataclass(frozen=True)
@@ -395,7 +401,7 @@ def validate(cfg: Any, prefix: str = "") -> None:
 def _check_ranges(cfg: Any, prefix: str) -> None:
     choices = {"identity_scope": ("token", "frame"), "input": ("frames", "pooled"),
                "normalize": ("fixed", "estimate"), "loss_weight": ("uniform", "min_snr"),
-               "ref_channels": ("none", "neighbours"), "motion": ("ballistic", "drift"),
+               "ref_channels": ("none", "neighbours"), "prior": ("none", "nearest", "blend"), "motion": ("ballistic", "drift"),
                "cross_attention": ("frame", "global"), "ref_timestep": ("zero", "shared"),
                "precision": ("auto", "fp32", "bf16"),
                "stage": ("generator_warmup", "planner_warmup", "joint", "joint_task")}

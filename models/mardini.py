@@ -19,12 +19,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from mardini_bench.baselines import copy_nearest, linear_blend
 from mardini_bench.config import ModelConfig
 from mardini_bench.registry import CODECS, GENERATORS, NOISE_SCHEDULES, PLANNERS
 from models.diffusion import ddim_sample, guided, masked_mse, min_snr_weight, shifted
 from models.planner import downsample_latents
 
 STAGES = ("generator_warmup", "planner_warmup", "joint", "joint_task")
+PRIORS = {"nearest": copy_nearest, "blend": linear_blend}  # DiffusionConfig.prior -> guess from references
 
 
 def _randn(shape, generator: Optional[torch.Generator], device, dtype=torch.float32) -> torch.Tensor:
@@ -91,6 +93,15 @@ class MarDini(nn.Module):
         up = F.interpolate(frames.flatten(0, 1), size=(H, W), mode="bilinear", align_corners=False)
         return self.encode(up.unflatten(0, frames.shape[:2]).clamp(0, 1))
 
+    def prior(self, z: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The guess the diffusion refines (B, T, C, h, w): zero under `diffusion.prior=none`, else a
+        training-free baseline applied to the latents (references come back as themselves, so their
+        residual is zero). Normalisation is affine and the guesses are convex combinations of frames,
+        so with the pixel codec the guess is the baseline's own frame."""
+        if self.cfg.diffusion.prior == "none":
+            return torch.zeros_like(z)
+        return PRIORS[self.cfg.diffusion.prior](z, mask)
+
     def set_stage(self, stage: str) -> None:
         """Freeze what a training stage does not train (paper Fig. 4)."""
         if stage not in STAGES:
@@ -146,11 +157,14 @@ class MarDini(nn.Module):
         t = torch.randint(0, self.schedule.num_timesteps, (B,), generator=generator,
                           device=generator.device if generator is not None else z.device).to(z.device)
         noise = _randn(z.shape, generator, z.device, z.dtype)
-        x_t = torch.where(mask[:, :, None, None, None], self.schedule.add_noise(z, noise, t), z)
+        # The diffusion runs on x0 = z - prior (= z under prior=none); G sees the guess plus noisy x0.
+        guess = self.prior(z, mask)
+        x0 = z - guess
+        x_t = torch.where(mask[:, :, None, None, None], guess + self.schedule.add_noise(x0, noise, t), z)
         v_pred = self.generator(x_t, t, signal, hw, mask)
         d = self.cfg.diffusion
         weight = min_snr_weight(self.schedule, t, d.min_snr_gamma) if d.loss_weight == "min_snr" else None
-        loss = masked_mse(v_pred, self.schedule.velocity(z, noise, t), mask, weight)  # Eq. 3
+        loss = masked_mse(v_pred, self.schedule.velocity(x0, noise, t), mask, weight)  # Eq. 3
         return {"loss": loss, "diffusion_loss": loss.detach()}
 
     # -- sampling -----------------------------------------------------------------------------
@@ -178,9 +192,10 @@ class MarDini(nn.Module):
             return torch.where(m, self.lift(recon, z_ref.shape[-2:]), z_ref)
         uncond = self.generator.unconditional(signal)
         guide = cfg_scale != 1.0 and self.planner is not None
+        guess = self.prior(z_ref, mask)  # DDIM runs on the residual from it (zero: the latent itself)
 
         def velocity(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            x_in = torch.where(m, x_t, z_ref)  # references stay clean at every step
+            x_in = torch.where(m, guess + x_t, z_ref)  # references stay clean at every step
             if not guide:
                 return self.generator(x_in, t, signal, hw, mask)
             v = self.generator(torch.cat((x_in, x_in)), torch.cat((t, t)), torch.cat((signal, uncond)),
@@ -188,7 +203,7 @@ class MarDini(nn.Module):
             return guided(*v.chunk(2), cfg_scale)
 
         noise = _randn(z_ref.shape, generator, z_ref.device, z_ref.dtype)
-        z = ddim_sample(velocity, self.schedule, noise, steps, eta, generator)
+        z = guess + ddim_sample(velocity, self.schedule, noise, steps, eta, generator)
         return torch.where(m, z, z_ref)
 
     def num_params(self) -> Dict[str, int]:
