@@ -18,10 +18,11 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, Optional, Sequence, Tuple, Union
 
 from mardini_bench.registry import MODEL_PRESETS, REGISTRIES, TRAIN_RECIPES, UnknownComponentError
 
@@ -203,6 +204,9 @@ class TrainConfig:
     # clips per noise draw: the unit of randomness, so a fixed value gives the same loss curve on any
     # number of processes; 0 = the per-process share of the batch (the curve then depends on it)
     micro_batch: int = 0
+    # steps with a non-finite loss or gradient norm that are skipped (no update) before the run fails;
+    # large-scale trainers skip rare spikes this way. 0: the first one fails the run
+    skip_nonfinite: int = 0
 
 
 @dataclass(frozen=True)
@@ -384,7 +388,8 @@ def apply_overrides(cfg: Any, overrides: Union[Iterable[str], Dict[str, Any]]) -
 
 
 def validate(cfg: Any, prefix: str = "") -> None:
-    """Check every registry-named field against its registry, recursively."""
+    """Check every registry-named field against its registry, then choices, ranges and shapes,
+    recursively. Raises a one-line `ConfigError` naming the key, the bad value and what is valid."""
     for f in dataclasses.fields(cfg):
         value = getattr(cfg, f.name)
         key = prefix + f.name
@@ -398,17 +403,124 @@ def validate(cfg: Any, prefix: str = "") -> None:
     _check_ranges(cfg, prefix)
 
 
+CHOICES: Dict[str, Tuple[str, ...]] = {
+    "identity_scope": ("token", "frame"), "input": ("frames", "pooled"),
+    "normalize": ("fixed", "estimate"), "loss_weight": ("uniform", "min_snr"),
+    "ref_channels": ("none", "neighbours"),
+    "prior": ("none", "nearest", "blend"),
+    "motion": ("ballistic", "drift"),
+    "on_error": ("raise", "skip"),
+    "cross_attention": ("frame", "global"), "ref_timestep": ("zero", "shared"),
+    "precision": ("auto", "fp32", "bf16"),
+    "stage": ("generator_warmup", "planner_warmup", "joint", "joint_task"),
+}
+
+# A range is (test, what is valid). NaN fails every comparison, so it is out of every range.
+Range = Tuple[Callable[[Any], bool], str]
+AT_LEAST_1: Range = (lambda v: v >= 1, ">= 1")
+AT_LEAST_2: Range = (lambda v: v >= 2, ">= 2")
+AT_LEAST_0: Range = (lambda v: v >= 0, ">= 0")
+POSITIVE: Range = (lambda v: math.isfinite(v) and v > 0, "a finite number > 0")
+NON_NEGATIVE: Range = (lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0")
+FINITE: Range = (math.isfinite, "a finite number")
+UNIT: Range = (lambda v: 0 <= v <= 1, "in [0, 1]")
+UNIT_OPEN: Range = (lambda v: 0 <= v < 1, "in [0, 1)")
+
+# Field ranges per config class (tuple fields: every element). Checked by `validate`, so
+# `--dry-run`, the runner and a sweep's submission refuse the same values before anything runs.
+RANGES: Dict[str, Dict[str, Range]] = {
+    "PlannerConfig": {"depth": AT_LEAST_1, "dim": AT_LEAST_1, "mlp_dim": AT_LEAST_1, "heads": AT_LEAST_1,
+                      "downsample": AT_LEAST_1, "rope_theta": POSITIVE, "norm_eps": POSITIVE},
+    "GeneratorConfig": {"depth": AT_LEAST_1, "dim": AT_LEAST_1, "mlp_dim": AT_LEAST_1, "heads": AT_LEAST_1,
+                        "cfg_drop_prob": UNIT, "patch": AT_LEAST_1},
+    "DiffusionConfig": {"train_timesteps": AT_LEAST_1, "sample_steps": AT_LEAST_1, "cfg_scale": NON_NEGATIVE,
+                        "eta": NON_NEGATIVE, "shift": POSITIVE, "min_snr_gamma": POSITIVE},
+    "CodecConfig": {"patch": AT_LEAST_1, "scale": POSITIVE, "shift": FINITE, "stats_clips": AT_LEAST_1},
+    "ModelConfig": {"latent_channels": AT_LEAST_1},
+    "MaskConfig": {"task_weights": NON_NEGATIVE, "min_ref": AT_LEAST_1, "max_ref": AT_LEAST_1,
+                   "ratio_mean": UNIT, "ratio_std": NON_NEGATIVE, "ratio_min": UNIT},
+    "DataConfig": {"frames": AT_LEAST_2, "resolution": AT_LEAST_1, "fps": POSITIVE, "frame_stride": AT_LEAST_1,
+                   "clips_per_video": AT_LEAST_0, "difficulty": UNIT, "num_train": AT_LEAST_1,
+                   "num_eval": AT_LEAST_1, "workers": AT_LEAST_0},
+    "TrainConfig": {"steps": AT_LEAST_1, "batch_size": AT_LEAST_1, "lr": POSITIVE, "weight_decay": NON_NEGATIVE,
+                    "betas": UNIT_OPEN, "warmup_steps": AT_LEAST_0, "grad_clip": NON_NEGATIVE,
+                    "ema_decay": UNIT_OPEN, "checkpoint_every": AT_LEAST_1, "log_every": AT_LEAST_1,
+                    "micro_batch": AT_LEAST_0, "skip_nonfinite": AT_LEAST_0},
+    "EvalConfig": {"num_videos": AT_LEAST_1, "batch_size": AT_LEAST_1, "samples": AT_LEAST_0},
+}
+
+
 def _check_ranges(cfg: Any, prefix: str) -> None:
-    choices = {"identity_scope": ("token", "frame"), "input": ("frames", "pooled"),
-               "normalize": ("fixed", "estimate"), "loss_weight": ("uniform", "min_snr"),
-               "ref_channels": ("none", "neighbours"), "prior": ("none", "nearest", "blend"), "motion": ("ballistic", "drift"),
-               "cross_attention": ("frame", "global"), "ref_timestep": ("zero", "shared"),
-               "precision": ("auto", "fp32", "bf16"),
-               "stage": ("generator_warmup", "planner_warmup", "joint", "joint_task")}
+    """Choices, numeric ranges and shapes of one config object (not its children)."""
+    ranges = RANGES.get(type(cfg).__name__, {})
     for f in dataclasses.fields(cfg):
         value = getattr(cfg, f.name)
-        if f.name in choices and isinstance(value, str) and value not in choices[f.name]:
-            raise ConfigError(f"{prefix}{f.name}: {value!r} is not one of {', '.join(choices[f.name])}")
+        if f.name in CHOICES and isinstance(value, str) and value not in CHOICES[f.name]:
+            raise ConfigError(f"{prefix}{f.name}: {value!r} is not one of {', '.join(CHOICES[f.name])}")
+        if f.name in ranges:
+            _check_range(f"{prefix}{f.name}", value, ranges[f.name])
+    for check in SHAPE_CHECKS.get(type(cfg).__name__, ()):
+        check(cfg, prefix)
+
+
+def _check_range(key: str, value: Any, rule: Range) -> None:
+    if value is None:  # optional fields (data.fps): None means "not set"
+        return
+    for item in value if isinstance(value, tuple) else (value,):
+        if not rule[0](item):
+            raise ConfigError(f"{key}: got {value!r}, must be {rule[1]}")
+
+
+def _check_heads(cfg: Any, prefix: str) -> None:
+    """Attention splits `dim` into `heads` heads; RoPE rotates pairs, so a head needs an even width."""
+    if cfg.dim % cfg.heads == 0 and (cfg.dim // cfg.heads) % 2 == 0:
+        return
+    valid = [h for h in range(1, cfg.dim + 1) if cfg.dim % h == 0 and (cfg.dim // h) % 2 == 0]
+    raise ConfigError(f"{prefix}heads: {cfg.heads} does not split {prefix}dim={cfg.dim} into heads of even "
+                      f"width; valid: {', '.join(map(str, valid[:12])) or 'none (make dim even)'}")
+
+
+def _check_refs(cfg: "MaskConfig", prefix: str) -> None:
+    if cfg.max_ref < cfg.min_ref:
+        raise ConfigError(f"{prefix}max_ref: got {cfg.max_ref}, must be >= {prefix}min_ref={cfg.min_ref}")
+    for i, (until, low, high) in enumerate(cfg.stages):
+        if not (until >= 0 and 0 <= low <= high <= 1):
+            raise ConfigError(f"{prefix}stages[{i}]: got {[until, low, high]}, must be "
+                              "[until_step >= 0, min_ref_frac, max_ref_frac] with 0 <= min <= max <= 1")
+
+
+def _check_schedule(cfg: "TrainConfig", prefix: str) -> None:
+    """Fig. 4 curriculum: known stages, positive lengths, no more steps than the run has."""
+    for i, (stage, steps) in enumerate(cfg.schedule):
+        if stage not in CHOICES["stage"]:
+            raise ConfigError(f"{prefix}schedule: unknown stage {stage!r}; valid: {', '.join(CHOICES['stage'])}")
+        if steps < 1:
+            raise ConfigError(f"{prefix}schedule[{i}]: stage {stage!r} has {steps} steps, must be >= 1")
+    covered = sum(steps for _, steps in cfg.schedule)
+    if covered > cfg.steps:
+        raise ConfigError(f"{prefix}schedule covers {covered} steps but {prefix}steps is {cfg.steps}")
+
+
+def _check_resolution(cfg: "RunConfig", prefix: str) -> None:
+    """Frames must tile the codec's latent cells, the planner's pooled grid and the generator's patches."""
+    from models.codecs import latent_geometry
+
+    m = cfg.model
+    factor = latent_geometry(m.codec)[1] or 1
+    step = factor * math.lcm(m.planner.downsample, m.generator.patch)
+    if cfg.data.resolution % step:
+        near = sorted({max(step, cfg.data.resolution // step * step), cfg.data.resolution // step * step + step})
+        raise ConfigError(
+            f"{prefix}data.resolution: {cfg.data.resolution} is not a multiple of {step} (codec {m.codec.name} "
+            f"factor {factor} x lcm(model.planner.downsample={m.planner.downsample}, "
+            f"model.generator.patch={m.generator.patch})); valid: a multiple of {step}, e.g. "
+            f"{' or '.join(map(str, near))}")
+
+
+SHAPE_CHECKS: Dict[str, Tuple[Callable[[Any, str], None], ...]] = {
+    "PlannerConfig": (_check_heads,), "GeneratorConfig": (_check_heads,), "MaskConfig": (_check_refs,),
+    "TrainConfig": (_check_schedule,), "RunConfig": (_check_resolution,),
+}
 
 
 # ----------------------------------------------------------------------------------------------

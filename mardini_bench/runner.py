@@ -22,11 +22,11 @@ import torch
 
 from mardini_bench import distributed
 from mardini_bench.cli import user_errors
-from mardini_bench.config import RunConfig, apply_overrides, to_dict
+from mardini_bench.config import RunConfig, apply_overrides, to_dict, validate
 from mardini_bench.evaluate import check_eval_config, evaluate
 from mardini_bench.perf import configure_threads
 from mardini_bench.sweep.rundir import RESULT, write_json
-from mardini_bench.train import check_train_config, train
+from mardini_bench.train import train
 
 COST_KEYS = ("params_planner", "params_generator", "flops_train_step", "flops_sample", "latency_sample_s",
              "peak_mem_mb")
@@ -38,7 +38,7 @@ def run(cfg: RunConfig, run_dir: Path, until: Optional[int] = None) -> Dict[str,
     `until` stops training early (a checkpoint, no evaluation, no result): for tests and debugging.
     """
     run_dir = Path(run_dir)
-    check_train_config(cfg.train)
+    validate(cfg)  # configs built in code or read back from config.json get the plan-time checks too
     check_eval_config(cfg)  # both before training: a typo must not cost a training run
     configure_threads()  # before any torch work: $MARDINI_BENCH_THREADS, a sweep's share, or the cores
     env = distributed.detect()

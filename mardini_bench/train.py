@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from mardini_bench import distributed
-from mardini_bench.config import ConfigError, MaskConfig, RunConfig, TrainConfig, to_dict
+from mardini_bench.config import ConfigError, MaskConfig, RunConfig, TrainConfig, to_dict, validate
 from mardini_bench.distributed import DistEnv
 from mardini_bench.factory import build_model
 from models.masks import build_mask_schedule
@@ -65,15 +65,8 @@ def lr_factor(cfg: TrainConfig) -> Callable[[int], float]:
 
 
 def check_train_config(cfg: TrainConfig) -> None:
-    """Fail before building anything on a schedule that cannot run."""
-    for stage, _ in cfg.schedule:
-        if stage not in STAGES:
-            raise ConfigError(f"train.schedule: unknown stage {stage!r}; valid: {', '.join(STAGES)}")
-    covered = sum(steps for _, steps in cfg.schedule)
-    if covered > cfg.steps:
-        raise ConfigError(f"train.schedule covers {covered} steps but train.steps is {cfg.steps}")
-    if cfg.steps < 1 or cfg.batch_size < 1:
-        raise ConfigError(f"train.steps and train.batch_size must be >= 1, got {cfg.steps}, {cfg.batch_size}")
+    """Fail before building anything on a schedule or a value that cannot run (`config.validate`)."""
+    validate(cfg, "train.")
 
 
 def stage_at(cfg: TrainConfig, step: int) -> str:

@@ -107,3 +107,59 @@ def test_params_cli_prints_counts_and_fails_in_one_line():
         bad = subprocess.run([sys.executable, "-m", "mardini_bench.params", *args], capture_output=True, text=True)
         assert bad.returncode == 2
         assert bad.stderr.strip().count("\n") == 0 and needle in bad.stderr, bad.stderr
+
+
+# Values the type check lets through but no run can use: refused by `validate` at plan time, so
+# `--dry-run`, the runner and a sweep's submission all stop before anything runs.
+@pytest.mark.parametrize("override, expected", [
+    ("train.steps=-5", "train.steps: got -5, must be >= 1"),
+    ("train.batch_size=0", "train.batch_size: got 0, must be >= 1"),
+    ("train.lr=nan", "train.lr: got nan, must be a finite number > 0"),
+    ("train.lr=inf", "train.lr: got inf"),
+    ("train.lr=0", "train.lr: got 0.0"),
+    ("train.warmup_steps=-1", "train.warmup_steps: got -1, must be >= 0"),
+    ("train.grad_clip=-1", "train.grad_clip: got -1.0, must be a finite number >= 0"),
+    ("train.skip_nonfinite=-1", "train.skip_nonfinite: got -1"),
+    ("train.betas=[0.9,1.0]", "train.betas: got (0.9, 1.0), must be in [0, 1)"),
+    ("train.log_every=0", "train.log_every: got 0"),
+    ('train.schedule=[["joint",0]]', "train.schedule[0]: stage 'joint' has 0 steps"),
+    ("eval.num_videos=0", "eval.num_videos: got 0, must be >= 1"),
+    ("model.planner.depth=-3", "model.planner.depth: got -3, must be >= 1"),
+    ("model.generator.mlp_dim=0", "model.generator.mlp_dim: got 0"),
+    ("model.planner.heads=0", "model.planner.heads: got 0, must be >= 1"),
+    ("model.planner.heads=7", "model.planner.heads: 7 does not split model.planner.dim=64 into heads of even width; "
+                              "valid: 1, 2, 4, 8, 16, 32"),
+    ("model.generator.heads=48", "model.generator.heads: 48 does not split model.generator.dim=48"),
+    ("model.generator.cfg_drop_prob=1.5", "model.generator.cfg_drop_prob: got 1.5, must be in [0, 1]"),
+    ("model.codec.scale=0", "model.codec.scale: got 0.0"),
+    ("mask.ratio_min=-0.1", "mask.ratio_min: got -0.1, must be in [0, 1]"),
+    ("mask.max_ref=2 mask.min_ref=3", "mask.max_ref: got 2, must be >= mask.min_ref=3"),
+    ("data.difficulty=2", "data.difficulty: got 2.0, must be in [0, 1]"),
+    ("data.frames=1", "data.frames: got 1, must be >= 2"),
+    ("data.on_error=ignore", "data.on_error: 'ignore' is not one of raise, skip"),
+    ("data.resolution=30", "data.resolution: 30 is not a multiple of 8 (codec pixel factor 4 x "
+                           "lcm(model.planner.downsample=2, model.generator.patch=1)); valid: a multiple of 8, "
+                           "e.g. 24 or 32"),
+    ("model.codec.name=taef2 data.resolution=24", "data.resolution: 24 is not a multiple of 16 (codec taef2 factor 8"),
+])
+def test_out_of_range_values_fail_at_plan_time_naming_key_value_and_valid(override, expected):
+    with pytest.raises(ConfigError) as err:
+        apply_overrides(RunConfig(), ["model=tiny", *override.split()])
+    assert expected in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_every_preset_and_edge_values_that_can_run_still_validate():
+    for name in MODEL_PRESETS.list():
+        apply_overrides(RunConfig(), [f"model={name}"])
+    apply_overrides(RunConfig(), ["model=tiny", "train.warmup_steps=0", "train.grad_clip=0", "train.ema_decay=0",
+                                  "model.generator.cfg_drop_prob=0", "data.resolution=8", "eval.samples=0",
+                                  "data.fps=none", "train.skip_nonfinite=3"])
+
+
+def test_runner_cli_refuses_a_bad_value_in_one_line_before_making_the_run_folder(tmp_path):
+    run_dir = tmp_path / "run"
+    bad = subprocess.run([sys.executable, "-m", "mardini_bench.runner", str(run_dir), "model=tiny", "train.lr=nan"],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and bad.stderr.strip() == "error: train.lr: got nan, must be a finite number > 0"
+    assert not run_dir.exists()

@@ -179,6 +179,34 @@ def test_bad_cli_axis_and_missing_file(tmp_path, capsys):
     assert not (tmp_path / "results").exists()
 
 
+@pytest.mark.parametrize("argv, needle", [
+    (["--array-parallelism", "-1"], "--array-parallelism: got -1, must be >= 1"),
+    (["--array-parallelism", "0"], "--array-parallelism: got 0, must be >= 1"),
+    (["--timeout-min", "-1"], "--timeout-min: got -1, must be >= 1"),
+    (["--cpus-per-task", "0"], "--cpus-per-task: got 0, must be >= 1"),
+    (["--mem-gb", "0"], "--mem-gb: got 0.0, must be > 0"),
+    (["--gpus-per-node", "-2"], "--gpus-per-node: got -2, must be >= 0"),
+    (["train.steps=-5"], "train.steps: got -5, must be >= 1"),
+    (["--dry-run", "eval.num_videos=0"], "eval.num_videos: got 0, must be >= 1"),
+])
+def test_bad_sweep_option_or_value_fails_before_anything_runs(argv, needle, tmp_path, capsys):
+    grid = write_grid(tmp_path / "ok.toml", TOY_GRID)
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(grid), *argv, "--results", str(tmp_path / "results"), "--cluster", "local", "--run-fn", TOY])
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and len(err.splitlines()) == 1 and err.startswith("error: ") and needle in err
+    assert not (tmp_path / "results").exists()
+
+
+def test_bad_slurm_table_value_names_the_grid_file(tmp_path):
+    from mardini_bench.sweep import launch
+
+    with pytest.raises(GridError, match=r"g \[slurm\] array_parallelism: got 0, must be >= 1"):
+        launch.launch_options({"array_parallelism": 0}, "g")
+    with pytest.raises(GridError, match=r"g \[slurm\] timeout_min: got -1, must be >= 1"):
+        launch.launch_options({"timeout_min": -1}, "g")
+
+
 def test_dry_run_prints_every_run_and_writes_nothing(tmp_path):
     out = subprocess.run([sys.executable, "-m", "mardini_bench.sweep", "ablations/quickstart.toml", "--dry-run",
                           "--results", str(tmp_path / "r")], cwd=REPO, capture_output=True, text=True, timeout=60)

@@ -58,9 +58,13 @@ def launch_parser() -> argparse.ArgumentParser:
 
 
 def cli_options(args: argparse.Namespace) -> Dict[str, Any]:
-    return {"partition": args.partition, "gpus_per_node": args.gpus_per_node, "cpus_per_task": args.cpus_per_task,
-            "mem_gb": args.mem_gb, "timeout_min": args.timeout_min, "array_parallelism": args.array_parallelism,
-            "additional_parameters": dict(args.sbatch), "setup": tuple(args.setup)}
+    """The resource flags as launch options (None = not given); out-of-range numbers fail here."""
+    options = {"partition": args.partition, "gpus_per_node": args.gpus_per_node, "cpus_per_task": args.cpus_per_task,
+               "mem_gb": args.mem_gb, "timeout_min": args.timeout_min, "array_parallelism": args.array_parallelism,
+               "additional_parameters": dict(args.sbatch), "setup": tuple(args.setup)}
+    for key, value in options.items():
+        launch.check_range(key, value, f"--{key.replace('_', '-')}")
+    return options
 
 
 def print_plan(grid: Grid, points: Sequence[plan.Point], duplicates: Sequence[tuple]) -> None:

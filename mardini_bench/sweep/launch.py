@@ -35,6 +35,10 @@ class LaunchOptions:
     setup: Tuple[str, ...] = ()  # shell lines run before the job (module load, venv activation)
 
 
+# Smallest valid value of each numeric option: a negative --array-parallelism would wait for a free
+# slot forever, a negative --timeout-min leaves every run PENDING. mem_gb must be above its minimum.
+_MINIMUM = {"gpus_per_node": 0, "cpus_per_task": 1, "mem_gb": 0, "timeout_min": 1, "array_parallelism": 1}
+
 _TYPES = {"partition": str, "gpus_per_node": int, "cpus_per_task": int, "mem_gb": (int, float),
           "timeout_min": int, "array_parallelism": int, "additional_parameters": dict, "setup": (list, tuple)}
 
@@ -46,10 +50,22 @@ def launch_options(table: Mapping[str, Any], source: str) -> LaunchOptions:
             raise GridError(f"{source} [slurm]: unknown option '{key}'; valid: {', '.join(_TYPES)}")
         if isinstance(value, bool) or not isinstance(value, _TYPES[key]):
             raise GridError(f"{source} [slurm] {key}: wrong type {type(value).__name__} ({value!r})")
+        check_range(key, value, f"{source} [slurm] {key}")
     if not all(isinstance(line, str) for line in table.get("setup", ())):
         raise GridError(f"{source} [slurm] setup: expected a list of shell lines (strings)")
     values = dict(table, setup=tuple(table.get("setup", ())))
     return LaunchOptions(**values)
+
+
+def check_range(key: str, value: Any, where: str) -> None:
+    """A numeric launch option below its minimum (or NaN) is a one-line `GridError` naming `where`."""
+    if key not in _MINIMUM or value is None:
+        return
+    low = _MINIMUM[key]
+    if key == "mem_gb" and not value > low:
+        raise GridError(f"{where}: got {value!r}, must be > {low}")
+    if not value >= low:
+        raise GridError(f"{where}: got {value!r}, must be >= {low}")
 
 
 def merge(options: LaunchOptions, cli: Mapping[str, Any]) -> LaunchOptions:
