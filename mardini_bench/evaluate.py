@@ -36,7 +36,7 @@ import torch
 import mardini_bench
 from mardini_bench.config import ConfigError, RunConfig, to_dict
 from mardini_bench.registry import BASELINES, METRICS, TASKS
-from mardini_bench.sweep.rundir import exclusive_lock
+from mardini_bench.sweep.rundir import exclusive_lock, json_safe
 
 FRECHET = ("fvd", "fid")
 PAIRED = ("psnr", "ssim")
@@ -74,7 +74,7 @@ def save_npz(path: Path, **arrays: np.ndarray) -> None:
 
 
 def write_json(path: Path, data: Any) -> None:
-    atomic_write_bytes(path, lambda f: f.write(json.dumps(data, indent=1).encode()))
+    atomic_write_bytes(path, lambda f: f.write(json.dumps(json_safe(data), indent=1, allow_nan=False).encode()))
 
 
 @contextlib.contextmanager

@@ -26,7 +26,7 @@ from mardini_bench.config import RunConfig, apply_overrides, to_dict, validate
 from mardini_bench.evaluate import check_eval_config, evaluate
 from mardini_bench.perf import configure_threads
 from mardini_bench.sweep.rundir import RESULT, write_json
-from mardini_bench.train import train
+from mardini_bench.train import NonFiniteError, train
 
 COST_KEYS = ("params_planner", "params_generator", "flops_train_step", "flops_sample", "latency_sample_s",
              "peak_mem_mb")
@@ -75,7 +75,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-@user_errors()
+@user_errors(NonFiniteError)
 def main(argv: Optional[List[str]] = None) -> None:
     args = parse_args(argv)
     cfg = apply_overrides(RunConfig(), args.overrides)

@@ -35,6 +35,7 @@ from mardini_bench import distributed
 from mardini_bench.config import ConfigError, MaskConfig, RunConfig, TrainConfig, to_dict, validate
 from mardini_bench.distributed import DistEnv
 from mardini_bench.factory import build_model
+from mardini_bench.sweep.rundir import json_safe
 from models.masks import build_mask_schedule
 
 CHECKPOINT = "last.pt"
@@ -147,7 +148,7 @@ def set_rng_state(state: Dict[str, Any]) -> None:
 
 def append_log(run_dir: Path, entry: Dict[str, Any]) -> None:
     with open(run_dir / LOG, "a") as f:
-        f.write(json.dumps(entry) + "\n")
+        f.write(json.dumps(json_safe(entry), allow_nan=False) + "\n")
 
 
 def trim_log(run_dir: Path, step: int) -> None:
@@ -165,6 +166,10 @@ def trim_log(run_dir: Path, step: int) -> None:
 # ----------------------------------------------------------------------------------------------
 # The trainer
 # ----------------------------------------------------------------------------------------------
+class NonFiniteError(RuntimeError):
+    """The loss or gradient norm became NaN or infinite (more often than `train.skip_nonfinite` allows)."""
+
+
 @dataclass
 class TrainResult:
     model: torch.nn.Module  # weights to evaluate: the EMA copy, or the raw model without EMA
@@ -205,6 +210,7 @@ class Trainer:
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=t.lr, betas=t.betas, weight_decay=t.weight_decay)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_factor(t))
         self.step, self.loss, self.wall_s = 0, math.nan, 0.0
+        self.loss_step, self.skipped = 0, 0  # step of the last finite loss; non-finite steps skipped
         self.mask_fn = build_mask_schedule(self.mask_config())
         self.task_mask_fn = build_mask_schedule(replace(self.mask_config(), name="tasks"))  # joint_task stage
         self.loss_fn = torch.compile(self.model.training_losses) if t.compile else self.model.training_losses
@@ -237,7 +243,7 @@ class Trainer:
         return {"model": self.model.state_dict(), "ema": self.ema.state_dict() if self.ema else None,
                 "opt": self.opt.state_dict(), "sched": self.sched.state_dict(), "step": self.step,
                 "config": to_dict(self.cfg), "rng": {**rng_state(), "data_position": self.step * self.cfg.train.batch_size},
-                "loss": self.loss, "wall_s": self.wall_s}
+                "loss": self.loss, "loss_step": self.loss_step, "skipped": self.skipped, "wall_s": self.wall_s}
 
     def save(self) -> None:
         if self.env.is_main:
@@ -257,6 +263,7 @@ class Trainer:
         self.opt.load_state_dict(ckpt["opt"])
         self.sched.load_state_dict(ckpt["sched"])
         self.step, self.loss, self.wall_s = ckpt["step"], ckpt["loss"], ckpt["wall_s"]
+        self.loss_step, self.skipped = ckpt.get("loss_step", self.step), ckpt.get("skipped", 0)
         set_rng_state(ckpt["rng"])
         return True
 
@@ -279,19 +286,41 @@ class Trainer:
                 loss = self.loss_fn(v, m, generator=gen)["loss"] / len(chunks)
             loss.backward()
             total += loss.detach().float()
-        return self._update(total)
+        return self._update(step, total)
 
-    def _update(self, loss: torch.Tensor) -> Dict[str, float]:
+    def _update(self, step: int, loss: torch.Tensor) -> Dict[str, float]:
+        """Average over processes, clip, step; a non-finite loss or grad norm skips the update
+        (every process sees the same averaged numbers, so all skip or fail together)."""
         params = [p for p in self.model.parameters() if p.grad is not None]
         distributed.mean_([p.grad for p in params] + [loss], self.env)
         clip = self.cfg.train.grad_clip if self.cfg.train.grad_clip > 0 else math.inf
         grad_norm = torch.nn.utils.clip_grad_norm_(params, clip)
-        lr = self.opt.param_groups[0]["lr"]
-        self.opt.step()
-        self.sched.step()
-        if self.ema is not None:
+        stats = {"loss": float(loss), "lr": self.opt.param_groups[0]["lr"], "grad_norm": float(grad_norm)}
+        finite = math.isfinite(stats["loss"]) and math.isfinite(stats["grad_norm"])
+        if finite:
+            self.opt.step()
+        else:
+            self._skip_nonfinite(step, stats)
+        self.sched.step()  # a skipped step still moves the schedule: the LR stays a function of the step
+        if finite and self.ema is not None:
             self.ema.update_parameters(self.model)
-        return {"loss": float(loss), "lr": lr, "grad_norm": float(grad_norm)}
+        return {**stats, "skipped": not finite}
+
+    def _skip_nonfinite(self, step: int, stats: Dict[str, float]) -> None:
+        """Count a non-finite step; raise `NonFiniteError` once more than `train.skip_nonfinite` were."""
+        self.skipped += 1
+        allowed = self.cfg.train.skip_nonfinite
+        if self.skipped > allowed:
+            last = (f"last finite loss {self.loss:.6g} at step {self.loss_step}" if math.isfinite(self.loss)
+                    else "no finite loss before it")
+            bad = (f"loss is {stats['loss']}" if not math.isfinite(stats["loss"])
+                   else f"grad norm is {stats['grad_norm']} (loss {stats['loss']:.6g})")
+            skipped = f", after skipping {allowed} such steps" if allowed else ""
+            raise NonFiniteError(f"step {step + 1}: {bad}{skipped}; {last}; lower train.lr, set train.grad_clip, "
+                                 "or skip a few with train.skip_nonfinite=N")
+        if self.env.is_main:
+            append_log(self.run_dir, {"event": "skip_nonfinite", "step": step + 1, "skipped": self.skipped,
+                                      "grad_norm": stats["grad_norm"]})
 
     @property
     def dtype(self) -> Optional[torch.dtype]:
@@ -316,9 +345,11 @@ class Trainer:
             self._set_stage(step)
             mask = self.masks(step, video.shape[1])[self.env.rank * share:(self.env.rank + 1) * share]
             stats = self.train_step(step, video.to(self.device), mask.to(self.device))
-            self.step, self.loss = step + 1, stats["loss"]
+            self.step = step + 1
+            if not stats.pop("skipped"):  # the loss of a skipped step is not finite: never the run's loss
+                self.loss, self.loss_step = stats["loss"], self.step
+                self._log(step, stats, mask, time.perf_counter() - start)
             self.wall_s += time.perf_counter() - start
-            self._log(step, stats, mask, time.perf_counter() - start)
             bar.update(1)
             if self.step % self.cfg.train.checkpoint_every == 0:
                 self.save()
@@ -370,5 +401,5 @@ def _device() -> torch.device:
     return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
 
 
-__all__ = ["train", "Trainer", "TrainResult", "derived_generator", "lr_factor", "stage_at", "batch_indices",
+__all__ = ["train", "Trainer", "TrainResult", "NonFiniteError", "derived_generator", "lr_factor", "stage_at", "batch_indices",
            "micro_batch", "CHECKPOINT", "LOG"]

@@ -210,3 +210,32 @@ def test_cli_runs_one_config(tmp_path, capsys):
     runner.main([str(tmp_path / "r")] + TINY + ["eval.tasks=[interpolation]", "eval.baselines=[]"])
     assert "interpolation" in capsys.readouterr().out
     assert Path(tmp_path / "r" / "result.json").exists()
+
+
+# ----------------------------------------------------------------------------------------------
+# A diverging run fails, never DONE with a NaN
+# ----------------------------------------------------------------------------------------------
+DIVERGE = ["train.lr=1e12", "train.grad_clip=0", "train.warmup_steps=0"]
+
+
+def test_diverging_run_is_recorded_failed_with_its_step(tmp_path):
+    from mardini_bench.config import to_dict
+    from mardini_bench.sweep import rundir
+    from mardini_bench.sweep.job import RunJob
+    from mardini_bench.train import NonFiniteError
+
+    run_dir = tmp_path / "r"
+    rundir.write_json(run_dir / rundir.CONFIG, to_dict(tiny_cfg(*DIVERGE)))
+    with pytest.raises(NonFiniteError):
+        RunJob(run_dir)()
+    state, detail = rundir.run_state(run_dir)
+    assert state == "FAILED" and detail.startswith("NonFiniteError: step ") and "last finite loss" in detail
+    assert not (run_dir / rundir.RESULT).exists()
+
+
+def test_cli_diverging_run_is_one_line_and_exit_2(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        runner.main([str(tmp_path / "r")] + TINY + DIVERGE)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.startswith("error: step ") and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r" / "result.json").exists()

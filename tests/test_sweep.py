@@ -326,6 +326,12 @@ def test_write_json_is_atomic_and_leaves_no_temp_files(tmp_path):
     assert json.loads(path.read_text()) == {"a": 1} and [p.name for p in tmp_path.iterdir()] == ["result.json"]
 
 
+def test_write_json_writes_non_finite_numbers_as_null(tmp_path):
+    rundir.write_json(tmp_path / "r.json", {"final_loss": float("nan"), "values": [float("inf"), 1.5]})
+    strict = json.loads((tmp_path / "r.json").read_text(), parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
+    assert strict == {"final_loss": None, "values": [None, 1.5]}
+
+
 def test_git_info_tolerates_no_git(tmp_path):
     info = rundir.git_info(tmp_path)
     assert info["sha"] is None and info["dirty"] is None and info["error"]

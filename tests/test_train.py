@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from mardini_bench.config import ConfigError, RunConfig, apply_overrides
-from mardini_bench.train import (CHECKPOINT, LOG, batch_indices, check_train_config, ema_decay_at, ema_with_warmup,
+from mardini_bench.train import (CHECKPOINT, LOG, NonFiniteError, batch_indices, check_train_config, ema_decay_at, ema_with_warmup,
                                  lr_factor, micro_batch, stage_at, train)
 
 # Tiny clips keep a step near 50 ms; the schedule crosses every stage, joint_task included.
@@ -144,3 +144,46 @@ def test_compiled_training_follows_the_eager_loss_curve(tmp_path, monkeypatch):
     eager, compiled = losses(tmp_path / "eager"), losses(tmp_path / "compiled")
     assert [s for s, _, _ in eager] == [s for s, _, _ in compiled] == [1, 2, 3]
     assert [c for _, c, _ in compiled] == pytest.approx([e for _, e, _ in eager], rel=1e-4)
+
+
+# ----------------------------------------------------------------------------------------------
+# Non-finite loss or gradient
+# ----------------------------------------------------------------------------------------------
+def nan_at(monkeypatch, steps: set) -> None:
+    """Make the averaged loss NaN at the given (1-based) steps: `distributed.mean_` gets [grads..., loss]."""
+    from mardini_bench import distributed
+
+    calls = {"n": 0}
+    real = distributed.mean_
+
+    def mean_(tensors, env):
+        tensors = list(tensors)
+        real(tensors, env)
+        calls["n"] += 1
+        if calls["n"] in steps:
+            tensors[-1].fill_(math.nan)
+    monkeypatch.setattr(distributed, "mean_", mean_)
+
+
+def test_diverging_run_fails_naming_the_step_and_the_last_finite_loss(tmp_path):
+    cfg = tiny_cfg("train.steps=4", "train.schedule=[]", "train.warmup_steps=0", "train.lr=1e12", "train.grad_clip=0")
+    with pytest.raises(NonFiniteError, match=r"^step (\d+): .* is (nan|inf).*; last finite loss [0-9.]+ at step \d+;"):
+        train(cfg, tmp_path)
+    assert not (tmp_path / CHECKPOINT).exists()  # the diverged weights are never saved
+    assert all(math.isfinite(e["loss"]) for e in map(json.loads, (tmp_path / LOG).read_text().splitlines()))
+
+
+def test_nonfinite_steps_are_skipped_up_to_the_limit_then_fail(tmp_path, monkeypatch):
+    cfg = tiny_cfg("train.steps=4", "train.schedule=[]", "train.skip_nonfinite=1")
+    nan_at(monkeypatch, {2})
+    result = train(cfg, tmp_path / "once")
+    assert result.summary["steps"] == 4 and math.isfinite(result.summary["final_loss"])
+    lines = [json.loads(line) for line in (tmp_path / "once" / LOG).read_text().splitlines()]
+    assert [(e["step"], e["skipped"]) for e in lines if e.get("event") == "skip_nonfinite"] == [(2, 1)]
+    assert [e["step"] for e in lines if "loss" in e] == [1, 3, 4]
+    assert torch.load(tmp_path / "once" / CHECKPOINT, weights_only=True)["skipped"] == 1
+
+    nan_at(monkeypatch, {2, 3})
+    with pytest.raises(NonFiniteError, match=r"^step 3: loss is nan, after skipping 1 such steps; "
+                                             r"last finite loss [0-9.]+ at step 1;"):
+        train(cfg, tmp_path / "twice")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import math
 import os
 import socket
 import subprocess
@@ -26,14 +27,27 @@ SUBMITTED, STARTED, RESULT, FAILED, LOCK = "submitted.json", "started.json", "re
 STATES = ("DONE", "FAILED", "RUNNING", "PENDING", "MISSING")
 
 
+def json_safe(data: Any) -> Any:
+    """`data` with every NaN or infinite float replaced by None: JSON has no NaN, and a reader must
+    see a missing number as missing (null), never as a number."""
+    if isinstance(data, float) and not math.isfinite(data):
+        return None
+    if isinstance(data, dict):
+        return {key: json_safe(value) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [json_safe(value) for value in data]
+    return data
+
+
 def write_json(path: Path, data: Any) -> None:
-    """Write JSON to a temp file beside `path`, then `os.replace` it: readers never see half a file."""
+    """Write JSON to a temp file beside `path`, then `os.replace` it: readers never see half a file.
+    Non-finite floats are written as null (`json_safe`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide results from the rest of a shared group
         with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, sort_keys=True)
+            json.dump(json_safe(data), f, indent=2, sort_keys=True, allow_nan=False)
             f.write("\n")
             f.flush()
             os.fsync(f.fileno())
