@@ -8,9 +8,10 @@ from typing import Callable, NoReturn, Tuple, Type
 
 from mardini_bench.config import ConfigError
 from mardini_bench.registry import UnknownComponentError
+from mardini_bench.sweep.rundir import DamagedFileError
 from mardini_bench.weights import WeightsError
 
-USER_ERRORS: Tuple[Type[BaseException], ...] = (ConfigError, UnknownComponentError, WeightsError)
+USER_ERRORS: Tuple[Type[BaseException], ...] = (ConfigError, UnknownComponentError, WeightsError, DamagedFileError)
 
 
 def fail(message: str, code: int = 2) -> NoReturn:

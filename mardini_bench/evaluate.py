@@ -36,7 +36,7 @@ import torch
 import mardini_bench
 from mardini_bench.config import ConfigError, RunConfig, to_dict
 from mardini_bench.registry import BASELINES, METRICS, TASKS
-from mardini_bench.sweep.rundir import exclusive_lock, json_safe
+from mardini_bench.sweep.rundir import exclusive_lock, json_safe, load_json
 
 FRECHET = ("fvd", "fid")
 PAIRED = ("psnr", "ssim")
@@ -248,7 +248,7 @@ def baseline_records(cfg: RunConfig, task: str, baseline: str, real: torch.Tenso
             return None
         cached = folder / "records.json"
         if cached.exists():
-            records = json.loads(cached.read_text())
+            records = load_json(cached, list)
         else:
             records = score(cfg, task, "baseline", real, fake, folder, folder, run_dir.parent)
             write_json(cached, records)

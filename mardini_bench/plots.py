@@ -7,7 +7,6 @@ Attention) when the sweep has those axes, and per-task sample grids (PNG) and GI
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
@@ -22,6 +21,7 @@ from PIL import Image, ImageDraw  # noqa: E402
 
 from mardini_bench.results import axis_columns, variant_label  # noqa: E402
 from mardini_bench.significance import lower_is_better  # noqa: E402
+from mardini_bench.sweep.rundir import read_jsonl  # noqa: E402
 
 DDIM_AXIS = "model.diffusion.sample_steps"
 IDENTITY_AXES = ("model.planner.identity_attention", "model.generator.identity_attention")
@@ -132,7 +132,7 @@ def read_log(run_dir: Path) -> pd.DataFrame:
     path = run_dir / "log.jsonl"
     if not path.exists():
         return pd.DataFrame(columns=["step", "loss"])
-    lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = read_jsonl(path)  # a partial last line (a run still writing, or killed) is left out
     frame = pd.DataFrame([entry for entry in lines if "loss" in entry and "step" in entry])
     if not len(frame):
         return pd.DataFrame(columns=["step", "loss"])

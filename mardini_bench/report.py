@@ -23,6 +23,7 @@ from mardini_bench import plots, tables
 from mardini_bench.results import (CollectError, ProtocolMismatchError, atomic_write, atomic_write_text, collect,
                                    column_keys, summarise)
 from mardini_bench.significance import BASELINE_PREFIX, compare, lower_is_better, mark_best
+from mardini_bench.sweep.rundir import DamagedFileError
 
 _MIME = {".png": "image/png", ".gif": "image/gif"}
 
@@ -237,7 +238,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     try:
         out = build_report(args.sweep_dir, args.allow_mixed_protocols, args.n_boot, args.paper_tables)
-    except (CollectError, ProtocolMismatchError) as err:
+    except (CollectError, ProtocolMismatchError, DamagedFileError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"wrote {out['md']} and {out['html']}")

@@ -24,6 +24,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from mardini_bench.sweep.rundir import DamagedFileError, load_json, load_result
+
 COST_COLUMNS = ("params_planner", "params_generator", "flops_train_step", "flops_sample",
                 "latency_sample_s", "peak_mem_mb")
 # Columns every collected frame has; anything else that is not `protocol.*` is an ablation axis.
@@ -51,9 +53,12 @@ class CollectError(ValueError):
 # ----------------------------------------------------------------------------------------------
 # Reading run folders
 # ----------------------------------------------------------------------------------------------
-def _read_json(path: Path) -> Any:
-    with open(path) as f:
-        return json.load(f)
+def _optional_json(path: Path, expect: type = dict) -> Any:
+    """The JSON in `path`, None when absent; `DamagedFileError` naming the file when damaged."""
+    try:
+        return load_json(path, expect)
+    except FileNotFoundError:
+        return None
 
 
 def run_dirs(sweep_dir: Path) -> List[Path]:
@@ -103,11 +108,19 @@ def _expected(config: Dict[str, Any]) -> List[tuple]:
 
 
 def _run_info(run_dir: Path) -> Dict[str, Any]:
+    """Columns shared by every row of one run; a run whose files are damaged is DAMAGED, with the fault."""
+    try:
+        return _read_run_info(run_dir)
+    except DamagedFileError as err:
+        info = {"run_id": run_dir.name, "status": "DAMAGED", "error": str(err)}
+        return {"info": info, "config": {}, "result": None}
+
+
+def _read_run_info(run_dir: Path) -> Dict[str, Any]:
     """Columns shared by every row of one run: id, status, seed, axes, cost, training summary."""
-    result = _read_json(run_dir / "result.json") if (run_dir / "result.json").exists() else None
-    config = (result or {}).get("config") or (_read_json(run_dir / "config.json")
-                                              if (run_dir / "config.json").exists() else {})
-    overrides = _read_json(run_dir / "overrides.json") if (run_dir / "overrides.json").exists() else []
+    result = load_result(run_dir)
+    config = (result or {}).get("config") or _optional_json(run_dir / "config.json") or {}
+    overrides = _optional_json(run_dir / "overrides.json", (list, dict)) or []
     info: Dict[str, Any] = {"run_id": (result or {}).get("run_id", run_dir.name), "error": None,
                             "seed": config.get("seed"), "planner": _get(config, "model.planner.name"),
                             "generator": _get(config, "model.generator.name"),
@@ -126,8 +139,8 @@ def _status(run_dir: Path, result: Optional[Dict[str, Any]]) -> Dict[str, Any]:
     """DONE with a result; FAILED with the failure's type and message; else RUNNING, PENDING or MISSING."""
     if result is not None and result.get("status", "DONE") == "DONE":
         return {"status": "DONE"}
-    if (run_dir / "failed.json").exists():
-        failed = _read_json(run_dir / "failed.json")
+    failed = _optional_json(run_dir / "failed.json")
+    if failed is not None:
         return {"status": "FAILED", "error": f"{failed.get('type', 'Error')}: {failed.get('message', '')}"}
     if result is not None:
         return {"status": str(result.get("status")), "error": f"result.json says {result.get('status')}"}

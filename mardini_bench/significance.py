@@ -13,7 +13,6 @@ FID features).
 from __future__ import annotations
 
 import itertools
-import json
 import math
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
@@ -23,6 +22,7 @@ import pandas as pd
 
 from mardini_bench.metrics.frechet import SubsetFrechet, frechet_distance, frechet_lowrank, gaussian_stats
 from mardini_bench.results import axis_columns, column_keys, variant_label
+from mardini_bench.sweep.rundir import load_json
 
 LOWER_IS_BETTER = {"fvd": True, "fid": True, "lpips": True, "psnr": False, "ssim": False}
 FRECHET_METRICS = ("fvd", "fid")
@@ -83,7 +83,7 @@ def load_scorer(sweep_dir: Path, run_id: str, task: str, method: str, metric: st
     path = Path(sweep_dir) / run_id / "result.json"
     if not path.exists():
         return None
-    records = json.loads(path.read_text()).get("records", [])
+    records = load_json(path).get("records", [])
     rec = next((r for r in records if (r["task"], r["method"], r["metric"]) == (task, method, metric)), None)
     if rec is None:
         return None

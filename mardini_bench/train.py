@@ -35,10 +35,12 @@ from mardini_bench import distributed
 from mardini_bench.config import ConfigError, MaskConfig, RunConfig, TrainConfig, to_dict, validate
 from mardini_bench.distributed import DistEnv
 from mardini_bench.factory import build_model
-from mardini_bench.sweep.rundir import json_safe
+from mardini_bench.sweep.rundir import json_safe, read_jsonl
 from models.masks import build_mask_schedule
 
 CHECKPOINT = "last.pt"
+PREVIOUS = "prev.pt"  # the checkpoint before last.pt: resume falls back to it when last.pt is damaged
+CHECKPOINT_KEYS = {"model", "opt", "sched", "step", "config", "rng", "loss", "wall_s"}
 LOG = "log.jsonl"
 STAGES = ("generator_warmup", "planner_warmup", "joint", "joint_task")
 STREAM_DATA, STREAM_MASK, STREAM_NOISE = 0, 1, 2
@@ -127,10 +129,16 @@ def autocast_dtype(precision: str, device: torch.device) -> Optional[torch.dtype
 # ----------------------------------------------------------------------------------------------
 # Checkpoints and logs
 # ----------------------------------------------------------------------------------------------
-def atomic_torch_save(payload: Dict[str, Any], path: Path) -> None:
+def atomic_torch_save(payload: Dict[str, Any], path: Path, previous: Optional[Path] = None) -> None:
+    """Write `path` through a temp file; the file it replaces becomes `previous` when given."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(payload, tmp)
+        if previous is not None and path.exists():
+            os.replace(path, previous)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # a failed write (full disk) leaves no temp file behind
 
 
 def rng_state() -> Dict[str, Any]:
@@ -152,14 +160,14 @@ def append_log(run_dir: Path, entry: Dict[str, Any]) -> None:
 
 
 def trim_log(run_dir: Path, step: int) -> None:
-    """Drop lines logged after the checkpoint we resume from: they will be logged again."""
+    """Drop lines logged after the checkpoint we resume from (they will be logged again), and any line
+    that is not whole JSON (a write cut short by a kill or a full disk)."""
     path = run_dir / LOG
     if not path.exists():
         return
-    keep = [line for line in path.read_text().splitlines()
-            if line.strip() and json.loads(line).get("step", 0) <= step]
+    keep = [entry for entry in read_jsonl(path) if entry.get("step", 0) <= step]  # drops a partial line too
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text("".join(line + "\n" for line in keep))
+    tmp.write_text("".join(json.dumps(json_safe(entry), allow_nan=False) + "\n" for entry in keep))
     os.replace(tmp, path)
 
 
@@ -247,16 +255,42 @@ class Trainer:
 
     def save(self) -> None:
         if self.env.is_main:
-            atomic_torch_save(self.state(), self.run_dir / CHECKPOINT)
+            atomic_torch_save(self.state(), self.run_dir / CHECKPOINT, previous=self.run_dir / PREVIOUS)
+
+    def load_checkpoint(self) -> Optional[Dict[str, Any]]:
+        """The newest checkpoint that loads: `last.pt`, else `prev.pt`; None when neither does. Damaged
+        ones (truncated, garbled, not a checkpoint) are reported, logged and removed."""
+        damaged = []
+        for name in (CHECKPOINT, PREVIOUS):
+            try:
+                ckpt = torch.load(self.run_dir / name, map_location=self.device, weights_only=True)
+            except FileNotFoundError:
+                continue
+            except Exception as err:  # torch raises RuntimeError, EOFError, UnpicklingError... on a bad file
+                damaged.append((name, f"{type(err).__name__}: {str(err).strip().splitlines()[0][:120]}"))
+                continue
+            if isinstance(ckpt, dict) and CHECKPOINT_KEYS <= set(ckpt):
+                self._drop_damaged(damaged, f"resuming from {name} (step {ckpt['step']})")
+                return ckpt
+            damaged.append((name, "not a training checkpoint"))
+        self._drop_damaged(damaged, "starting from step 0")
+        return None
+
+    def _drop_damaged(self, damaged: List[tuple], outcome: str) -> None:
+        if not damaged or not self.env.is_main:
+            return
+        for name, fault in damaged:
+            print(f"warning: {self.run_dir / name} is damaged ({fault}); {outcome}", file=sys.stderr)
+            append_log(self.run_dir, {"event": "damaged_checkpoint", "file": name, "fault": fault})
+            (self.run_dir / name).unlink(missing_ok=True)
 
     def maybe_resume(self) -> bool:
-        """Load `last.pt` if there is one; it must come from the same resolved config."""
-        path = self.run_dir / CHECKPOINT
-        if not path.exists():
+        """Resume from `load_checkpoint()` if there is one; it must come from the same resolved config."""
+        ckpt = self.load_checkpoint()
+        if ckpt is None:
             return False
-        ckpt = torch.load(path, map_location=self.device, weights_only=True)
         if ckpt["config"] != to_dict(self.cfg):
-            raise ConfigError(f"{path} was written by a different config; use a fresh run folder")
+            raise ConfigError(f"{self.run_dir / CHECKPOINT} was written by a different config; use a fresh run folder")
         self.model.load_state_dict(ckpt["model"])
         if self.ema is not None:
             self.ema.load_state_dict(ckpt["ema"])
@@ -354,7 +388,7 @@ class Trainer:
             if self.step % self.cfg.train.checkpoint_every == 0:
                 self.save()
         bar.close()
-        if self.step > begin:
+        if self.step > begin and self.step % self.cfg.train.checkpoint_every:  # else saved just now: keep prev.pt older
             self.save()
 
     def _set_stage(self, step: int) -> None:
@@ -402,4 +436,4 @@ def _device() -> torch.device:
 
 
 __all__ = ["train", "Trainer", "TrainResult", "NonFiniteError", "derived_generator", "lr_factor", "stage_at", "batch_indices",
-           "micro_batch", "CHECKPOINT", "LOG"]
+           "micro_batch", "CHECKPOINT", "PREVIOUS", "LOG"]

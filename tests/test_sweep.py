@@ -469,3 +469,75 @@ def test_kill_minus_9_part_way_then_rerun_gives_exactly_one_result_per_run(tmp_p
     rundir.write_json(fresh / "config.json", json.loads((sweep / run_id / "config.json").read_text()))
     values = lambda res: [(r["task"], r["method"], r["metric"], r["value"]) for r in res["records"]]  # noqa: E731
     assert values(RunJob(fresh)()) == values(done[run_id])
+
+
+# ----------------------------------------------------------------------------------------------
+# Damaged files: reported as such by status and collect, never RUNNING, never a crash
+# ----------------------------------------------------------------------------------------------
+DAMAGES = {
+    "truncated result": ("result.json", '{"run_id": "x", "status": "DONE", "reco', "damaged JSON"),
+    "empty result": ("result.json", "", "empty file"),
+    "result is a list": ("result.json", "[1, 2]", "expected a JSON object, got array"),
+    "records not a list": ("result.json", '{"status": "DONE", "records": "psnr"}', "'records' must be a list"),
+    "truncated config": ("config.json", '{"model": {"planner', "damaged JSON"),
+    "config is a string": ("config.json", '"model=tiny"', "expected a JSON object, got string"),
+}
+
+
+def prepared_sweep(tmp_path: Path) -> tuple:
+    from mardini_bench.sweep import plan
+
+    grid = load_grid(write_grid(tmp_path / "toy.toml", TOY_GRID))
+    points, _ = resolve(grid)
+    sweep_dir = tmp_path / "results" / grid.name
+    plan.write_manifest(sweep_dir, grid, points, "local")
+    for p in points:
+        plan.prepare(sweep_dir / p.run_id, grid, p, {"sha": None})
+    for p in points[1:]:  # the others finish (one toy step each)
+        toy_run(apply_overrides(p.config, ["train.steps=1"]), sweep_dir / p.run_id)
+    return sweep_dir, points
+
+
+@pytest.mark.parametrize("case", sorted(DAMAGES))
+def test_damaged_run_files_are_reported_by_status_and_collect(case, tmp_path, capsys):
+    from mardini_bench.results import collect
+
+    name, text, fault = DAMAGES[case]
+    sweep_dir, points = prepared_sweep(tmp_path)
+    damaged = sweep_dir / points[0].run_id
+    rundir.write_json(damaged / rundir.STARTED, {"host": rundir.this_host(), "pid": os.getpid()})
+    (damaged / name).write_text(text)
+    state, detail = rundir.run_state(damaged)
+    assert state == "DAMAGED" and str(damaged / name) in detail and fault in detail
+    assert main(["status", str(sweep_dir)]) == 0
+    out = capsys.readouterr().out
+    assert f"{points[0].run_id} DAMAGED" in out and "RUNNING" not in out
+    with pytest.warns(UserWarning, match="DAMAGED"):
+        df = collect(sweep_dir)
+    rows = df[df["run_id"] == points[0].run_id]
+    assert set(rows["status"]) == {"DAMAGED"} and rows["value"].isna().all() and fault in rows["error"].iloc[0]
+    assert (df[df["run_id"] != points[0].run_id]["status"] == "DONE").all()
+
+
+def test_damaged_config_fails_the_job_naming_the_file(tmp_path):
+    run_dir = make_run_dir(tmp_path)
+    (run_dir / "config.json").write_text('{"train": {"steps": "many"}}')
+    with pytest.raises(rundir.DamagedFileError, match=r"config.json: train.steps: expected int"):
+        RunJob(run_dir, TOY)()
+    assert rundir.read_json(run_dir / rundir.FAILED)["type"] == "DamagedFileError"
+
+
+@pytest.mark.parametrize("body, needle", [
+    ('{"name": "toy"}', "no valid 'points' list"),
+    ('{"name": "toy", "points": [{"idx": 0}]}', "no valid 'points' list"),
+    ('{"name": "to', "damaged JSON"),
+    ("[]", "expected a JSON object"),
+])
+def test_damaged_sweep_json_is_one_line(body, needle, tmp_path, capsys):
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "sweep.json").write_text(body)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["status", str(tmp_path / "s")])
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and len(err.splitlines()) == 1 and err.startswith("error: ")
+    assert "sweep.json" in err and needle in err

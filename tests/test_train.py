@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from mardini_bench.config import ConfigError, RunConfig, apply_overrides
-from mardini_bench.train import (CHECKPOINT, LOG, NonFiniteError, batch_indices, check_train_config, ema_decay_at, ema_with_warmup,
+from mardini_bench.train import (CHECKPOINT, LOG, PREVIOUS, NonFiniteError, batch_indices, check_train_config, ema_decay_at, ema_with_warmup,
                                  lr_factor, micro_batch, stage_at, train)
 
 # Tiny clips keep a step near 50 ms; the schedule crosses every stage, joint_task included.
@@ -187,3 +187,47 @@ def test_nonfinite_steps_are_skipped_up_to_the_limit_then_fail(tmp_path, monkeyp
     with pytest.raises(NonFiniteError, match=r"^step 3: loss is nan, after skipping 1 such steps; "
                                              r"last finite loss [0-9.]+ at step 1;"):
         train(cfg, tmp_path / "twice")
+
+
+# ----------------------------------------------------------------------------------------------
+# Damaged checkpoint and log
+# ----------------------------------------------------------------------------------------------
+def truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def test_truncated_last_pt_falls_back_to_the_previous_checkpoint(tmp_path, capsys):
+    cfg = tiny_cfg("train.steps=4", "train.schedule=[]", "train.checkpoint_every=1")
+    train(cfg, tmp_path / "straight")
+    train(cfg, tmp_path / "r", until=3)
+    assert torch.load(tmp_path / "r" / PREVIOUS, weights_only=True)["step"] == 2  # one older checkpoint kept
+    truncate(tmp_path / "r" / CHECKPOINT)
+    resumed = train(cfg, tmp_path / "r")
+    assert "last.pt is damaged" in capsys.readouterr().err
+    assert resumed.summary["steps"] == 4
+    events = [json.loads(line) for line in (tmp_path / "r" / LOG).read_text().splitlines()]
+    assert {"event": "resume", "step": 2} in events and any(e.get("event") == "damaged_checkpoint" for e in events)
+    assert losses(tmp_path / "r") == losses(tmp_path / "straight")  # step 3 trained again, identically
+    a = torch.load(tmp_path / "straight" / CHECKPOINT, weights_only=True)["model"]
+    b = torch.load(tmp_path / "r" / CHECKPOINT, weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_no_loadable_checkpoint_starts_again_from_step_0(tmp_path):
+    cfg = tiny_cfg("train.steps=2", "train.schedule=[]", "train.checkpoint_every=1")
+    train(cfg, tmp_path, until=2)
+    truncate(tmp_path / CHECKPOINT)
+    (tmp_path / PREVIOUS).write_bytes(b"not a checkpoint")
+    again = train(cfg, tmp_path)
+    assert again.summary["steps"] == 2 and [s for s, _, _ in losses(tmp_path)] == [1, 2]
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_partial_last_log_line_is_trimmed_on_resume(tmp_path):
+    cfg = tiny_cfg("train.steps=3", "train.schedule=[]", "train.checkpoint_every=1")
+    train(cfg, tmp_path, until=2)
+    with open(tmp_path / LOG, "a") as f:
+        f.write('{"step": 3, "loss": 0.9')  # a write cut short by a kill
+    train(cfg, tmp_path)
+    assert all(json.loads(line) for line in (tmp_path / LOG).read_text().splitlines())  # every line whole
+    assert [s for s, _, _ in losses(tmp_path)] == [1, 2, 3]

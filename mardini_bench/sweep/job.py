@@ -118,9 +118,10 @@ class RunJob(submitit.helpers.Checkpointable):
 
 def load_config(run_dir: Path) -> Any:
     """The resolved RunConfig stored in the run folder."""
-    from mardini_bench.config import RunConfig, from_dict
+    from mardini_bench.config import ConfigError, RunConfig, from_dict
 
-    data = rundir.read_json(run_dir / rundir.CONFIG)
-    if data is None:
-        raise FileNotFoundError(f"{run_dir / rundir.CONFIG} is missing or not a JSON object")
-    return from_dict(RunConfig, data)
+    path = run_dir / rundir.CONFIG
+    try:
+        return from_dict(RunConfig, rundir.load_json(path))  # names the file when absent or damaged
+    except ConfigError as err:  # valid JSON, but a key or value no config has
+        raise rundir.DamagedFileError(f"{path}: {err}") from None

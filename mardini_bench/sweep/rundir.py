@@ -20,11 +20,17 @@ import socket
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, Iterator, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 CONFIG, OVERRIDES, GIT = "config.json", "overrides.json", "git.json"
 SUBMITTED, STARTED, RESULT, FAILED, LOCK = "submitted.json", "started.json", "result.json", "failed.json", "run.lock"
-STATES = ("DONE", "FAILED", "RUNNING", "PENDING", "MISSING")
+# DAMAGED: result.json or config.json exists but cannot be read as what it should be
+STATES = ("DONE", "FAILED", "DAMAGED", "RUNNING", "PENDING", "MISSING")
+
+
+class DamagedFileError(ValueError):
+    """A file that exists but cannot be used (unreadable, truncated, malformed, wrong type); the
+    message names the file and the fault."""
 
 
 def json_safe(data: Any) -> Any:
@@ -57,19 +63,100 @@ def write_json(path: Path, data: Any) -> None:
         raise
 
 
-def read_json(path: Path) -> Optional[Dict[str, Any]]:
-    """The JSON object in `path`, or None when it is absent or not a JSON object."""
+_JSON_NAMES = {dict: "object", list: "array", str: "string", int: "number", float: "number", bool: "boolean",
+               type(None): "null"}
+
+
+def _json_name(tp: Any) -> str:
+    if isinstance(tp, tuple):
+        return " or ".join(_json_name(t) for t in tp)
+    return _JSON_NAMES.get(tp, tp.__name__)
+
+
+def load_json(path: Path, expect: Any = dict) -> Any:
+    """The JSON value in `path`, of type `expect`: every JSON read goes through here.
+
+    Raises FileNotFoundError when `path` is absent, and `DamagedFileError` naming the file and the
+    fault when it cannot be read, is not valid JSON (a truncated write, an empty file) or is not an
+    `expect`."""
+    path = Path(path)
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
+        text = path.read_text()
+    except FileNotFoundError:
+        raise
+    except (OSError, UnicodeDecodeError) as err:
+        raise DamagedFileError(f"{path}: cannot read it ({getattr(err, 'strerror', None) or err})") from None
+    try:
+        data = json.loads(text)
+    except ValueError as err:
+        fault = "empty file" if not text.strip() else f"{getattr(err, 'msg', err)} at line {getattr(err, 'lineno', '?')}"
+        raise DamagedFileError(f"{path}: damaged JSON ({fault}; truncated or not JSON)") from None
+    if not isinstance(data, expect):
+        raise DamagedFileError(f"{path}: expected a JSON {_json_name(expect)}, got {_json_name(type(data))}")
+    return data
+
+
+def read_jsonl(path: Path) -> List[Dict[str, Any]]:
+    """The objects of a JSON-lines file (log.jsonl), leaving out any line that is not a whole JSON
+    object: the partial last line of a write cut short by a kill or a full disk."""
+    entries = []
+    for line in Path(path).read_text().splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict):
+            entries.append(entry)
+    return entries
+
+
+def read_json(path: Path) -> Optional[Dict[str, Any]]:
+    """The JSON object in `path`, or None when it is absent or damaged: for markers (submitted.json,
+    started.json, failed.json) whose damage means no more than their absence."""
+    try:
+        return load_json(path)
+    except (FileNotFoundError, DamagedFileError):
         return None
-    return data if isinstance(data, dict) else None
+
+
+def load_result(run_dir: Path) -> Optional[Dict[str, Any]]:
+    """result.json as written by the runner, or None when absent; `DamagedFileError` when truncated
+    or wrong-typed (records not a list of {task, method, metric} objects, train/cost/config not objects)."""
+    path = run_dir / RESULT
+    try:
+        result = load_json(path)
+    except FileNotFoundError:
+        return None
+    for key in ("train", "cost", "config"):
+        if not isinstance(result.get(key, {}), dict):
+            raise DamagedFileError(f"{path}: '{key}' must be a JSON object, got {result[key]!r:.40}")
+    records = result.get("records", [])
+    if not isinstance(records, list) or not all(isinstance(r, dict) and {"task", "method", "metric"} <= set(r)
+                                                for r in records):
+        raise DamagedFileError(f"{path}: 'records' must be a list of objects with task, method and metric")
+    return result
 
 
 def read_result(run_dir: Path) -> Optional[Dict[str, Any]]:
-    """The run's result, or None: only a complete result.json of a finished run counts."""
-    result = read_json(run_dir / RESULT)
+    """The run's result, or None: only a complete, undamaged result.json of a finished run counts
+    (a damaged one is rewritten by the next attempt; `run_state` reports it)."""
+    try:
+        result = load_result(run_dir)
+    except DamagedFileError:
+        return None
     return result if result is not None and result.get("status", "DONE") == "DONE" else None
+
+
+def damage(run_dir: Path) -> str:
+    """The fault of the run's result.json or config.json, '' when both are absent or sound."""
+    try:
+        load_result(run_dir)
+        load_json(run_dir / CONFIG)
+    except FileNotFoundError:
+        pass
+    except DamagedFileError as err:
+        return str(err)
+    return ""
 
 
 def git_info(repo: Path) -> Dict[str, Any]:
@@ -142,9 +229,13 @@ def lock_held(run_dir: Path) -> bool:
 
 
 def run_state(run_dir: Path) -> Tuple[str, str]:
-    """(state, detail) from the folder alone: DONE, FAILED (+ message), RUNNING, PENDING or MISSING."""
+    """(state, detail) from the folder alone: DONE, DAMAGED (+ the fault), FAILED (+ message), RUNNING,
+    PENDING or MISSING."""
     if read_result(run_dir) is not None:
         return "DONE", ""
+    fault = damage(run_dir)
+    if fault:
+        return "DAMAGED", fault
     failed = read_json(run_dir / FAILED)
     if failed is not None:
         return "FAILED", f"{failed.get('type', 'Error')}: {failed.get('message', '')}"

@@ -23,9 +23,19 @@ class RunStatus:
 
 
 def manifest(sweep_dir: Path) -> Dict[str, Any]:
-    data = rundir.read_json(sweep_dir / MANIFEST)
-    if data is None:
-        raise GridError(f"'{sweep_dir}' is not a sweep folder (no readable {MANIFEST})")
+    """sweep.json, checked: its `points` are what status reports on."""
+    path = Path(sweep_dir) / MANIFEST
+    try:
+        data = rundir.load_json(path)
+    except FileNotFoundError:
+        raise GridError(f"'{sweep_dir}' is not a sweep folder (no {MANIFEST})") from None
+    except rundir.DamagedFileError as err:
+        raise GridError(f"{err}; launch the sweep again to rewrite it") from None
+    points = data.get("points")
+    if not isinstance(points, list) or not all(isinstance(p, dict) and {"idx", "run_id", "overrides"} <= set(p)
+                                               for p in points):
+        raise GridError(f"{path}: no valid 'points' list (objects with idx, run_id, overrides); "
+                        "launch the sweep again to rewrite it")
     return data
 
 
