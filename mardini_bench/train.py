@@ -388,7 +388,7 @@ class Trainer:
             if self.step % self.cfg.train.checkpoint_every == 0:
                 self.save()
         bar.close()
-        if self.step > begin and self.step % self.cfg.train.checkpoint_every:  # else saved just now: keep prev.pt older
+        if self.step > begin and self.step % self.cfg.train.checkpoint_every:  # else just saved; prev.pt stays older
             self.save()
 
     def _set_stage(self, step: int) -> None:
@@ -435,5 +435,5 @@ def _device() -> torch.device:
     return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
 
 
-__all__ = ["train", "Trainer", "TrainResult", "NonFiniteError", "derived_generator", "lr_factor", "stage_at", "batch_indices",
-           "micro_batch", "CHECKPOINT", "PREVIOUS", "LOG"]
+__all__ = ["train", "Trainer", "TrainResult", "NonFiniteError", "derived_generator", "lr_factor", "stage_at",
+           "batch_indices", "micro_batch", "CHECKPOINT", "PREVIOUS", "LOG"]

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from mardini_bench.config import ConfigError, RunConfig, apply_overrides
-from mardini_bench.train import (CHECKPOINT, LOG, PREVIOUS, NonFiniteError, batch_indices, check_train_config, ema_decay_at, ema_with_warmup,
+from mardini_bench.train import (CHECKPOINT, LOG, PREVIOUS, NonFiniteError, batch_indices, check_train_config,
+                                 ema_decay_at, ema_with_warmup,
                                  lr_factor, micro_batch, stage_at, train)
 
 # Tiny clips keep a step near 50 ms; the schedule crosses every stage, joint_task included.

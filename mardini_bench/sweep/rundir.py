@@ -89,7 +89,8 @@ def load_json(path: Path, expect: Any = dict) -> Any:
     try:
         data = json.loads(text)
     except ValueError as err:
-        fault = "empty file" if not text.strip() else f"{getattr(err, 'msg', err)} at line {getattr(err, 'lineno', '?')}"
+        where = f"{getattr(err, 'msg', err)} at line {getattr(err, 'lineno', '?')}"
+        fault = where if text.strip() else "empty file"
         raise DamagedFileError(f"{path}: damaged JSON ({fault}; truncated or not JSON)") from None
     if not isinstance(data, expect):
         raise DamagedFileError(f"{path}: expected a JSON {_json_name(expect)}, got {_json_name(type(data))}")
