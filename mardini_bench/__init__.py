@@ -1,18 +1,16 @@
 """mardini_bench: benchmark and ablate MarDini-style video generators.
 
-`build_model` is imported lazily so that `models/` can import the registries from this package
-without a cycle.
+The package itself imports nothing, so `models/` can use its registries and configs without a cycle.
+Build a model with `from mardini_bench.factory import build_model`.
 """
 
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["build_model", "__version__"]
+__all__ = ["__version__"]
 
 
 def __getattr__(name: str) -> Any:
-    if name == "build_model":
-        from mardini_bench.factory import build_model
-
-        return build_model
+    if name == "build_model":  # earlier versions re-exported it here, which tied the package to models/
+        raise AttributeError("build_model lives in mardini_bench.factory: from mardini_bench.factory import build_model")
     raise AttributeError(f"module 'mardini_bench' has no attribute {name!r}")

@@ -403,6 +403,9 @@ def validate(cfg: Any, prefix: str = "") -> None:
     _check_ranges(cfg, prefix)
 
 
+# Training stages (paper Fig. 4), in curriculum order: `train.stage`, `train.schedule`, `MarDini.set_stage`.
+STAGES = ("generator_warmup", "planner_warmup", "joint", "joint_task")
+
 CHOICES: Dict[str, Tuple[str, ...]] = {
     "identity_scope": ("token", "frame"), "input": ("frames", "pooled"),
     "normalize": ("fixed", "estimate"), "loss_weight": ("uniform", "min_snr"),
@@ -412,7 +415,7 @@ CHOICES: Dict[str, Tuple[str, ...]] = {
     "on_error": ("raise", "skip"),
     "cross_attention": ("frame", "global"), "ref_timestep": ("zero", "shared"),
     "precision": ("auto", "fp32", "bf16"),
-    "stage": ("generator_warmup", "planner_warmup", "joint", "joint_task"),
+    "stage": STAGES,
 }
 
 # A range is (test, what is valid). NaN fails every comparison, so it is out of every range.
@@ -501,10 +504,13 @@ def _check_schedule(cfg: "TrainConfig", prefix: str) -> None:
         raise ConfigError(f"{prefix}schedule covers {covered} steps but {prefix}steps is {cfg.steps}")
 
 
+def latent_geometry(cfg: CodecConfig) -> tuple:
+    """(channels, factor) of a codec without loading its weights (meta-device builds, shape checks)."""
+    return {"pixel": (3 * cfg.patch ** 2, cfg.patch), "taef2": (32, 8)}.get(cfg.name, (None, None))
+
+
 def _check_resolution(cfg: "RunConfig", prefix: str) -> None:
     """Frames must tile the codec's latent cells, the planner's pooled grid and the generator's patches."""
-    from models.codecs import latent_geometry
-
     m = cfg.model
     factor = latent_geometry(m.codec)[1] or 1
     step = factor * math.lcm(m.planner.downsample, m.generator.patch)

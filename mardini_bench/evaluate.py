@@ -35,11 +35,10 @@ import torch
 
 import mardini_bench
 from mardini_bench.config import ConfigError, RunConfig, to_dict
+from mardini_bench.io import atomic_write, exclusive_lock, load_json, write_json
+from mardini_bench.metrics.info import is_distribution, metric_info
 from mardini_bench.registry import BASELINES, METRICS, TASKS
-from mardini_bench.sweep.rundir import exclusive_lock, json_safe, load_json
 
-FRECHET = ("fvd", "fid")
-PAIRED = ("psnr", "ssim")
 FRAME_PROTOCOLS = ("all_frames", "middle_frame")
 BASELINE_DIR = "_baselines"
 REAL_DIR = "_real"
@@ -61,20 +60,16 @@ def check_eval_config(cfg: RunConfig) -> None:
         raise ConfigError(f"eval.num_videos must be >= 1, got {ev.num_videos}")
 
 
-def atomic_write_bytes(path: Path, write: Callable[[Any], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        write(f)
-    os.replace(tmp, path)
+def check_weights(cfg: RunConfig) -> None:
+    """Find and sha256-verify the feature networks of `cfg.eval.metrics` (WeightsError naming the file
+    and the fix): run before training, so a missing or wrong weight file costs no training run."""
+    for name in cfg.eval.metrics:
+        if is_distribution(name):
+            METRICS.build(name, weights=cfg.eval.weights)  # resolves and verifies; the network loads later
 
 
 def save_npz(path: Path, **arrays: np.ndarray) -> None:
-    atomic_write_bytes(path, lambda f: np.savez_compressed(f, **arrays))
-
-
-def write_json(path: Path, data: Any) -> None:
-    atomic_write_bytes(path, lambda f: f.write(json.dumps(json_safe(data), indent=1, allow_nan=False).encode()))
+    atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
 
 
 @contextlib.contextmanager
@@ -140,7 +135,7 @@ _NETS: Dict[tuple, torch.nn.Module] = {}
 
 
 def build_metric(name: str, cfg: RunConfig) -> Any:
-    if name in FRECHET:
+    if is_distribution(name):
         # Features are kept for the saved npz (the results step bootstraps over them).
         metric = METRICS.build(name, weights=cfg.eval.weights, batch_size=cfg.eval.batch_size, keep_features=True)
         key = (name, str(metric.weights_path))
@@ -178,14 +173,15 @@ def frechet_weights_id(metric: Any) -> str:
 def _frechet(name: str, cfg: RunConfig, task: str, real: torch.Tensor, fake: torch.Tensor, frames: List[int],
              npz: Path, shared_dir: Path) -> Dict[str, Any]:
     metric = build_metric(name, cfg)
-    if name == "fid":  # FID pools the scored frames as images; FVD needs whole clips
+    whole = metric_info(name).whole_clips
+    if not whole:  # FID pools the scored frames as images; FVD needs whole clips
         real, fake = real[:, frames], fake[:, frames]
     feats, resolution = real_features(name, cfg, task, real, shared_dir)
     metric.add_features("real", feats, frames=real.shape[1], input_resolution=resolution)
     for i in range(0, len(fake), cfg.eval.batch_size):
         metric.update(fake=fake[i:i + cfg.eval.batch_size])
     result = metric.compute()
-    rows_per_video = real.shape[1] if name == "fid" else 1
+    rows_per_video = 1 if whole else real.shape[1]
     save_npz(npz, real=metric.real.all_features(), fake=metric.fake.all_features(),
              video_index=np.repeat(np.arange(len(real)), rows_per_video))
     return {"value": result.value, "protocol": result.protocol, "per_video": None}
@@ -213,17 +209,18 @@ def score(cfg: RunConfig, task: str, method: str, real: torch.Tensor, fake: torc
     records = []
     for name in cfg.eval.metrics:
         npz = out_dir / f"{method}_{name}.npz"
-        rec = (_frechet(name, cfg, task, real, fake, frames, npz, shared_dir) if name in FRECHET
+        distribution = is_distribution(name)
+        rec = (_frechet(name, cfg, task, real, fake, frames, npz, shared_dir) if distribution
                else _paired(name, cfg, real, fake, scored))
         rec["protocol"] = {**rec["protocol"], **_task_protocol(cfg, task, name, frames)}
-        features = os.path.relpath(npz, base_dir) if name in FRECHET else None
+        features = os.path.relpath(npz, base_dir) if distribution else None
         records.append({"task": task, "method": method, "metric": name, **rec, "features": features})
     return records
 
 
 def _task_protocol(cfg: RunConfig, task: str, metric: str, frames: List[int]) -> Dict[str, Any]:
     """What the task adds to a metric's protocol: which clips and which of their frames."""
-    whole = metric == "fvd"
+    whole = metric_info(metric).whole_clips
     return {"task": task, "frame_protocol": "whole_clip" if whole else cfg.eval.protocol,
             "scored_frames": None if whole else frames, "eval_split": "val", "eval_seed": cfg.eval.seed,
             "dataset": cfg.data.dataset}
@@ -265,8 +262,8 @@ def build_shared(cfg: RunConfig, prepared: List[Tuple[str, torch.Tensor, torch.T
     todo: List[Callable[..., Any]] = []
     for task, real, _ in prepared:
         frames = TASKS.build(task).scored_frames(real.shape[1], cfg.eval.protocol)
-        for name in (m for m in cfg.eval.metrics if m in FRECHET):
-            clips = real[:, frames] if name == "fid" else real
+        for name in (m for m in cfg.eval.metrics if is_distribution(m)):
+            clips = real if metric_info(name).whole_clips else real[:, frames]
             todo.append(functools.partial(real_features, name, cfg, task, clips, run_dir.parent))
     for task, real, mask in prepared:
         todo += [functools.partial(baseline_records, cfg, task, name, real, mask, run_dir)
@@ -309,4 +306,4 @@ def evaluate(model: torch.nn.Module, cfg: RunConfig, run_dir: Path) -> List[Dict
     return records
 
 
-__all__ = ["evaluate", "eval_clips", "score", "baseline_key", "baseline_records", "check_eval_config"]
+__all__ = ["evaluate", "eval_clips", "score", "baseline_key", "baseline_records", "check_eval_config", "check_weights"]

@@ -7,10 +7,10 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from typing import Dict, List
 
+from mardini_bench.args import ArgumentParser
 from mardini_bench.cli import user_errors
 from mardini_bench.config import RunConfig, apply_overrides
 from mardini_bench.registry import MODEL_PRESETS
@@ -32,7 +32,7 @@ def _human(n: int) -> str:
 
 @user_errors()
 def main(argv: List[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m mardini_bench.params", description=__doc__.splitlines()[0])
+    ap = ArgumentParser(prog="python -m mardini_bench.params", description=__doc__.splitlines()[0])
     ap.add_argument("preset", nargs="?", help=f"one of: {', '.join(MODEL_PRESETS.list())}")
     ap.add_argument("overrides", nargs="*", help="dotted overrides, e.g. model.planner.depth=4")
     ap.add_argument("--all", action="store_true", help="every registered preset")

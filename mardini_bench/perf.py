@@ -21,7 +21,7 @@ from typing import Iterator, Optional
 
 import torch
 
-from mardini_bench.sweep.rundir import exclusive_lock
+from mardini_bench.io import exclusive_lock
 
 THREADS_ENV = "MARDINI_BENCH_THREADS"
 OMP_ENV = "OMP_NUM_THREADS"

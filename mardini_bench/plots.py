@@ -19,9 +19,10 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
+from mardini_bench.io import read_jsonl  # noqa: E402
+from mardini_bench.metrics.info import metric_info, metric_names  # noqa: E402
 from mardini_bench.results import axis_columns, variant_label  # noqa: E402
 from mardini_bench.significance import lower_is_better  # noqa: E402
-from mardini_bench.sweep.rundir import read_jsonl  # noqa: E402
 
 DDIM_AXIS = "model.diffusion.sample_steps"
 IDENTITY_AXES = ("model.planner.identity_attention", "model.generator.identity_attention")
@@ -60,7 +61,7 @@ def metric_vs_axis(summary: pd.DataFrame, axis: str, out: Path) -> Optional[Path
     model = model[model[axis].notna()]
     if model[axis].nunique() < 2:
         return None
-    metrics = [m for m in ("fvd", "fid", "psnr", "ssim") if m in set(model["metric"])]
+    metrics = [m for m in metric_names() if m in set(model["metric"])]
     others = [a for a in axis_columns(summary) if a != axis]
     fig, axs = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.6), squeeze=False)
     order = _sortable(model[axis].dropna())
@@ -72,7 +73,8 @@ def metric_vs_axis(summary: pd.DataFrame, axis: str, out: Path) -> Optional[Path
             ax.errorbar(line.index, line["mean"], yerr=line["ci95"].fillna(0), marker="o", capsize=3, label=label)
         ax.set_xticks(range(len(order)), [str(v) for v in order])
         arrow = "↓" if lower_is_better(metric) else "↑"
-        ax.set(xlabel=axis, ylabel=f"{metric.upper()} {arrow}", title=f"{metric.upper()} vs {axis.split('.')[-1]}")
+        name = metric_info(metric).label
+        ax.set(xlabel=axis, ylabel=f"{name} {arrow}", title=f"{name} vs {axis.split('.')[-1]}")
         ax.grid(alpha=0.3)
     axs[0][0].legend(fontsize=7, title="task" + (" / " + ", ".join(o.split(".")[-1] for o in others) if others else ""))
     return _save(fig, out / f"metric_vs_{axis}.png")

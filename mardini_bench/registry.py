@@ -39,18 +39,22 @@ class Registry(Generic[F]):
         self.kind = kind
         self._modules = list(modules)
         self._entries: Dict[str, F] = {}
+        self._meta: Dict[str, Any] = {}
         self._deprecated: Dict[str, str] = {}
         self._loaded = False
 
     # -- registration -----------------------------------------------------------------------
-    def register(self, fn: Optional[F] = None, *, name: Optional[str] = None) -> Any:
-        """Decorator; the name defaults to the function's name. Re-registering a name fails."""
+    def register(self, fn: Optional[F] = None, *, name: Optional[str] = None, meta: Any = None) -> Any:
+        """Decorator; the name defaults to the function's name. Re-registering a name fails. `meta`:
+        what the rest of the toolkit needs to know about the entry (a metric's direction, label...)."""
 
         def wrap(f: F) -> F:
             key = name or f.__name__
             if key in self._entries and self._entries[key] is not f:
                 raise ValueError(f"{self.kind} {key!r} is already registered")
             self._entries[key] = f
+            if meta is not None:
+                self._meta[key] = meta
             return f
 
         return wrap(fn) if fn is not None else wrap
@@ -82,6 +86,20 @@ class Registry(Generic[F]):
 
     def get(self, name: str) -> F:
         return self._entries[self.resolve(name)]
+
+    def meta(self, name: str) -> Any:
+        """The entry's registered metadata (None if it has none); UnknownComponentError if unknown."""
+        return self._meta.get(self.resolve(name))
+
+    def unregister(self, name: str) -> None:
+        """Remove an entry (tests that register a toy component clean up with this)."""
+        self._entries.pop(name, None)
+        self._meta.pop(name, None)
+
+    def in_order(self) -> List[str]:
+        """Names in registration order (the order a module lists them in, e.g. a table's columns)."""
+        self._load()
+        return list(self._entries)
 
     def build(self, name: str, *args: Any, **kwargs: Any) -> Any:
         """Call the builder; keyword arguments that are None are dropped (component default)."""

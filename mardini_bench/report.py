@@ -8,7 +8,6 @@ one line per task saying where the model variants stand against the trivial base
 
 from __future__ import annotations
 
-import argparse
 import base64
 import html
 import re
@@ -20,10 +19,11 @@ from typing import Dict, List, Optional, Sequence
 import pandas as pd
 
 from mardini_bench import plots, tables
-from mardini_bench.results import (CollectError, ProtocolMismatchError, atomic_write, atomic_write_text, collect,
+from mardini_bench.args import ArgumentParser
+from mardini_bench.io import DamagedFileError, atomic_file, write_text
+from mardini_bench.results import (CollectError, ProtocolMismatchError, collect,
                                    column_keys, summarise)
 from mardini_bench.significance import BASELINE_PREFIX, compare, lower_is_better, mark_best
-from mardini_bench.sweep.rundir import DamagedFileError
 
 _MIME = {".png": "image/png", ".gif": "image/gif"}
 
@@ -38,15 +38,16 @@ def build_report(sweep_dir: Path | str, allow_mixed_protocols: bool = False, n_b
     notes = sorted({str(w.message) for w in caught})
     summary = summarise(df)
     comparisons = compare(df, sweep, n_boot=n_boot)
-    atomic_write(sweep / "significance.csv", lambda tmp: comparisons.to_csv(tmp, index=False))
+    with atomic_file(sweep / "significance.csv") as tmp:
+        comparisons.to_csv(tmp, index=False)
     marked = mark_best(summary, comparisons)
     built = tables.build_tables(df, marked, tables.load_paper(paper_tables))
     protocols = tables.protocol_table(df)
     tables.write_tables(sweep, built, protocols)
     figures = plots.make_all(df, summary, sweep)
     sections = _sections(df, built, comparisons, protocols, notes, allow_mixed_protocols, baseline_lines(marked))
-    atomic_write_text(sweep / "report.md", _markdown(sweep, sections, figures))
-    atomic_write_text(sweep / "report.html", _html(sweep, sections, figures))
+    write_text(sweep / "report.md", _markdown(sweep, sections, figures))
+    write_text(sweep / "report.html", _html(sweep, sections, figures))
     return {"md": sweep / "report.md", "html": sweep / "report.html"}
 
 
@@ -226,7 +227,7 @@ def _html(sweep: Path, sections: List[tuple], figures: Sequence[Path]) -> str:
 # CLI
 # ----------------------------------------------------------------------------------------------
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mardini_bench.report", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m mardini_bench.report", description=__doc__.splitlines()[0])
     parser.add_argument("sweep_dir", help="sweep folder holding run folders (results/<sweep>)")
     parser.add_argument("--allow-mixed-protocols", action="store_true",
                         help="tabulate numbers computed under different metric protocols side by side")

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence
@@ -24,7 +23,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from mardini_bench.sweep.rundir import DamagedFileError, load_json, load_result
+from mardini_bench.io import DamagedFileError, atomic_file, load_json
+from mardini_bench.runner import load_result
 
 COST_COLUMNS = ("params_planner", "params_generator", "flops_train_step", "flops_sample",
                 "latency_sample_s", "peak_mem_mb")
@@ -225,30 +225,6 @@ def check_protocols(df: pd.DataFrame) -> None:
 # ----------------------------------------------------------------------------------------------
 # Collect
 # ----------------------------------------------------------------------------------------------
-def atomic_write(path: Path, write: Any) -> None:
-    """Call `write(tmp_path)` then move the file into place, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; results are for sharing
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
-
-
 def collect(sweep_dir: os.PathLike | str, allow_mixed_protocols: bool = False, write: bool = True) -> pd.DataFrame:
     """Tidy DataFrame of every run in `sweep_dir`; writes results.csv and results.parquet there.
 
@@ -265,8 +241,10 @@ def collect(sweep_dir: os.PathLike | str, allow_mixed_protocols: bool = False, w
     if not allow_mixed_protocols:
         check_protocols(df)
     if write:
-        atomic_write(sweep / "results.csv", lambda tmp: df.to_csv(tmp, index=False))
-        atomic_write(sweep / "results.parquet", lambda tmp: _parquet_safe(df).to_parquet(tmp, index=False))
+        with atomic_file(sweep / "results.csv") as tmp:
+            df.to_csv(tmp, index=False)
+        with atomic_file(sweep / "results.parquet") as tmp:
+            _parquet_safe(df).to_parquet(tmp, index=False)
     return df
 
 

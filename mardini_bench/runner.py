@@ -21,13 +21,15 @@ from typing import Any, Dict, List, Optional
 import torch
 
 from mardini_bench import distributed
+from mardini_bench.args import ArgumentParser
 from mardini_bench.cli import user_errors
 from mardini_bench.config import RunConfig, apply_overrides, to_dict, validate
-from mardini_bench.evaluate import check_eval_config, evaluate
+from mardini_bench.evaluate import check_eval_config, check_weights, evaluate
+from mardini_bench.io import DamagedFileError, load_json, write_json
 from mardini_bench.perf import configure_threads
-from mardini_bench.sweep.rundir import RESULT, write_json
 from mardini_bench.train import NonFiniteError, train
 
+RESULT = "result.json"
 COST_KEYS = ("params_planner", "params_generator", "flops_train_step", "flops_sample", "latency_sample_s",
              "peak_mem_mb")
 
@@ -39,7 +41,9 @@ def run(cfg: RunConfig, run_dir: Path, until: Optional[int] = None) -> Dict[str,
     """
     run_dir = Path(run_dir)
     validate(cfg)  # configs built in code or read back from config.json get the plan-time checks too
-    check_eval_config(cfg)  # both before training: a typo must not cost a training run
+    check_eval_config(cfg)  # all before training: a typo or a bad weight file must not cost a training run
+    if until is None:
+        check_weights(cfg)
     configure_threads()  # before any torch work: $MARDINI_BENCH_THREADS, a sweep's share, or the cores
     env = distributed.detect()
     distributed.init(env, distributed.device_for(env))
@@ -67,8 +71,26 @@ def finish(cfg: RunConfig, run_dir: Path, model: Any, summary: Dict[str, Any]) -
     return result
 
 
+def load_result(run_dir: Path) -> Optional[Dict[str, Any]]:
+    """result.json as written by the runner, or None when absent; `DamagedFileError` when truncated
+    or wrong-typed (records not a list of {task, method, metric} objects, train/cost/config not objects)."""
+    path = run_dir / RESULT
+    try:
+        result = load_json(path)
+    except FileNotFoundError:
+        return None
+    for key in ("train", "cost", "config"):
+        if not isinstance(result.get(key, {}), dict):
+            raise DamagedFileError(f"{path}: '{key}' must be a JSON object, got {result[key]!r:.40}")
+    records = result.get("records", [])
+    if not isinstance(records, list) or not all(isinstance(r, dict) and {"task", "method", "metric"} <= set(r)
+                                                for r in records):
+        raise DamagedFileError(f"{path}: 'records' must be a list of objects with task, method and metric")
+    return result
+
+
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m mardini_bench.runner",
+    parser = ArgumentParser(prog="python -m mardini_bench.runner",
                                      description="Train, evaluate and cost one config in RUN_DIR.")
     parser.add_argument("run_dir", type=Path, help="run folder (created; resumed from its last.pt)")
     parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. model=tiny train.steps=50")

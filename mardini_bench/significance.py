@@ -20,21 +20,18 @@ from typing import Callable, Dict, List, Optional, Sequence
 import numpy as np
 import pandas as pd
 
+from mardini_bench.io import load_json
 from mardini_bench.metrics.frechet import SubsetFrechet, frechet_distance, frechet_lowrank, gaussian_stats
+from mardini_bench.metrics.info import is_distribution, metric_info
 from mardini_bench.results import axis_columns, column_keys, variant_label
-from mardini_bench.sweep.rundir import load_json
-
-LOWER_IS_BETTER = {"fvd": True, "fid": True, "lpips": True, "psnr": False, "ssim": False}
-FRECHET_METRICS = ("fvd", "fid")
 
 # A run's evidence for one metric: a function of resampled video indices -> metric value.
 Scorer = Callable[[np.ndarray], float]
 
 
 def lower_is_better(metric: str) -> bool:
-    """The metric's direction: True for distances (FVD, FID, LPIPS), False for PSNR/SSIM; an unknown
-    metric counts as lower-is-better."""
-    return LOWER_IS_BETTER.get(str(metric), True)
+    """The metric's registered direction (`MetricInfo.higher_is_better`); an unknown metric is an error."""
+    return not metric_info(metric).higher_is_better
 
 
 def worse(a: float, b: float, metric: str) -> bool:
@@ -89,7 +86,7 @@ def load_scorer(sweep_dir: Path, run_id: str, task: str, method: str, metric: st
         return None
     if rec.get("per_video") is not None:
         return _per_video_scorer(rec["per_video"]), len(rec["per_video"])
-    if metric in FRECHET_METRICS and rec.get("features"):
+    if is_distribution(metric) and rec.get("features"):
         proto = rec.get("protocol") or {}
         ddof = int(proto.get("ddof", proto.get("covariance_ddof", 1)))
         scorer = _frechet_scorer(path.parent / rec["features"], ddof)

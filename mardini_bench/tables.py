@@ -17,11 +17,11 @@ from typing import Dict, List, Optional, Sequence
 
 import pandas as pd
 
-from mardini_bench.results import (COST_COLUMNS, PROTOCOL_IGNORE, atomic_write, atomic_write_text, axis_columns,
+from mardini_bench.io import atomic_file, write_text
+from mardini_bench.metrics.info import metric_info, metric_names
+from mardini_bench.results import (COST_COLUMNS, PROTOCOL_IGNORE, axis_columns,
                                    t_interval)
 
-METRIC_ORDER = ("fvd", "fid", "psnr", "ssim", "lpips")
-DECIMALS = {"fvd": 1, "fid": 2, "psnr": 2, "ssim": 4, "lpips": 4}
 PAPER_TABLES_ENV = "MARDINI_BENCH_PAPER_TABLES"
 _DEFAULT_PAPER = Path(__file__).resolve().parents[1] / "results" / "paper" / "paper_tables.csv"
 BEATEN = "▽"  # a model variant worse than a trivial baseline of its column
@@ -52,7 +52,7 @@ def human(x: float, unit: str = "") -> str:
 
 def number(value: float, metric: str) -> str:
     """A metric value with the metric's decimals: number(224.071, 'fvd') -> '224.1'."""
-    return f"{value:.{DECIMALS.get(metric, 3)}f}"
+    return f"{value:.{metric_info(metric).decimals}f}"
 
 
 def cell(mean: float, ci: float, metric: str, best: bool = False, differs: float = math.nan,
@@ -102,8 +102,13 @@ def _latex_cell(text: str) -> str:
 
 
 def _metrics(df: pd.DataFrame) -> List[str]:
-    present = [m for m in df["metric"].dropna().unique()]
-    return [m for m in METRIC_ORDER if m in present] + sorted(m for m in present if m not in METRIC_ORDER)
+    present = set(df["metric"].dropna().unique())
+    return [m for m in metric_names() if m in present] + sorted(present - set(metric_names()))
+
+
+def label(metric: str) -> str:
+    """A metric's column header (its registered label: "FVD")."""
+    return metric_info(metric).label
 
 
 def _tasks(df: pd.DataFrame) -> List[str]:
@@ -128,7 +133,7 @@ def runs_table(df: pd.DataFrame, task: str) -> pd.DataFrame:
         values = group[(group["task"] == task) & (group["method"] == "model")].set_index("metric")["value"]
         status = first["status"] if first["status"] == "DONE" else f"{first['status']}: {first['error']}"
         row = {"run": run_id, "status": status, "seed": first["seed"], **{a: first[a] for a in axes}}
-        row.update({m.upper(): cell(values.get(m, math.nan), math.nan, m) for m in metrics})
+        row.update({label(m): cell(values.get(m, math.nan), math.nan, m) for m in metrics})
         rows.append({**row, **_cost_cells(first)})
     return pd.DataFrame(rows + _baseline_rows(df, task, metrics, axes)).fillna("")
 
@@ -145,7 +150,7 @@ def _baseline_rows(df: pd.DataFrame, task: str, metrics: Sequence[str], axes: Se
         for m in metrics:
             values = group[group["metric"] == m]["value"]
             ci = t_interval(values)
-            row[m.upper()] = cell(ci["mean"], None if values.dropna().nunique() <= 1 else ci["ci95"], m)
+            row[label(m)] = cell(ci["mean"], None if values.dropna().nunique() <= 1 else ci["ci95"], m)
         rows.append(row)
     return rows
 
@@ -160,9 +165,9 @@ def summary_table(marked: pd.DataFrame, df: pd.DataFrame, task: str) -> pd.DataF
         row = {"variant": variant, "seeds": f"{int(first['n'])}/{int(first['runs'])}"}
         for m in metrics:
             r = by.loc[m] if m in by.index else None
-            row[m.upper()] = "n/a" if r is None else marked_cell(r, m)
+            row[label(m)] = "n/a" if r is None else marked_cell(r, m)
         rows.append({**row, **_cost_cells(first)})
-    base = [{"variant": r["run"], "seeds": "–", **{m.upper(): r[m.upper()] for m in metrics}}
+    base = [{"variant": r["run"], "seeds": "–", **{label(m): r[label(m)] for m in metrics}}
             for r in _baseline_rows(df, task, metrics, [])]
     return pd.DataFrame(rows + base).fillna("")
 
@@ -251,11 +256,11 @@ def table4(marked: pd.DataFrame, df: pd.DataFrame, task: str = "interpolation") 
         name = r["variant"] if r["method"] == "model" else f"baseline: {r['method']}"
         rows.setdefault(name, {"method": name})
         if r["method"] == "model":
-            rows[name][f"{r['dataset']} {r['metric'].upper()}"] = marked_cell(r, r["metric"])
+            rows[name][f"{r['dataset']} {label(r['metric'])}"] = marked_cell(r, r["metric"])
     for dataset, sub in df[df["task"] == task].groupby("dataset"):
         for r in _baseline_rows(sub, task, _metrics(df), []):
             rows.setdefault(r["run"], {"method": r["run"]}).update(
-                {f"{dataset} {m.upper()}": r[m.upper()] for m in _metrics(df)})
+                {f"{dataset} {label(m)}": r[label(m)] for m in _metrics(df)})
     out = pd.DataFrame(list(rows.values())).fillna("n/a")
     ordered = ["method"] + sorted((c for c in out.columns if c != "method"),
                                   key=lambda c: (c.rsplit(" ", 1)[0], metric_rank(c.rsplit(" ", 1)[-1])))
@@ -263,9 +268,13 @@ def table4(marked: pd.DataFrame, df: pd.DataFrame, task: str = "interpolation") 
 
 
 def metric_rank(metric: str) -> int:
-    """Position of a metric in the tables' column order (METRIC_ORDER); unknown metrics go last."""
-    m = metric.lower()
-    return METRIC_ORDER.index(m) if m in METRIC_ORDER else len(METRIC_ORDER)
+    """Position of a metric (its name or its label) in the tables' column order (registration order);
+    unknown ones go last."""
+    names = metric_names()
+    for i, name in enumerate(names):
+        if metric in (name, label(name)):
+            return i
+    return len(names)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -299,11 +308,12 @@ def write_tables(sweep_dir: os.PathLike | str, tables: Dict[str, tuple], protoco
         parts += [f"## {title}", "", markdown(frame) if len(frame) else "_(no rows)_", ""]
         if len(frame):
             tex.append(latex(frame, title))
-            atomic_write(sweep / "tables" / f"{name}.csv", lambda tmp, f=frame: f.to_csv(tmp, index=False))
+            with atomic_file(sweep / "tables" / f"{name}.csv") as tmp:
+                frame.to_csv(tmp, index=False)
     if protocols:
         parts += ["## Metric protocols", "", protocols, ""]
-    atomic_write_text(sweep / "tables.tex", "\n\n".join(tex))
-    atomic_write_text(sweep / "table.md", "\n".join(parts))
+    write_text(sweep / "tables.tex", "\n\n".join(tex))
+    write_text(sweep / "table.md", "\n".join(parts))
     return sweep / "table.md"
 
 

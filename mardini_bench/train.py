@@ -16,9 +16,7 @@ state, so code that draws from it (none does today) resumes exactly too.
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -35,14 +33,13 @@ from mardini_bench import distributed
 from mardini_bench.config import ConfigError, MaskConfig, RunConfig, TrainConfig, to_dict, validate
 from mardini_bench.distributed import DistEnv
 from mardini_bench.factory import build_model
-from mardini_bench.sweep.rundir import json_safe, read_jsonl
+from mardini_bench.io import append_jsonl, atomic_file, read_jsonl, write_jsonl
 from models.masks import build_mask_schedule
 
 CHECKPOINT = "last.pt"
 PREVIOUS = "prev.pt"  # the checkpoint before last.pt: resume falls back to it when last.pt is damaged
 CHECKPOINT_KEYS = {"model", "opt", "sched", "step", "config", "rng", "loss", "wall_s"}
 LOG = "log.jsonl"
-STAGES = ("generator_warmup", "planner_warmup", "joint", "joint_task")
 STREAM_DATA, STREAM_MASK, STREAM_NOISE = 0, 1, 2
 
 
@@ -131,14 +128,8 @@ def autocast_dtype(precision: str, device: torch.device) -> Optional[torch.dtype
 # ----------------------------------------------------------------------------------------------
 def atomic_torch_save(payload: Dict[str, Any], path: Path, previous: Optional[Path] = None) -> None:
     """Write `path` through a temp file; the file it replaces becomes `previous` when given."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_file(path, previous=previous) as tmp:
         torch.save(payload, tmp)
-        if previous is not None and path.exists():
-            os.replace(path, previous)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)  # a failed write (full disk) leaves no temp file behind
 
 
 def rng_state() -> Dict[str, Any]:
@@ -156,20 +147,15 @@ def set_rng_state(state: Dict[str, Any]) -> None:
 
 
 def append_log(run_dir: Path, entry: Dict[str, Any]) -> None:
-    with open(run_dir / LOG, "a") as f:
-        f.write(json.dumps(json_safe(entry), allow_nan=False) + "\n")
+    append_jsonl(run_dir / LOG, entry)
 
 
 def trim_log(run_dir: Path, step: int) -> None:
     """Drop lines logged after the checkpoint we resume from (they will be logged again), and any line
     that is not whole JSON (a write cut short by a kill or a full disk)."""
     path = run_dir / LOG
-    if not path.exists():
-        return
-    keep = [entry for entry in read_jsonl(path) if entry.get("step", 0) <= step]  # drops a partial line too
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text("".join(json.dumps(json_safe(entry), allow_nan=False) + "\n" for entry in keep))
-    os.replace(tmp, path)
+    if path.exists():
+        write_jsonl(path, [entry for entry in read_jsonl(path) if entry.get("step", 0) <= step])
 
 
 # ----------------------------------------------------------------------------------------------

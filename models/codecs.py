@@ -129,8 +129,3 @@ def pixel(cfg: CodecConfig) -> Codec:
 @CODECS.register
 def taef2(cfg: CodecConfig) -> Codec:
     return TAEF2Codec(cfg.weights)
-
-
-def latent_geometry(cfg: CodecConfig) -> tuple:
-    """(channels, factor) of a codec without loading its weights (for meta-device builds)."""
-    return {"pixel": (3 * cfg.patch ** 2, cfg.patch), "taef2": (32, 8)}.get(cfg.name, (None, None))

@@ -20,12 +20,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mardini_bench.baselines import copy_nearest, linear_blend
-from mardini_bench.config import ModelConfig
+from mardini_bench.config import STAGES, ModelConfig
 from mardini_bench.registry import CODECS, GENERATORS, NOISE_SCHEDULES, PLANNERS
 from models.diffusion import ddim_sample, guided, masked_mse, min_snr_weight, shifted
 from models.planner import downsample_latents
 
-STAGES = ("generator_warmup", "planner_warmup", "joint", "joint_task")
 PRIORS = {"nearest": copy_nearest, "blend": linear_blend}  # DiffusionConfig.prior -> guess from references
 
 

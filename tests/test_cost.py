@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from mardini_bench.config import RunConfig, apply_overrides
-from mardini_bench.cost import (LiveTensorBytes, count_flops, latent_shape, main, run_cost, sample_fn,
-                                 train_step_fn)
+from mardini_bench.cost import LiveTensorBytes, count_flops, latent_shape, run_cost, sample_fn, train_step_fn
+from mardini_bench.cost.cli import main
 from mardini_bench.factory import build_model
 
 KEYS = {"params_planner", "params_generator", "flops_train_step", "flops_sample", "latency_sample_s", "peak_mem_mb"}

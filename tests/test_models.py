@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 import torch
 
-from mardini_bench import build_model
+from mardini_bench.factory import build_model
 from mardini_bench.config import MaskConfig, ModelConfig, RunConfig, apply_overrides
 from mardini_bench.presets import PAPER_PARAMS
 from mardini_bench.registry import ATTENTIONS, CODECS, MASK_SCHEDULES, MODEL_PRESETS, NOISE_SCHEDULES, PLANNERS

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from mardini_bench.args import ArgumentParser
 from mardini_bench.cli import user_errors
 from mardini_bench.data.folder import video_files
 from mardini_bench.data.video_io import VideoReadError, probe_video
@@ -93,7 +94,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m mardini_bench.data", description=__doc__.split("\n\n")[0])
+    ap = ArgumentParser(prog="python -m mardini_bench.data", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="command", required=True)
     info = sub.add_parser("info", help="frames, fps, height and width of every video under PATH")
     info.add_argument("path", type=Path)

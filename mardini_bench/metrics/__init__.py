@@ -16,32 +16,35 @@ from __future__ import annotations
 from typing import Any
 
 from mardini_bench.metrics.distribution import FID, FVD, FrechetMetric
+from mardini_bench.metrics.info import MetricInfo, is_distribution, metric_info, metric_names
 from mardini_bench.metrics.pixel import PairedFrameMetric
 from mardini_bench.metrics.result import MetricResult
 from mardini_bench.registry import METRICS
 
-__all__ = ["FVD", "FID", "FrechetMetric", "PairedFrameMetric", "MetricResult", "METRICS"]
+__all__ = ["FVD", "FID", "FrechetMetric", "PairedFrameMetric", "MetricResult", "METRICS", "MetricInfo", "metric_info",
+           "metric_names", "is_distribution"]
 
 
-@METRICS.register(name="fvd")
+@METRICS.register(name="fvd", meta=MetricInfo("FVD", higher_is_better=False, kind="distribution", scores="clips",
+                                              decimals=1))
 def build_fvd(**kwargs: Any) -> FVD:
     """FVD; kwargs: weights, resize, ddof, batch_size, device, bootstrap, real_id, cache_dir."""
     return FVD(**kwargs)
 
 
-@METRICS.register(name="fid")
+@METRICS.register(name="fid", meta=MetricInfo("FID", higher_is_better=False, kind="distribution", scores="frames"))
 def build_fid(**kwargs: Any) -> FID:
     """FID; kwargs as for FVD but no resize (clean-fid's "clean" resize is the protocol)."""
     return FID(**kwargs)
 
 
-@METRICS.register(name="psnr")
+@METRICS.register(name="psnr", meta=MetricInfo("PSNR", higher_is_better=True, kind="paired"))
 def build_psnr(protocol: str = "all_frames") -> PairedFrameMetric:
     """Per-frame PSNR; protocol all_frames or middle_frame."""
     return PairedFrameMetric("psnr", protocol)
 
 
-@METRICS.register(name="ssim")
+@METRICS.register(name="ssim", meta=MetricInfo("SSIM", higher_is_better=True, kind="paired", decimals=4))
 def build_ssim(protocol: str = "all_frames") -> PairedFrameMetric:
     """Per-frame SSIM; protocol all_frames or middle_frame."""
     return PairedFrameMetric("ssim", protocol)

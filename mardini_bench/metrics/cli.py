@@ -16,14 +16,14 @@ import json
 import sys
 from typing import Any, Dict, List, Optional, Tuple
 
+from mardini_bench.args import ArgumentParser
 from mardini_bench.metrics.frechet import TRACE_SQRT_METHODS
+from mardini_bench.metrics.info import is_distribution, metric_info
 from mardini_bench.metrics.inputs import InputError, VideoSet
 from mardini_bench.metrics.preprocess import I3D_RESIZES
 from mardini_bench.metrics.result import MetricResult
 from mardini_bench.registry import METRICS
 from mardini_bench.weights import WeightsError
-
-DISTRIBUTION = ("fvd", "fid")
 
 
 def parse_size(text: str) -> Tuple[int, int]:
@@ -35,8 +35,8 @@ def parse_size(text: str) -> Tuple[int, int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m mardini_bench.metrics", description=__doc__.split("\n\n")[0])
-    ap.add_argument("metric", choices=["fvd", "fid", "psnr", "ssim"])
+    ap = ArgumentParser(prog="python -m mardini_bench.metrics", description=__doc__.split("\n\n")[0])
+    ap.add_argument("metric", choices=METRICS.in_order())
     ap.add_argument("real", help="reference set: folder of videos, or .npy/.npz (FILE.npz:NAME)")
     ap.add_argument("fake", help="generated set, same forms")
     ap.add_argument("--json", action="store_true", help="print {value, protocol, ci} as JSON")
@@ -58,8 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def build_metric(args: argparse.Namespace) -> Any:
-    if args.metric in DISTRIBUTION:
-        resize = args.resize if args.metric == "fvd" else None
+    if is_distribution(args.metric):
+        resize = args.resize if args.metric == "fvd" else None  # FVD's own option
         return METRICS.build(args.metric, weights=args.weights, ddof=args.ddof, resize=resize,
                              batch_size=args.batch_size, device=args.device,
                              bootstrap=args.bootstrap, seed=args.seed, trace_sqrt=args.trace_sqrt)
@@ -70,9 +70,9 @@ def open_sets(args: argparse.Namespace) -> Tuple[VideoSet, VideoSet]:
     real, fake = VideoSet(args.real, args.frames), VideoSet(args.fake, args.frames)
     for s in (real, fake):
         s.size = args.size
-        if args.metric == "fvd" and s.is_images:
-            raise InputError(f"{s.spec}: holds images; FVD needs videos [N,T,H,W,3]")
-    if args.metric not in DISTRIBUTION:
+        if metric_info(args.metric).whole_clips and s.is_images:
+            raise InputError(f"{s.spec}: holds images; {metric_info(args.metric).label} needs videos [N,T,H,W,3]")
+    if not is_distribution(args.metric):
         if len(real) != len(fake):
             raise InputError(f"{args.metric} pairs clips: {args.real} has {len(real)}, {args.fake} has {len(fake)}")
         if real.target_size() != fake.target_size():
@@ -82,7 +82,7 @@ def open_sets(args: argparse.Namespace) -> Tuple[VideoSet, VideoSet]:
 
 
 def score(metric: Any, real: VideoSet, fake: VideoSet, args: argparse.Namespace) -> MetricResult:
-    if args.metric in DISTRIBUTION:
+    if is_distribution(args.metric):
         for batch in real.batches(args.batch_size):
             metric.update(real=batch)
         for batch in fake.batches(args.batch_size):

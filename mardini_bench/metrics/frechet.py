@@ -11,13 +11,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple, Union
 
 import numpy as np
 import scipy.linalg
+
+from mardini_bench.io import atomic_write
 
 TRACE_SQRT_METHODS = {
     "auto": "lowrank when one set has fewer vectors than dimensions (its features are then kept), else sqrtm",
@@ -200,17 +201,9 @@ def stats_key(dataset_id: str, protocol: Dict[str, Any]) -> str:
 
 
 def save_stats(path: Union[str, Path], stats: FeatureStats, meta: Dict[str, Any]) -> None:
-    """Write mean/scatter/n atomically (temp file in the same folder, then os.replace)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, mean=stats.mean, scatter=stats.scatter, n=stats.n, meta=json.dumps(meta, default=str))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write mean/scatter/n atomically (`io.atomic_write`)."""
+    atomic_write(path, lambda f: np.savez(f, mean=stats.mean, scatter=stats.scatter, n=stats.n,
+                                          meta=json.dumps(meta, default=str)))
 
 
 def load_stats(path: Union[str, Path]) -> Tuple[FeatureStats, Dict[str, Any]]:

@@ -30,7 +30,17 @@ def as_uint8_btchw(x: Any, what: str = "videos") -> torch.Tensor:
         return x
     if not x.is_floating_point():
         raise ValueError(f"{what} must be uint8 or float in [0, 1], got {x.dtype}")
-    return (x.float().clamp(0, 1) * 255).round().to(torch.uint8)
+    x = x.float()
+    bad = int((~torch.isfinite(x)).sum())
+    if bad:
+        raise ValueError(f"{what}: {bad} of {x.numel()} values are NaN or infinite; a metric of them would "
+                         f"be a number about nothing")
+    low, high = float(x.min()), float(x.max())
+    slack = 0.5 / 255  # what rounds to 0 or 255 anyway
+    if low < -slack or high > 1 + slack:
+        scale = " (it looks like 0..255: divide by 255, or pass uint8)" if high > 2 else ""
+        raise ValueError(f"{what}: float values must lie in [0, 1], got [{low:.4g}, {high:.4g}]{scale}")
+    return (x.clamp(0, 1) * 255).round().to(torch.uint8)
 
 
 def tf1_resize_bilinear(x: torch.Tensor, out_h: int, out_w: int) -> torch.Tensor:

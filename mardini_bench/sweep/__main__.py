@@ -12,12 +12,14 @@ returns once the job array is queued; `local` and `debug` wait for the runs and 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
+from mardini_bench.args import ArgumentParser
 from mardini_bench.cli import user_errors
 from mardini_bench.sweep import launch, plan, rundir, status
 from mardini_bench.sweep.grid import Grid, GridError, load_grid, with_cli_args
@@ -35,7 +37,7 @@ def _key_value(text: str) -> tuple:
 
 
 def launch_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m mardini_bench.sweep", description=__doc__.split("\n\n")[0],
+    p = ArgumentParser(prog="python -m mardini_bench.sweep", description=__doc__.split("\n\n")[0],
                                 epilog="subcommands: status SWEEP_DIR | collect SWEEP_DIR")
     p.add_argument("grid", help="grid file, e.g. ablations/quickstart.toml")
     p.add_argument("overrides", nargs="*", help="key=v1,v2 adds or replaces an axis; key=v fixes a value")
@@ -98,7 +100,8 @@ def to_submit(sweep_dir: Path, points: Sequence[plan.Point]) -> List[plan.Point]
 
 
 def submit_points(sweep_dir: Path, grid: Grid, todo: Sequence[plan.Point], args: argparse.Namespace,
-                  options: launch.LaunchOptions) -> List[Any]:
+                  options: launch.LaunchOptions, jobs: List[Any]) -> List[Any]:
+    """Prepare the run folders and submit; `jobs` receives each job as it starts."""
     git = rundir.git_info(REPO)
     dirs = [sweep_dir / p.run_id for p in todo]
     for run_dir, p in zip(dirs, todo):
@@ -108,11 +111,11 @@ def submit_points(sweep_dir: Path, grid: Grid, todo: Sequence[plan.Point], args:
     if args.cluster == "local" and window and window < len(todo):
         launch.share_cores(window)
         print(f"running {len(todo)} runs locally, at most {window} at once (array_parallelism)")
-        jobs = launch.submit_windowed(executor, dirs, args.run_fn, window)
+        launch.submit_windowed(executor, dirs, args.run_fn, window, jobs=jobs)
     else:
         if args.cluster == "local":
             launch.share_cores(len(todo))
-        jobs = launch.submit(executor, dirs, args.run_fn)
+        jobs += launch.submit(executor, dirs, args.run_fn)
     print(f"submitted {len(jobs)} runs to {args.cluster}: job ids {' '.join(str(j.job_id) for j in jobs)}")
     return jobs
 
@@ -151,12 +154,18 @@ def run_launch(argv: Sequence[str]) -> int:
     sweep_dir = Path(args.results) / grid.name
     todo = to_submit(sweep_dir, points)
     plan.write_manifest(sweep_dir, grid, points, args.cluster)
-    jobs = submit_points(sweep_dir, grid, todo, args, options) if todo else []
+    jobs: List[Any] = []
     if args.cluster == "slurm":
+        if todo:
+            submit_points(sweep_dir, grid, todo, args, options, jobs)
         print(f"not waiting. follow: python -m {__package__} status {sweep_dir}\n"
               f"then:   python -m {__package__} collect {sweep_dir}")
         return 0
-    launch.wait(jobs)
+    follow = launch.local_jobs_follow_signals(jobs) if args.cluster == "local" else contextlib.nullcontext()
+    with follow:  # killing a local sweep stops its runs too
+        if todo:
+            submit_points(sweep_dir, grid, todo, args, options, jobs)
+        launch.wait(jobs)
     rows = status.sweep_status(sweep_dir)
     print(status.format_status(grid.name, rows))
     collect(sweep_dir)
@@ -177,7 +186,7 @@ def run_collect(argv: Sequence[str]) -> int:
 
 
 def _sweep_dir_arg(command: str, argv: Sequence[str]) -> str:
-    p = argparse.ArgumentParser(prog=f"python -m {__package__} {command}")
+    p = ArgumentParser(prog=f"python -m {__package__} {command}")
     p.add_argument("sweep_dir", help="a sweep folder, e.g. results/quickstart")
     return p.parse_args(argv).sweep_dir
 

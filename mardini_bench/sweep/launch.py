@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import signal
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from mardini_bench.sweep import rundir
 from mardini_bench.sweep.grid import GridError
@@ -118,12 +121,37 @@ def submit(executor: Any, run_dirs: Sequence[Path], run_fn: Any) -> List[Any]:
     return jobs
 
 
+@contextlib.contextmanager
+def local_jobs_follow_signals(jobs: List[Any]) -> Iterator[None]:
+    """While the body runs, SIGTERM or SIGHUP to this process stops the local jobs in `jobs` too (a
+    list the body appends to), then exits 128 + signal: killing a local sweep must not leave its runs
+    training as orphans. Stopped runs keep their last checkpoint and resume on the next launch."""
+    def stop(signum: int, _frame: Any) -> None:
+        live = [job for job in jobs if not job.done()]
+        for job in live:
+            job.cancel()  # SIGINT to the job's process; its run folder keeps last.pt
+        deadline = time.time() + 30
+        while any(not job.done() for job in live) and time.time() < deadline:
+            time.sleep(0.2)
+        print(f"{signal.Signals(signum).name}: stopped {len(live)} local run(s); launching again resumes them",
+              file=sys.stderr)
+        raise SystemExit(128 + signum)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def submit_windowed(executor: Any, run_dirs: Sequence[Path], run_fn: Any, window: int,
-                    poll_s: float = 1.0) -> List[Any]:
+                    poll_s: float = 1.0, jobs: Optional[List[Any]] = None) -> List[Any]:
     """Local runs with at most `window` running at once (`array_parallelism`): submitit's local
     executor starts a whole array together, which on a laptop can exhaust memory. Each run is
-    started as a slot frees up; returns once the last one has started."""
-    jobs: List[Any] = []
+    started as a slot frees up; returns once the last one has started. `jobs`: a list to append the
+    started jobs to as they start (what `local_jobs_follow_signals` watches)."""
+    jobs = [] if jobs is None else jobs
     running: List[Any] = []
     for run_dir in run_dirs:
         while len(running) >= window:

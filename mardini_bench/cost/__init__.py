@@ -1,7 +1,7 @@
 """Cost of a config: parameters, FLOPs, sampling latency and training-step memory.
 
     cost = run_cost(model, cfg)       # the runner calls this after training
-    python -m mardini_bench.cost table3 [--json]
+    python -m mardini_bench.cost table3 [--json]      # paper Table 3 at paper scale (cost/table3.py)
 
 FLOPs come from `torch.utils.flop_counter.FlopCounterMode` (matmuls, convolutions and SDPA; the
 elementwise ops are not counted, as in every MFU convention). It works on the `meta` device, so the
@@ -34,7 +34,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 from torch.utils.flop_counter import FlopCounterMode
 
-from mardini_bench.config import RunConfig
+from mardini_bench.config import RunConfig, latent_geometry
 from mardini_bench.perf import timing_lock
 
 
@@ -55,8 +55,6 @@ def _device(model: torch.nn.Module) -> torch.device:
 
 def latent_shape(model: torch.nn.Module, cfg: RunConfig, batch: int) -> Tuple[int, ...]:
     """(B, T, C, h, w) latents of `batch` clips at cfg.data.frames x cfg.data.resolution."""
-    from models.codecs import latent_geometry
-
     if model.codec is not None:
         channels, factor = model.codec.channels, model.codec.factor
     else:  # meta build: trust the codec config only where its channels match the model's
@@ -220,60 +218,3 @@ def _params(model: torch.nn.Module) -> Dict[str, int]:
 # ----------------------------------------------------------------------------------------------
 # CLI
 # ----------------------------------------------------------------------------------------------
-def _fmt(x: Optional[float], width: int) -> str:
-    """Right-aligned 2-decimal cell; "–" where the paper has no number (OOM)."""
-    return f"{'–':>{width}}" if x is None else f"{x:>{width}.2f}"
-
-
-def print_table3(rows: list) -> None:
-    """Human-readable Table 3: our FLOPs and memory estimates beside the paper's latency and memory."""
-    print("MarDini-S on meta, per video: planner once + 25 DDIM generator calls, 1 reference frame; "
-          "memory: fp32 params + bf16 activations")
-    print(f"{'res':>4} {'row':<13} {'P grid':>6} {'TFLOPs':>8} {'P/G TFLOPs':>13} {'mem fused':>9} {'mem math':>9}"
-          f" {'paper s':>8} {'paper GB':>8} | {'FLOPs x':>7} {'paper lat x':>11} {'fused x':>7} {'math x':>6}"
-          f" {'paper mem x':>11}")
-    for r in rows:
-        print(f"{r['resolution']:>4} {r['row_id']:<13} {r['planner_latent']:>4}^2 {r['flops'] / 1e12:>8.1f} "
-              f"{r['flops_planner'] / 1e12:>6.1f}/{r['flops_generator'] / 1e12:<6.1f} {r['mem_fused_gb']:>8.1f}G "
-              f"{r['mem_math_gb']:>8.1f}G {_fmt(r['paper_latency_s'], 8)} {_fmt(r['paper_mem_gb'], 8)} | "
-              f"{r['flops_ratio']:>7.2f} {_fmt(r['paper_latency_s_ratio'], 11)} {r['mem_fused_gb_ratio']:>7.2f} "
-              f"{r['mem_math_gb_ratio']:>6.2f} {_fmt(r['paper_mem_gb_ratio'], 11)}")
-    print("ratios (x) are to the first row (no_asym_9) at the same resolution; paper: 1xA100, bf16")
-
-
-def main(argv: Optional[list] = None) -> None:
-    import argparse
-
-    from mardini_bench.cli import user_errors
-
-    ap = argparse.ArgumentParser(prog="python -m mardini_bench.cost", description="Cost accounting commands.")
-    sub = ap.add_subparsers(dest="command", required=True)
-    t3 = sub.add_parser("table3", help="paper Table 3 FLOPs and memory estimates for MarDini-S on meta")
-    t3.add_argument("--json", action="store_true", help="print the rows as JSON")
-    t3.add_argument("--csv", default=None, help="also write the rows to this CSV file (atomically)")
-    t3.add_argument("--paper-tables", default=None, help="paper_tables.csv (default: results/paper/)")
-    t3.add_argument("--resolutions", type=int, nargs="+", default=[256, 512], help="output sides in px")
-    args = ap.parse_args(argv)
-    user_errors(CostError)(_table3)(args)
-
-
-def _table3(args: Any) -> None:
-    import json
-    from pathlib import Path
-
-    from mardini_bench.results import atomic_write
-    from mardini_bench.table3_cost import table3_rows
-
-    rows = table3_rows(args.paper_tables, args.resolutions)
-    if args.csv:
-        import pandas as pd
-
-        atomic_write(Path(args.csv), lambda tmp: pd.DataFrame(rows).to_csv(tmp, index=False))
-    if args.json:
-        print(json.dumps(rows, indent=2))
-    else:
-        print_table3(rows)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,3 @@
+from mardini_bench.cost.cli import main
+
+main()

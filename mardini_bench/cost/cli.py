@@ -1,0 +1,59 @@
+"""`python -m mardini_bench.cost table3`: paper Table 3 FLOPs and memory estimates for MarDini-S."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+from mardini_bench.args import ArgumentParser
+from mardini_bench.cli import user_errors
+from mardini_bench.cost import CostError
+from mardini_bench.cost.table3 import table3_rows
+from mardini_bench.io import atomic_file
+
+
+def _fmt(x: Optional[float], width: int) -> str:
+    """Right-aligned 2-decimal cell; "–" where the paper has no number (OOM)."""
+    return f"{'–':>{width}}" if x is None else f"{x:>{width}.2f}"
+
+
+def print_table3(rows: list) -> None:
+    """Human-readable Table 3: our FLOPs and memory estimates beside the paper's latency and memory."""
+    print("MarDini-S on meta, per video: planner once + 25 DDIM generator calls, 1 reference frame; "
+          "memory: fp32 params + bf16 activations")
+    print(f"{'res':>4} {'row':<13} {'P grid':>6} {'TFLOPs':>8} {'P/G TFLOPs':>13} {'mem fused':>9} {'mem math':>9}"
+          f" {'paper s':>8} {'paper GB':>8} | {'FLOPs x':>7} {'paper lat x':>11} {'fused x':>7} {'math x':>6}"
+          f" {'paper mem x':>11}")
+    for r in rows:
+        print(f"{r['resolution']:>4} {r['row_id']:<13} {r['planner_latent']:>4}^2 {r['flops'] / 1e12:>8.1f} "
+              f"{r['flops_planner'] / 1e12:>6.1f}/{r['flops_generator'] / 1e12:<6.1f} {r['mem_fused_gb']:>8.1f}G "
+              f"{r['mem_math_gb']:>8.1f}G {_fmt(r['paper_latency_s'], 8)} {_fmt(r['paper_mem_gb'], 8)} | "
+              f"{r['flops_ratio']:>7.2f} {_fmt(r['paper_latency_s_ratio'], 11)} {r['mem_fused_gb_ratio']:>7.2f} "
+              f"{r['mem_math_gb_ratio']:>6.2f} {_fmt(r['paper_mem_gb_ratio'], 11)}")
+    print("ratios (x) are to the first row (no_asym_9) at the same resolution; paper: 1xA100, bf16")
+
+
+def main(argv: Optional[list] = None) -> None:
+    ap = ArgumentParser(prog="python -m mardini_bench.cost", description="Cost accounting commands.")
+    sub = ap.add_subparsers(dest="command", required=True)
+    t3 = sub.add_parser("table3", help="paper Table 3 FLOPs and memory estimates for MarDini-S on meta")
+    t3.add_argument("--json", action="store_true", help="print the rows as JSON")
+    t3.add_argument("--csv", default=None, help="also write the rows to this CSV file (atomically)")
+    t3.add_argument("--paper-tables", default=None, help="paper_tables.csv (default: results/paper/)")
+    t3.add_argument("--resolutions", type=int, nargs="+", default=[256, 512], help="output sides in px")
+    args = ap.parse_args(argv)
+    user_errors(CostError)(_table3)(args)
+
+
+def _table3(args: Any) -> None:
+    rows = table3_rows(args.paper_tables, args.resolutions)
+    if args.csv:
+        import pandas as pd  # the table command alone needs it
+
+        with atomic_file(Path(args.csv)) as tmp:
+            pd.DataFrame(rows).to_csv(tmp, index=False)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print_table3(rows)

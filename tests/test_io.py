@@ -1,0 +1,62 @@
+"""The one atomic writer and the JSON helpers every file goes through."""
+
+import json
+import math
+import os
+import stat
+
+import pytest
+
+from mardini_bench.io import (DamagedFileError, atomic_file, atomic_write, load_json, read_jsonl, write_json,
+                              write_jsonl)
+
+
+def test_atomic_file_replaces_whole_or_not_at_all(tmp_path):
+    path = tmp_path / "out.txt"
+    path.write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_file(path) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("disk full")
+    assert path.read_text() == "old"
+    assert os.listdir(tmp_path) == ["out.txt"]  # no temp file left behind
+    atomic_write(path, lambda f: f.write(b"new"))
+    assert path.read_text() == "new" and os.listdir(tmp_path) == ["out.txt"]
+
+
+def test_atomic_file_keeps_previous_and_gets_plain_file_mode(tmp_path):
+    path, previous = tmp_path / "last.pt", tmp_path / "prev.pt"
+    path.write_text("first")
+    with atomic_file(path, previous=previous) as tmp:
+        tmp.write_text("second")
+    assert path.read_text() == "second" and previous.read_text() == "first"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask  # not mkstemp's 0600
+
+
+def test_write_json_writes_non_finite_numbers_as_null(tmp_path):
+    path = tmp_path / "result.json"
+    write_json(path, {"loss": math.nan, "values": [1.0, math.inf]})
+    assert json.loads(path.read_text()) == {"loss": None, "values": [1.0, None]}
+
+
+def test_load_json_names_the_file_and_the_fault(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text('{"model": ')
+    with pytest.raises(DamagedFileError, match=r"config\.json: damaged JSON"):
+        load_json(path)
+    path.write_text("[1, 2]")
+    with pytest.raises(DamagedFileError, match="expected a JSON object, got array"):
+        load_json(path)
+    with pytest.raises(FileNotFoundError):
+        load_json(tmp_path / "absent.json")
+
+
+def test_jsonl_keeps_key_order_and_skips_a_partial_last_line(tmp_path):
+    path = tmp_path / "log.jsonl"
+    write_jsonl(path, [{"step": 1, "loss": 0.5}, {"step": 2, "loss": math.nan}])
+    with open(path, "a") as f:
+        f.write('{"step": 3, "lo')  # a write cut short
+    assert read_jsonl(path) == [{"step": 1, "loss": 0.5}, {"step": 2, "loss": None}]
+    assert path.read_text().startswith('{"step": 1')

@@ -1,0 +1,149 @@
+"""The module structure: every module imports on its own, no import cycles, run folders stay in sweep/."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict, List, Set
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGES = ("mardini_bench", "models", "tasks")
+
+
+def modules() -> Dict[str, Path]:
+    """Dotted name -> file of every module of the three packages (entry points `__main__` left out)."""
+    found = {}
+    for package in PACKAGES:
+        for path in sorted((REPO / package).rglob("*.py")):
+            parts = path.relative_to(REPO).with_suffix("").parts
+            if parts[-1] == "__main__":
+                continue
+            found[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return found
+
+
+def ancestors(name: str) -> List[str]:
+    parts = name.split(".")
+    return [".".join(parts[:i]) for i in range(1, len(parts))]
+
+
+def imported(name: str, path: Path, known: Dict[str, Path]) -> Set[str]:
+    """Project modules that `name` imports anywhere in its file (inside functions too).
+
+    Importing `a.b.c` runs `a` and `a.b` first, so those count too, except the packages `name` itself
+    lives in (they are being imported already when `name` runs)."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    targets: Set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            candidates = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(anchor + ([base] if base else []))
+            # `from pkg import sub` imports the module pkg.sub; `from mod import obj` imports mod
+            candidates = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in known else base for alias in node.names]
+        else:
+            continue
+        for candidate in candidates:
+            while candidate and candidate not in known:
+                candidate = candidate.rpartition(".")[0]
+            if candidate:
+                targets.update(t for t in [candidate, *ancestors(candidate)] if t in known)
+    mine = set(ancestors(name)) | {name, package}
+    return {t for t in targets if t not in mine}
+
+
+def import_graph() -> Dict[str, Set[str]]:
+    known = modules()
+    return {name: imported(name, path, known) for name, path in known.items()}
+
+
+def cycles(graph: Dict[str, Set[str]]) -> List[List[str]]:
+    """Strongly connected components of more than one module (Tarjan)."""
+    index: Dict[str, int] = {}
+    low: Dict[str, int] = {}
+    stack: List[str] = []
+    found: List[List[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_no_import_cycles_even_through_imports_inside_functions():
+    assert cycles(import_graph()) == []
+
+
+def test_cycle_finder_sees_a_cycle():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_only_sweep_reads_and_writes_run_folders():
+    outside = {(name, target) for name, targets in import_graph().items() for target in targets
+               if target.startswith("mardini_bench.sweep") and not name.startswith("mardini_bench.sweep")}
+    assert outside == set()
+
+
+def test_every_module_imports_on_its_own():
+    """Each module imported with no other project module loaded first (third-party ones stay cached:
+    what could break is our own import order)."""
+    names = sorted(modules())
+    script = (
+        "import importlib, sys, traceback\n"
+        f"names, roots = {names!r}, {PACKAGES!r}\n"
+        "failed = []\n"
+        "for name in names:\n"
+        "    for loaded in [m for m in sys.modules if m.split('.')[0] in roots]:\n"
+        "        del sys.modules[loaded]\n"
+        "    try:\n"
+        "        importlib.import_module(name)\n"
+        "    except Exception:\n"
+        "        failed.append(name + ': ' + traceback.format_exc().strip().splitlines()[-1])\n"
+        "print('\\n'.join(failed))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == ""
+    assert len(names) > 50  # the walk found the packages
+
+
+def test_one_entry_point_forwards_to_every_command(capsys):
+    from mardini_bench.cli import COMMANDS, main
+
+    assert main(["params", "tiny"]) == 0
+    assert "tiny" in capsys.readouterr().out
+    assert main(["--help"]) == 0
+    listed = capsys.readouterr().out
+    assert all(f"  {name} " in listed for name in COMMANDS)
+    for name, (module, _, _) in COMMANDS.items():  # every command's module has the main() it forwards to
+        assert (REPO / (module.replace(".", "/") + ".py")).exists(), name
+    try:
+        main(["sweeep"])
+    except SystemExit as exit_:
+        assert exit_.code == 2
+    assert "unknown command 'sweeep'" in capsys.readouterr().err
+    assert 'mardini-bench = "mardini_bench.cli:main"' in (REPO / "pyproject.toml").read_text()

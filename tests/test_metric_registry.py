@@ -1,0 +1,96 @@
+"""A metric is one registered builder with its MetricInfo: a toy one reaches every consumer untouched."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import pandas as pd
+import pytest
+import torch
+
+from fake_runs import make_sweep
+from mardini_bench import report, significance, tables
+from mardini_bench.config import RunConfig, apply_overrides
+from mardini_bench.evaluate import evaluate
+from mardini_bench.factory import build_model
+from mardini_bench.metrics import MetricInfo, MetricResult, metric_info
+from mardini_bench.metrics.cli import build_parser
+from mardini_bench.registry import METRICS, UnknownComponentError
+
+
+class MeanAbsoluteError:
+    """Toy paired metric: mean absolute pixel error of the scored frames (lower is better)."""
+
+    def __init__(self, protocol: str = "all_frames") -> None:
+        self.total, self.frames = 0.0, 0
+
+    def update(self, real: torch.Tensor, fake: torch.Tensor, mask: Optional[torch.Tensor] = None) -> None:
+        keep = mask if mask is not None else torch.ones(real.shape[:2], dtype=torch.bool)
+        err = (real.float() - fake.float()).abs().mean((2, 3, 4))  # (B, T)
+        self.total += float(err[keep].sum())
+        self.frames += int(keep.sum())
+
+    def compute(self) -> MetricResult:
+        return MetricResult(self.total / self.frames, {"metric": "mae"})
+
+
+@pytest.fixture
+def toy_metric():
+    METRICS.register(MeanAbsoluteError, name="mae", meta=MetricInfo("MAE", higher_is_better=False, kind="paired",
+                                                                     decimals=3))
+    yield "mae"
+    METRICS.unregister("mae")
+
+
+def test_a_registered_metric_is_evaluated_and_reported(toy_metric, tmp_path):
+    # evaluation: scored per video for the model and the baselines
+    cfg = apply_overrides(RunConfig(), ["model=tiny", "eval.metrics=[mae,psnr]", "eval.tasks=[interpolation]",
+                                        "eval.num_videos=2", "eval.baselines=[copy_nearest]"])
+    torch.manual_seed(0)
+    records = evaluate(build_model(cfg), cfg, tmp_path / "sweep" / "run")
+    mae = [r for r in records if r["metric"] == "mae"]
+    assert {r["method"] for r in mae} == {"model", "copy_nearest"}
+    assert all(len(r["per_video"]) == 2 and r["features"] is None for r in mae)
+
+    # tables, significance and the report read its label and direction from the registry
+    sweep = make_sweep(tmp_path / "toy", [({"model.planner.depth": 2}, 0.6), ({"model.planner.depth": 4}, 0.9)],
+                       seeds=(0, 1))
+    for result_file in sweep.glob("*/result.json"):
+        add_mae_records(result_file)
+    assert report.main([str(sweep), "--n-boot", "50"]) == 0
+    table = (sweep / "table.md").read_text()
+    header = next(line for line in table.splitlines() if "MAE" in line)
+    assert header.index("SSIM") < header.index("MAE")  # registration order: after the built-in metrics
+    comparisons = pd.read_csv(sweep / "significance.csv")
+    assert set(comparisons[comparisons["metric"] == "mae"]["task"]) == {"interpolation", "image_to_video"}
+    assert significance.lower_is_better("mae") and tables.number(0.12345, "mae") == "0.123"
+    assert significance.worse(0.5, 0.4, "mae") and not significance.worse(0.3, 0.4, "mae")
+
+    # the metrics CLI offers it
+    assert build_parser().parse_args(["mae", "a", "b"]).metric == "mae"
+
+
+def add_mae_records(path: Path) -> None:
+    """Beside each PSNR record, an MAE record that falls as PSNR rises (the better variant wins both)."""
+    result: Dict[str, Any] = json.loads(path.read_text())
+    extra = []
+    for rec in result["records"]:
+        if rec["metric"] == "psnr":
+            per_video = [1.0 / value for value in rec["per_video"]]
+            extra.append(dict(rec, metric="mae", per_video=per_video, value=sum(per_video) / len(per_video)))
+    result["records"] += extra
+    result["config"]["eval"]["metrics"].append("mae")
+    path.write_text(json.dumps(result))
+
+
+def test_a_metric_without_its_info_is_an_error_not_a_guess(toy_metric):
+    METRICS.register(MeanAbsoluteError, name="mystery")
+    try:
+        with pytest.raises(UnknownComponentError, match="'mystery' was registered without a MetricInfo"):
+            significance.lower_is_better("mystery")
+    finally:
+        METRICS.unregister("mystery")
+    with pytest.raises(UnknownComponentError, match="unknown metric 'lpips'"):
+        metric_info("lpips")
