@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from mardini_bench import weights
-from mardini_bench.metrics import FID, FVD, convert
+from mardini_bench import weight_conversion as convert
+from mardini_bench.metrics import FID, FVD
 from mardini_bench.metrics import cli
 
 
