@@ -24,10 +24,9 @@ import pandas as pd
 from scipy import stats
 
 from mardini_bench.io import DamagedFileError, atomic_file, load_json
-from mardini_bench.runner import load_result
+from mardini_bench.runner import COST_KEYS, load_result
 
-COST_COLUMNS = ("params_planner", "params_generator", "flops_train_step", "flops_sample",
-                "latency_sample_s", "peak_mem_mb")
+COST_COLUMNS = COST_KEYS  # the cost fields a run's result.json carries, one column each
 # Columns every collected frame has; anything else that is not `protocol.*` is an ablation axis.
 BASE_COLUMNS = ("run_id", "status", "error", "seed", "planner", "generator", "dataset", "task", "method",
                 "metric", "value", "features", "train_steps", "final_loss", "train_wall_s", "threads") + COST_COLUMNS

@@ -154,9 +154,22 @@ def test_run_takes_its_thread_count_from_the_environment(tmp_path, monkeypatch):
     assert torch.get_num_threads() == 1 and result["train"]["threads"] == 1
 
 
-def test_a_run_that_raises_leaves_no_result(tmp_path):
+def test_missing_weights_fail_before_training(tmp_path, monkeypatch):
+    monkeypatch.delenv("MARDINI_BENCH_WEIGHTS", raising=False)  # nothing to fall back on
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     cfg = tiny_cfg("eval.metrics=[fvd]", f"eval.weights={tmp_path / 'missing'}", "eval.baselines=[]")
-    with pytest.raises(WeightsError):
+    with pytest.raises(WeightsError, match="i3d_kinetics400_tfhub.pt"):
+        runner.run(cfg, tmp_path / "r")
+    assert not (tmp_path / "r").exists()  # no training run was spent on it
+
+
+def test_a_run_that_raises_leaves_no_result(tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("evaluation broke")
+
+    monkeypatch.setattr(runner, "evaluate", broken)
+    cfg = tiny_cfg("eval.metrics=[psnr]", "eval.baselines=[]")
+    with pytest.raises(RuntimeError, match="evaluation broke"):
         runner.run(cfg, tmp_path / "r")
     assert (tmp_path / "r" / "last.pt").exists() and not (tmp_path / "r" / "result.json").exists()
 
