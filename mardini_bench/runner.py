@@ -25,13 +25,11 @@ from mardini_bench.args import ArgumentParser
 from mardini_bench.cli import user_errors
 from mardini_bench.config import RunConfig, apply_overrides, to_dict, validate
 from mardini_bench.evaluate import check_eval_config, check_weights, evaluate
-from mardini_bench.io import DamagedFileError, load_json, write_json
+from mardini_bench.io import write_json
 from mardini_bench.perf import configure_threads
+from mardini_bench.result_file import COST_KEYS, RESULT
 from mardini_bench.train import NonFiniteError, train
 
-RESULT = "result.json"
-COST_KEYS = ("params_planner", "params_generator", "flops_train_step", "flops_sample", "latency_sample_s",
-             "peak_mem_mb")
 
 
 def run(cfg: RunConfig, run_dir: Path, until: Optional[int] = None) -> Dict[str, Any]:
@@ -68,24 +66,6 @@ def finish(cfg: RunConfig, run_dir: Path, model: Any, summary: Dict[str, Any]) -
               "train": {**summary, "eval_wall_s": eval_s, "threads": torch.get_num_threads()},
               "cost": {k: cost.get(k) for k in COST_KEYS}, "records": records}
     write_json(run_dir / RESULT, result)
-    return result
-
-
-def load_result(run_dir: Path) -> Optional[Dict[str, Any]]:
-    """result.json as written by the runner, or None when absent; `DamagedFileError` when truncated
-    or wrong-typed (records not a list of {task, method, metric} objects, train/cost/config not objects)."""
-    path = run_dir / RESULT
-    try:
-        result = load_json(path)
-    except FileNotFoundError:
-        return None
-    for key in ("train", "cost", "config"):
-        if not isinstance(result.get(key, {}), dict):
-            raise DamagedFileError(f"{path}: '{key}' must be a JSON object, got {result[key]!r:.40}")
-    records = result.get("records", [])
-    if not isinstance(records, list) or not all(isinstance(r, dict) and {"task", "method", "metric"} <= set(r)
-                                                for r in records):
-        raise DamagedFileError(f"{path}: 'records' must be a list of objects with task, method and metric")
     return result
 
 
