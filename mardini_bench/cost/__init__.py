@@ -214,7 +214,3 @@ def _params(model: torch.nn.Module) -> Dict[str, int]:
     counts = model.num_params()
     return {"params_planner": counts["planner"], "params_generator": counts["generator"]}
 
-
-# ----------------------------------------------------------------------------------------------
-# CLI
-# ----------------------------------------------------------------------------------------------

@@ -100,7 +100,7 @@ def to_submit(sweep_dir: Path, points: Sequence[plan.Point]) -> List[plan.Point]
 
 
 def submit_points(sweep_dir: Path, grid: Grid, todo: Sequence[plan.Point], args: argparse.Namespace,
-                  options: launch.LaunchOptions, jobs: List[Any]) -> List[Any]:
+                  options: launch.LaunchOptions, jobs: List[Any]) -> None:
     """Prepare the run folders and submit; `jobs` receives each job as it starts."""
     git = rundir.git_info(REPO)
     dirs = [sweep_dir / p.run_id for p in todo]
@@ -117,7 +117,6 @@ def submit_points(sweep_dir: Path, grid: Grid, todo: Sequence[plan.Point], args:
             launch.share_cores(len(todo))
         jobs += launch.submit(executor, dirs, args.run_fn)
     print(f"submitted {len(jobs)} runs to {args.cluster}: job ids {' '.join(str(j.job_id) for j in jobs)}")
-    return jobs
 
 
 def collect(sweep_dir: Path) -> None:
