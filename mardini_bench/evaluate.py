@@ -2,8 +2,8 @@
 
 For each task: `eval.num_videos` clips of the data's `val` split (picked by `eval.seed`, so every run
 with the same data config sees the same clips) go through the task's `prepare` and `eval_mask`;
-the model (EMA weights) and each baseline fill the masked frames. FVD scores whole clips; FID, PSNR
-and SSIM score the task's frames under `eval.protocol` (all generated frames, or the middle one).
+the model (EMA weights) and each baseline fill the masked frames. FVD scores whole clips; FID, PSNR,
+SSIM and LPIPS score the task's frames under `eval.protocol` (all generated frames, or the middle one).
 
 A record is {task, method, metric, value, protocol, per_video, features}: PSNR/SSIM keep one value
 per video, FVD/FID save real and generated features (`eval/<task>/<method>_<metric>.npz`: `real`,
@@ -26,7 +26,9 @@ import functools
 import hashlib
 import json
 import os
+import sys
 import zlib
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
@@ -38,6 +40,7 @@ from mardini_bench.config import ConfigError, RunConfig, to_dict
 from mardini_bench.io import atomic_write, exclusive_lock, load_json, write_json
 from mardini_bench.metrics.info import is_distribution, metric_info
 from mardini_bench.registry import BASELINES, METRICS, TASKS
+from mardini_bench.weights import WeightsError
 
 FRAME_PROTOCOLS = ("all_frames", "middle_frame")
 BASELINE_DIR = "_baselines"
@@ -62,10 +65,34 @@ def check_eval_config(cfg: RunConfig) -> None:
 
 def check_weights(cfg: RunConfig) -> None:
     """Find and sha256-verify the feature networks of `cfg.eval.metrics` (WeightsError naming the file
-    and the fix): run before training, so a missing or wrong weight file costs no training run."""
+    and the fix): run before training, so a missing or wrong weight file costs no training run. A
+    metric whose weights are optional (LPIPS) is reported skipped instead, in one line."""
     for name in cfg.eval.metrics:
         if is_distribution(name):
             METRICS.build(name, weights=cfg.eval.weights)  # resolves and verifies; the network loads later
+    usable_metrics(cfg)
+
+
+_SKIPPED: Dict[Tuple[str, str], str] = {}  # (metric, weights) -> why: each skip is said once per process
+
+
+def usable_metrics(cfg: RunConfig) -> List[str]:
+    """`cfg.eval.metrics` without the optional-weights metrics whose weights are absent; each one
+    skipped prints one `warning:` line on stderr naming the file and where to put it."""
+    usable = []
+    for name in cfg.eval.metrics:
+        if metric_info(name).optional_weights:
+            key = (name, str(cfg.eval.weights))
+            try:
+                METRICS.build(name, weights=cfg.eval.weights)
+            except WeightsError as err:
+                if key not in _SKIPPED:
+                    _SKIPPED[key] = str(err)
+                    print(f"warning: {name} skipped (the run's other metrics are unaffected): {err}",
+                          file=sys.stderr, flush=True)
+                continue
+        usable.append(name)
+    return usable
 
 
 def save_npz(path: Path, **arrays: np.ndarray) -> None:
@@ -143,6 +170,8 @@ def build_metric(name: str, cfg: RunConfig) -> Any:
             _NETS[key] = metric.net
         metric.net = _NETS[key]
         return metric
+    if metric_info(name).optional_weights:
+        return METRICS.build(name, weights=cfg.eval.weights)
     return METRICS.build(name)  # scores the frames its mask marks: we pass the task's scored frames
 
 
@@ -286,6 +315,7 @@ def save_samples(path: Path, real: torch.Tensor, mask: torch.Tensor, fake: torch
 def evaluate(model: torch.nn.Module, cfg: RunConfig, run_dir: Path) -> List[Dict[str, Any]]:
     """Records for every (task, method, metric) of `cfg.eval`; methods = "model" + the baselines."""
     check_eval_config(cfg)
+    cfg = replace(cfg, eval=replace(cfg.eval, metrics=usable_metrics(cfg)))
     run_dir, clips = Path(run_dir), eval_clips(cfg)
     device = next(model.parameters()).device
     prepared = []

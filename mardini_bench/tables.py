@@ -19,7 +19,7 @@ import pandas as pd
 
 from mardini_bench.io import atomic_file, write_text
 from mardini_bench.metrics.info import metric_info, metric_names
-from mardini_bench.results import (COST_COLUMNS, PROTOCOL_IGNORE, axis_columns,
+from mardini_bench.results import (COST_COLUMNS, PROTOCOL_IGNORE, PROTOCOL_PREFIX, axis_columns,
                                    t_interval)
 
 PAPER_TABLES_ENV = "MARDINI_BENCH_PAPER_TABLES"
@@ -248,19 +248,29 @@ def table3(marked: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def table4_label(metric: str, frames: pd.Series) -> str:
+    """A Table 4 header: "MidF-LPIPS" when every value scored only the middle frame (the paper's
+    protocol for per-frame metrics), else the plain label."""
+    frame_protocols = set(frames.dropna().unique()) if len(frames) else set()
+    return f"MidF-{label(metric)}" if frame_protocols == {"middle_frame"} else label(metric)
+
+
 def table4(marked: pd.DataFrame, df: pd.DataFrame, task: str = "interpolation") -> pd.DataFrame:
     """Method x dataset x metric for one task (Table 4): model variants, then baselines."""
     part = marked[marked["task"] == task]
+    frames_of = df.get(f"{PROTOCOL_PREFIX}frame_protocol", pd.Series(index=df.index, dtype=object))
+    heads = {(d, m): table4_label(m, frames_of[(df["task"] == task) & (df["dataset"] == d) & (df["metric"] == m)])
+             for d, m in df.loc[df["task"] == task, ["dataset", "metric"]].drop_duplicates().itertuples(index=False)}
     rows: Dict[str, dict] = {}
     for _, r in part.iterrows():
         name = r["variant"] if r["method"] == "model" else f"baseline: {r['method']}"
         rows.setdefault(name, {"method": name})
         if r["method"] == "model":
-            rows[name][f"{r['dataset']} {label(r['metric'])}"] = marked_cell(r, r["metric"])
+            rows[name][f"{r['dataset']} {heads[(r['dataset'], r['metric'])]}"] = marked_cell(r, r["metric"])
     for dataset, sub in df[df["task"] == task].groupby("dataset"):
         for r in _baseline_rows(sub, task, _metrics(df), []):
             rows.setdefault(r["run"], {"method": r["run"]}).update(
-                {f"{dataset} {label(m)}": r[label(m)] for m in _metrics(df)})
+                {f"{dataset} {heads.get((dataset, m), label(m))}": r[label(m)] for m in _metrics(df)})
     out = pd.DataFrame(list(rows.values())).fillna("n/a")
     ordered = ["method"] + sorted((c for c in out.columns if c != "method"),
                                   key=lambda c: (c.rsplit(" ", 1)[0], metric_rank(c.rsplit(" ", 1)[-1])))
@@ -271,6 +281,7 @@ def metric_rank(metric: str) -> int:
     """Position of a metric (its name or its label) in the tables' column order (registration order);
     unknown ones go last."""
     names = metric_names()
+    metric = metric.removeprefix("MidF-")
     for i, name in enumerate(names):
         if metric in (name, label(name)):
             return i

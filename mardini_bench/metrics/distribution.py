@@ -22,8 +22,10 @@ import torch
 import mardini_bench
 from mardini_bench.metrics import frechet
 from mardini_bench.metrics.frechet import FeatureStats
+from mardini_bench.metrics.info import MetricInfo
 from mardini_bench.metrics.preprocess import I3D_RESIZES, as_uint8_btchw, i3d_input, inception_input
 from mardini_bench.metrics.result import MetricResult
+from mardini_bench.registry import METRICS
 from mardini_bench.weights import resolve_weights, sha256_file
 
 PathLike = Union[str, Path]
@@ -253,3 +255,16 @@ _RESIZE_DETAIL = {
     "tf1_bilinear": "TF1 resize_bilinear (no half-pixel centres), the original TF FVD preprocess",
     "none": "no resize (frames already 224x224)",
 }
+
+
+@METRICS.register(name="fvd", meta=MetricInfo("FVD", higher_is_better=False, kind="distribution", scores="clips",
+                                              decimals=1))
+def build_fvd(**kwargs: Any) -> FVD:
+    """FVD; kwargs: weights, resize, ddof, batch_size, device, bootstrap, real_id, cache_dir."""
+    return FVD(**kwargs)
+
+
+@METRICS.register(name="fid", meta=MetricInfo("FID", higher_is_better=False, kind="distribution", scores="frames"))
+def build_fid(**kwargs: Any) -> FID:
+    """FID; kwargs as for FVD but no resize (clean-fid's "clean" resize is the protocol)."""
+    return FID(**kwargs)

@@ -26,6 +26,9 @@ class MetricInfo:
     # as images (FID). Paired metrics always score the task's scored frames.
     scores: str = "frames"
     decimals: int = 2  # digits in tables
+    # The builder takes `weights=` (a file or folder) for a network that may be absent (LPIPS's
+    # backbone): evaluation then skips the metric with one line instead of failing the run.
+    optional_weights: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:

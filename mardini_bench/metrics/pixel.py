@@ -17,7 +17,9 @@ from torchmetrics.functional.image import peak_signal_noise_ratio, structural_si
 
 import mardini_bench
 from mardini_bench.metrics.preprocess import as_uint8_btchw
+from mardini_bench.metrics.info import MetricInfo
 from mardini_bench.metrics.result import MetricResult
+from mardini_bench.registry import METRICS
 
 PROTOCOLS = ("all_frames", "middle_frame")
 
@@ -36,10 +38,11 @@ _FRAME_FNS = {"psnr": psnr_frames, "ssim": ssim_frames}
 
 
 class PairedFrameMetric:
-    """Streaming mean of a per-frame score between paired real and generated clips."""
+    """Streaming mean of a per-frame score between paired real and generated clips (PSNR, SSIM; LPIPS
+    subclasses it with its own `score_frames` and `protocol`)."""
 
     def __init__(self, name: str, protocol: str = "all_frames") -> None:
-        if name not in _FRAME_FNS:
+        if name not in _FRAME_FNS and type(self) is PairedFrameMetric:
             raise ValueError(f"unknown paired metric {name!r}; valid: {', '.join(_FRAME_FNS)}")
         if protocol not in PROTOCOLS:
             raise ValueError(f"unknown {name} protocol {protocol!r}; valid: {', '.join(PROTOCOLS)}")
@@ -54,12 +57,16 @@ class PairedFrameMetric:
             raise ValueError(f"{self.name}: real and generated clips must match, got "
                              f"{tuple(real.shape)} and {tuple(fake.shape)}")
         keep = self._scored(real.shape[0], real.shape[1], mask)  # (B, T) bool
-        scores = _FRAME_FNS[self.name](real[keep].double() / 255, fake[keep].double() / 255)
+        scores = self.score_frames(real[keep].double() / 255, fake[keep].double() / 255)
         self.total += float(scores.sum())
         self.frames += int(keep.sum())
         self.videos += int(real.shape[0])
         self.shape.setdefault("frames_per_clip", int(real.shape[1]))
         self.shape.setdefault("resolution", [int(real.shape[3]), int(real.shape[4])])
+
+    def score_frames(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        """(M, 3, H, W) float64 in [0, 1] -> (M,) one score per frame (subclasses: other scores)."""
+        return _FRAME_FNS[self.name](real, fake)
 
     def _scored(self, b: int, t: int, mask: Optional[Any]) -> torch.Tensor:
         if self.frame_protocol == "middle_frame":
@@ -80,10 +87,22 @@ class PairedFrameMetric:
 
     def protocol(self) -> Dict[str, Any]:
         detail = {"psnr": "data_range 1.0, per frame over C,H,W",
-                  "ssim": "gaussian window 11, sigma 1.5, k1 0.01, k2 0.03, data_range 1.0"}[self.name]
+                  "ssim": "gaussian window 11, sigma 1.5, k1 0.01, k2 0.03, data_range 1.0"}.get(self.name)
         return {"implementation": f"mardini_bench.{self.name} (torchmetrics)", "version": mardini_bench.__version__,
                 "metric": self.name, "frame_protocol": self.frame_protocol, "num_videos": self.videos,
                 "num_frames_scored": self.frames, **self.shape, "value_range": "[0, 1] (uint8 / 255, float64)",
                 "input": "uint8 (float [0,1] rounded to uint8)", "resize": "none",
                 "reduction": "mean over scored frames of per-frame values", "detail": detail,
                 "middle_frame_index": "T // 2" if self.frame_protocol == "middle_frame" else None}
+
+
+@METRICS.register(name="psnr", meta=MetricInfo("PSNR", higher_is_better=True, kind="paired"))
+def build_psnr(protocol: str = "all_frames") -> PairedFrameMetric:
+    """Per-frame PSNR; protocol all_frames or middle_frame."""
+    return PairedFrameMetric("psnr", protocol)
+
+
+@METRICS.register(name="ssim", meta=MetricInfo("SSIM", higher_is_better=True, kind="paired", decimals=4))
+def build_ssim(protocol: str = "all_frames") -> PairedFrameMetric:
+    """Per-frame SSIM; protocol all_frames or middle_frame."""
+    return PairedFrameMetric("ssim", protocol)
