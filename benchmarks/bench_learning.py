@@ -24,11 +24,11 @@ import math
 from pathlib import Path
 from typing import Dict, List
 
+from mardini_bench.analysis.significance import lower_is_better
 from mardini_bench.config import RunConfig, apply_overrides
-from mardini_bench.evaluate import evaluate
-from mardini_bench.perf import configure_threads
-from mardini_bench.significance import lower_is_better
-from mardini_bench.train import train
+from mardini_bench.cost.perf import configure_threads
+from mardini_bench.run.evaluate import evaluate
+from mardini_bench.run.train import train
 
 BASELINES = ("copy_nearest", "linear_blend")
 

@@ -24,9 +24,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
 
-from mardini_bench.baselines import neighbours
 from mardini_bench.config import GeneratorConfig
 from mardini_bench.registry import GENERATORS
+from mardini_bench.run.baselines import neighbours
 from models.attention import (AttentionContext, init_linears, CrossAttention, Mlp, SelfAttention, build_video_attention,
                               grid_positions, rope_angles)
 

@@ -19,9 +19,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mardini_bench.baselines import copy_nearest, linear_blend
 from mardini_bench.config import STAGES, ModelConfig
 from mardini_bench.registry import CODECS, GENERATORS, NOISE_SCHEDULES, PLANNERS
+from mardini_bench.run.baselines import copy_nearest, linear_blend
 from models.diffusion import ddim_sample, guided, masked_mse, min_snr_weight, shifted
 from models.planner import downsample_latents
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import torch
 import torch.multiprocessing as mp
 
-from mardini_bench import distributed
 from mardini_bench.config import RunConfig, apply_overrides
-from mardini_bench.train import CHECKPOINT, LOG, train
+from mardini_bench.run import distributed
+from mardini_bench.run.train import CHECKPOINT, LOG, train
 
 # micro_batch fixes the unit of randomness, so 1 process x 2 micro-batches == 2 processes x 1.
 OVERRIDES = ["model=tiny", "data.frames=5", "data.resolution=16", "data.num_train=10", "train.batch_size=4",

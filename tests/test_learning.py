@@ -8,12 +8,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mardini_bench.baselines import copy_nearest, linear_blend
 from mardini_bench.config import DataConfig, MaskConfig, RunConfig, apply_overrides
 from mardini_bench.data import build_dataset, latent_stats
 from mardini_bench.factory import build_model
 from mardini_bench.registry import TASKS
-from mardini_bench.train import train
+from mardini_bench.run.baselines import copy_nearest, linear_blend
+from mardini_bench.run.train import train
 from models.diffusion import cosine, shifted
 from models.masks import build_mask_schedule
 

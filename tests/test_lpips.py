@@ -14,12 +14,13 @@ import torch
 import torchvision
 
 from fake_runs import make_sweep
-from mardini_bench import report, weights
+from mardini_bench import weights
+from mardini_bench.analysis import report
 from mardini_bench.config import RunConfig, apply_overrides
-from mardini_bench.evaluate import check_weights, evaluate
 from mardini_bench.factory import build_model
 from mardini_bench.metrics import METRICS
 from mardini_bench.metrics.lpips import BACKBONES, build_net
+from mardini_bench.run.evaluate import check_weights, evaluate
 
 
 def seeded_backbone(arch: str) -> dict:

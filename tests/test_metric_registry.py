@@ -11,13 +11,13 @@ import pytest
 import torch
 
 from fake_runs import make_sweep
-from mardini_bench import report, significance, tables
+from mardini_bench.analysis import report, significance, tables
 from mardini_bench.config import RunConfig, apply_overrides
-from mardini_bench.evaluate import evaluate
 from mardini_bench.factory import build_model
 from mardini_bench.metrics import MetricInfo, MetricResult, metric_info
 from mardini_bench.metrics.cli import build_parser
 from mardini_bench.registry import METRICS, UnknownComponentError
+from mardini_bench.run.evaluate import evaluate
 
 
 class MeanAbsoluteError:

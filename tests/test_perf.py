@@ -8,7 +8,7 @@ import time
 import pytest
 import torch
 
-from mardini_bench.perf import (OMP_ENV, THREADS_ENV, available_cores, configure_threads, matmul_peak_flops,
+from mardini_bench.cost.perf import (OMP_ENV, THREADS_ENV, available_cores, configure_threads, matmul_peak_flops,
                                  timing_lock)
 
 

@@ -16,7 +16,7 @@ import pytest
 from scipy import stats
 
 from fake_runs import make_run, make_sweep, protocol
-from mardini_bench import plots, report, results, significance, tables
+from mardini_bench.analysis import plots, report, results, significance, tables
 from mardini_bench.config import RunConfig, apply_overrides
 
 REPO = Path(__file__).resolve().parents[1]
@@ -438,7 +438,7 @@ def test_every_point_of_every_grid_resolves(name):
 
 
 def test_training_log_of_a_restarted_run_counts_each_step_once(tmp_path):
-    from mardini_bench.plots import read_log
+    from mardini_bench.analysis.plots import read_log
 
     lines = [{"step": 1, "loss": 3.0}, {"step": 11, "loss": 2.0}, {"event": "resume", "step": 0},
              {"step": 1, "loss": 2.5}, {"step": 11, "loss": 1.5}]

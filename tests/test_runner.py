@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from mardini_bench import baselines, evaluate, runner
 from mardini_bench.config import RunConfig, apply_overrides
 from mardini_bench.metrics.distribution import FrechetMetric
 from mardini_bench.registry import BASELINES, TASKS
+from mardini_bench.run import baselines, evaluate, runner
 from mardini_bench.weights import WeightsError
 
 TINY = ["model=tiny", "model.diffusion.sample_steps=2", "data.frames=5", "data.resolution=16",
@@ -233,9 +233,9 @@ DIVERGE = ["train.lr=1e12", "train.grad_clip=0", "train.warmup_steps=0"]
 
 def test_diverging_run_is_recorded_failed_with_its_step(tmp_path):
     from mardini_bench.config import to_dict
+    from mardini_bench.run.train import NonFiniteError
     from mardini_bench.sweep import rundir
     from mardini_bench.sweep.job import RunJob
-    from mardini_bench.train import NonFiniteError
 
     run_dir = tmp_path / "r"
     rundir.write_json(run_dir / rundir.CONFIG, to_dict(tiny_cfg(*DIVERGE)))

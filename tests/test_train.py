@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from mardini_bench.config import ConfigError, RunConfig, apply_overrides
-from mardini_bench.train import (CHECKPOINT, LOG, PREVIOUS, NonFiniteError, batch_indices, check_train_config,
+from mardini_bench.run.train import (CHECKPOINT, LOG, PREVIOUS, NonFiniteError, batch_indices, check_train_config,
                                  ema_decay_at, ema_with_warmup,
                                  lr_factor, micro_batch, stage_at, train)
 
@@ -152,7 +152,7 @@ def test_compiled_training_follows_the_eager_loss_curve(tmp_path, monkeypatch):
 # ----------------------------------------------------------------------------------------------
 def nan_at(monkeypatch, steps: set) -> None:
     """Make the averaged loss NaN at the given (1-based) steps: `distributed.mean_` gets [grads..., loss]."""
-    from mardini_bench import distributed
+    from mardini_bench.run import distributed
 
     calls = {"n": 0}
     real = distributed.mean_

@@ -35,7 +35,7 @@ from torch.utils._pytree import tree_flatten
 from torch.utils.flop_counter import FlopCounterMode
 
 from mardini_bench.config import RunConfig, latent_geometry
-from mardini_bench.perf import timing_lock
+from mardini_bench.cost.perf import timing_lock
 
 
 class CostError(ValueError):

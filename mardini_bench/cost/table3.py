@@ -143,7 +143,7 @@ def _paper_value(paper, row_id: str, column: str) -> Optional[float]:
 def table3_rows(paper_tables: Optional[str] = None,
                 resolutions: Sequence[int] = RESOLUTIONS) -> List[Dict[str, object]]:
     """Every setting at each resolution, with the paper's latency/memory and ratios to row 1."""
-    from mardini_bench.tables import load_paper
+    from mardini_bench.analysis.tables import load_paper
 
     bad = [r for r in resolutions if r % (8 * PLANNER_LATENT_SIDE)]
     if bad:

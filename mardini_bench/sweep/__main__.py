@@ -120,7 +120,7 @@ def submit_points(sweep_dir: Path, grid: Grid, todo: Sequence[plan.Point], args:
 
 
 def collect(sweep_dir: Path) -> None:
-    from mardini_bench.results import CollectError, ProtocolMismatchError, collect as collect_table
+    from mardini_bench.analysis.results import CollectError, ProtocolMismatchError, collect as collect_table
 
     try:
         df = collect_table(sweep_dir)
@@ -131,9 +131,9 @@ def collect(sweep_dir: Path) -> None:
 
 def report(sweep_dir: Path) -> None:
     """Tables and plots, when the report module is installed; the sweep's results stand without them."""
-    if importlib.util.find_spec("mardini_bench.report") is None:
+    if importlib.util.find_spec("mardini_bench.analysis.report") is None:
         return
-    done = subprocess.run([sys.executable, "-m", "mardini_bench.report", str(sweep_dir)])
+    done = subprocess.run([sys.executable, "-m", "mardini_bench.analysis.report", str(sweep_dir)])
     if done.returncode != 0:
         print(f"warning: the report exited with {done.returncode}; results.csv is complete", file=sys.stderr)
 

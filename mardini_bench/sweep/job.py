@@ -21,7 +21,7 @@ import submitit
 from mardini_bench.sweep import rundir
 
 RunFn = Callable[[Any, Path], Dict[str, Any]]
-DEFAULT_RUN_FN = "mardini_bench.runner:run"
+DEFAULT_RUN_FN = "mardini_bench.run.runner:run"
 
 
 def load_run_fn(spec: str) -> RunFn:
@@ -73,7 +73,7 @@ def link_logs(run_dir: Path) -> None:
 class RunJob(submitit.helpers.Checkpointable):
     """Train and evaluate the point whose resolved config is in `run_dir/config.json`.
 
-    `run_fn` is `run(cfg, run_dir) -> dict` (default `mardini_bench.runner.run`), given as a
+    `run_fn` is `run(cfg, run_dir) -> dict` (default `mardini_bench.run.runner.run`), given as a
     'module:function' string (imported inside the job) or a callable. A finished run returns its
     result without training again; a failing one leaves `failed.json` and re-raises for submitit.
     """

@@ -1,6 +1,6 @@
 """One run: train (resuming), evaluate, measure cost, then write `result.json` last.
 
-    from mardini_bench.runner import run
+    from mardini_bench.run.runner import run
     result = run(cfg, Path("runs/abc123"))
 
     python -m mardini_bench.runner RUN_DIR [key=value ...]     # one config by hand
@@ -20,15 +20,15 @@ from typing import Any, Dict, List, Optional
 
 import torch
 
-from mardini_bench import distributed
 from mardini_bench.args import ArgumentParser
 from mardini_bench.cli import user_errors
 from mardini_bench.config import RunConfig, apply_overrides, to_dict, validate
-from mardini_bench.evaluate import check_eval_config, check_weights, evaluate
+from mardini_bench.cost.perf import configure_threads
 from mardini_bench.io import write_json
-from mardini_bench.perf import configure_threads
-from mardini_bench.result_file import COST_KEYS, RESULT
-from mardini_bench.train import NonFiniteError, train
+from mardini_bench.run import distributed
+from mardini_bench.run.evaluate import check_eval_config, check_weights, evaluate
+from mardini_bench.run.result_file import COST_KEYS, RESULT
+from mardini_bench.run.train import NonFiniteError, train
 
 
 

@@ -24,7 +24,7 @@ import pandas as pd
 from scipy import stats
 
 from mardini_bench.io import DamagedFileError, atomic_file, load_json
-from mardini_bench.result_file import COST_KEYS, load_result
+from mardini_bench.run.result_file import COST_KEYS, load_result
 
 COST_COLUMNS = COST_KEYS  # the cost fields a run's result.json carries, one column each
 # Columns every collected frame has; anything else that is not `protocol.*` is an ablation axis.

@@ -1,7 +1,7 @@
 """Speed defaults: CPU thread count, the measured fp32 matmul peak that MFU is reported against,
 and a per-host lock that keeps concurrent runs from timing at the same moment.
 
-    from mardini_bench.perf import configure_threads
+    from mardini_bench.cost.perf import configure_threads
     configure_threads()            # the runner calls this once, before building the model
 
 Threads: $MARDINI_BENCH_THREADS, else $OMP_NUM_THREADS (what a local sweep sets to share the cores

@@ -20,10 +20,10 @@ from typing import Callable, Dict, List, Optional, Sequence
 import numpy as np
 import pandas as pd
 
+from mardini_bench.analysis.results import axis_columns, column_keys, variant_label
 from mardini_bench.io import load_json
 from mardini_bench.metrics.frechet import SubsetFrechet, frechet_distance, frechet_lowrank, gaussian_stats
 from mardini_bench.metrics.info import is_distribution, metric_info
-from mardini_bench.results import axis_columns, column_keys, variant_label
 
 # A run's evidence for one metric: a function of resampled video indices -> metric value.
 Scorer = Callable[[np.ndarray], float]

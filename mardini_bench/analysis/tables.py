@@ -19,11 +19,11 @@ import pandas as pd
 
 from mardini_bench.io import atomic_file, write_text
 from mardini_bench.metrics.info import metric_info, metric_names
-from mardini_bench.results import (COST_COLUMNS, PROTOCOL_IGNORE, PROTOCOL_PREFIX, axis_columns,
-                                   t_interval)
+from mardini_bench.analysis.results import (COST_COLUMNS, PROTOCOL_IGNORE, PROTOCOL_PREFIX, axis_columns,
+                                            t_interval)
 
 PAPER_TABLES_ENV = "MARDINI_BENCH_PAPER_TABLES"
-_DEFAULT_PAPER = Path(__file__).resolve().parents[1] / "results" / "paper" / "paper_tables.csv"
+_DEFAULT_PAPER = Path(__file__).resolve().parents[2] / "results" / "paper" / "paper_tables.csv"
 BEATEN = "▽"  # a model variant worse than a trivial baseline of its column
 LEGEND = ("Cells: mean ± 95% t-interval over seeds (n = finished seeds). **Bold**: best model variant "
           f"of the column, and only if it beats every trivial baseline there. {BEATEN}: the variant's mean "

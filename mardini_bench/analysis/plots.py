@@ -19,10 +19,10 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
+from mardini_bench.analysis.results import axis_columns, variant_label  # noqa: E402
+from mardini_bench.analysis.significance import lower_is_better  # noqa: E402
 from mardini_bench.io import read_jsonl  # noqa: E402
 from mardini_bench.metrics.info import metric_info, metric_names  # noqa: E402
-from mardini_bench.results import axis_columns, variant_label  # noqa: E402
-from mardini_bench.significance import lower_is_better  # noqa: E402
 
 DDIM_AXIS = "model.diffusion.sample_steps"
 IDENTITY_AXES = ("model.planner.identity_attention", "model.generator.identity_attention")

@@ -18,12 +18,12 @@ from typing import Dict, List, Optional, Sequence
 
 import pandas as pd
 
-from mardini_bench import plots, tables
+from mardini_bench.analysis import plots, tables
 from mardini_bench.args import ArgumentParser
 from mardini_bench.io import DamagedFileError, atomic_file, write_text
-from mardini_bench.results import (CollectError, ProtocolMismatchError, collect,
-                                   column_keys, summarise)
-from mardini_bench.significance import BASELINE_PREFIX, compare, lower_is_better, mark_best
+from mardini_bench.analysis.results import (CollectError, ProtocolMismatchError, collect,
+                                            column_keys, summarise)
+from mardini_bench.analysis.significance import BASELINE_PREFIX, compare, lower_is_better, mark_best
 
 _MIME = {".png": "image/png", ".gif": "image/gif"}
 

@@ -29,11 +29,11 @@ from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from mardini_bench import distributed
 from mardini_bench.config import ConfigError, MaskConfig, RunConfig, TrainConfig, to_dict, validate
-from mardini_bench.distributed import DistEnv
 from mardini_bench.factory import build_model
 from mardini_bench.io import append_jsonl, atomic_file, read_jsonl, write_jsonl
+from mardini_bench.run import distributed
+from mardini_bench.run.distributed import DistEnv
 from models.masks import build_mask_schedule
 
 CHECKPOINT = "last.pt"
