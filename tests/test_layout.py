@@ -1,8 +1,11 @@
-"""The module structure: every module imports on its own, no import cycles, run folders stay in sweep/."""
+"""The module structure: the package laid out as the pipeline, every module imports on its own, no import
+cycles, run folders stay in sweep/, and the light commands load no torch."""
 
 from __future__ import annotations
 
 import ast
+import importlib.util
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +13,26 @@ from typing import Dict, List, Set
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("mardini_bench", "models", "tasks")
+
+# The top level of mardini_bench/: the vocabulary every stage shares, and nothing else. The code of a
+# stage lives in its folder; a new module goes there, not beside these.
+VOCABULARY = {
+    "__init__", "registry", "config", "presets", "factory",  # registries, configs, presets, config -> model
+    "io",  # the one atomic write, JSON read-write, file lock
+    "args", "cli",  # argparse with one-line errors; `mardini-bench <command>`
+    "weights", "weight_conversion",  # weight files: found, verified, fetched (metrics and codecs read them)
+}
+# `python -m mardini_bench.X` forms kept where X moved into a stage: X.py only forwards to this main.
+ENTRY_MODULES = {
+    "runner": "mardini_bench.run.runner",
+    "report": "mardini_bench.analysis.report",
+    "params": "mardini_bench.cost.params",
+}
+# One folder per pipeline stage, in the order data flows.
+STAGES = ("data", "run", "metrics", "sweep", "cost", "analysis")
+# Commands that must start without torch (and the modules they read result.json and run folders with).
+LIGHT = ("mardini_bench.cli", "mardini_bench.sweep.__main__", "mardini_bench.run.result_file",
+         "mardini_bench.analysis.results")
 
 
 def modules() -> Dict[str, Path]:
@@ -147,3 +170,50 @@ def test_one_entry_point_forwards_to_every_command(capsys):
         assert exit_.code == 2
     assert "unknown command 'sweeep'" in capsys.readouterr().err
     assert 'mardini-bench = "mardini_bench.cli:main"' in (REPO / "pyproject.toml").read_text()
+
+
+def test_top_level_holds_only_the_vocabulary_and_entry_modules():
+    package = REPO / "mardini_bench"
+    modules_here = {p.stem for p in package.glob("*.py")}
+    assert modules_here - VOCABULARY - set(ENTRY_MODULES) == set(), "a new module belongs in a stage folder"
+    assert VOCABULARY | set(ENTRY_MODULES) <= modules_here  # the lists say what is there
+    folders = {p.name for p in package.iterdir() if p.is_dir() and p.name != "__pycache__"}
+    assert folders == set(STAGES)
+    assert all((package / stage / "__init__.py").exists() for stage in STAGES)
+
+
+def test_entry_modules_only_forward_main():
+    """Each is a docstring, `from <stage module> import main` and the `__main__` guard: no code of its own."""
+    for name, target in ENTRY_MODULES.items():
+        path = REPO / "mardini_bench" / f"{name}.py"
+        body = ast.parse(path.read_text()).body
+        assert isinstance(body[0], ast.Expr) and target.replace(".", "/") in body[0].value.value, name
+        imports = [n for n in body if isinstance(n, (ast.Import, ast.ImportFrom))]
+        assert [(n.module, [a.name for a in n.names]) for n in imports] == [(target, ["main"])], name
+        assert len(body) == 3 and isinstance(body[2], ast.If), name
+        assert "def main(" in (REPO / (target.replace(".", "/") + ".py")).read_text(), name
+
+
+def test_every_python_m_form_in_the_docs_exists():
+    """README.md and docs/design.md name commands as `python -m mardini_bench.X`: each still runs."""
+    text = (REPO / "README.md").read_text() + (REPO / "docs" / "design.md").read_text()
+    named = set(re.findall(r"python -m (mardini_bench(?:\.\w+)+)", text))
+    assert {"mardini_bench.runner", "mardini_bench.report", "mardini_bench.params", "mardini_bench.sweep"} <= named
+    for name in sorted(named):
+        path = REPO / name.replace(".", "/")
+        runnable = path.with_suffix(".py").exists() or (path / "__main__.py").exists()
+        assert runnable and importlib.util.find_spec(name) is not None, name
+
+
+def test_light_commands_load_no_torch():
+    """`mardini-bench --help`, the sweep's status/collect and result.json's reader start in a fraction of
+    a second: torch (seconds to import) stays out of them."""
+    script = (
+        "import importlib, sys\n"
+        f"for name in {LIGHT!r}:\n"
+        "    importlib.import_module(name)\n"
+        "print(sorted(m for m in ('torch', 'matplotlib') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
