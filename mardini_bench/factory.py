@@ -8,6 +8,7 @@ import torch
 
 from mardini_bench.config import ModelConfig, RunConfig, validate
 from mardini_bench.registry import MODEL_PRESETS
+from models.mardini import MarDini
 
 
 def resolve_model_config(spec: Union[str, ModelConfig, RunConfig]) -> ModelConfig:
@@ -31,8 +32,6 @@ def build_model(spec: Union[str, ModelConfig, RunConfig], device: Union[str, tor
     On `device="meta"` no memory is allocated and the codec is not loaded, so paper-scale presets
     can be inspected (parameter counts, FLOPs) on any machine.
     """
-    from models.mardini import MarDini
-
     cfg = resolve_model_config(spec)
     device = torch.device(device)
     with device:

@@ -177,7 +177,7 @@ class Downloader:
         subprocess.run(cmd, check=True)
 
     def url_download(self, url: str, dest: Path) -> None:
-        import urllib.request
+        import urllib.request  # ssl and http: ~30 ms that every command importing weights would pay
 
         with urllib.request.urlopen(url, timeout=120) as r, open(dest, "wb") as f:
             shutil.copyfileobj(r, f)
@@ -210,7 +210,7 @@ def _install(name: str, build: Callable[[Path], None], dest: Path, tmp: Path) ->
 def _builders(tmp: Path, downloader: Downloader) -> Dict[str, Callable[[Path], None]]:
     import torch  # heavy, and only `fetch` needs it: `verify` stays a plain hashing command
 
-    from mardini_bench import weight_conversion as convert
+    from mardini_bench import weight_conversion as convert  # imports torch, as above
 
     return {
         "i3d_kinetics400_tfhub.pt":

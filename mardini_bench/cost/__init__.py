@@ -36,6 +36,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from mardini_bench.config import RunConfig, latent_geometry
 from mardini_bench.cost.perf import timing_lock
+from models.masks import fixed_mask
 
 
 class CostError(ValueError):
@@ -69,8 +70,6 @@ def latent_shape(model: torch.nn.Module, cfg: RunConfig, batch: int) -> Tuple[in
 
 def _inputs(model: torch.nn.Module, cfg: RunConfig, batch: int):
     """Random latents and an interpolation-style mask (first and last frames are references)."""
-    from models.masks import fixed_mask
-
     device = _device(model)
     z = torch.randn(latent_shape(model, cfg, batch), device=device)
     # built on CPU: fixed_mask validates with .any(), which meta tensors cannot answer

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any, Optional
 
+import pandas as pd
+
 from mardini_bench.args import ArgumentParser
 from mardini_bench.cli import user_errors
 from mardini_bench.cost import CostError
@@ -49,8 +51,6 @@ def main(argv: Optional[list] = None) -> None:
 def _table3(args: Any) -> None:
     rows = table3_rows(args.paper_tables, args.resolutions)
     if args.csv:
-        import pandas as pd  # the table command alone needs it
-
         with atomic_file(Path(args.csv)) as tmp:
             pd.DataFrame(rows).to_csv(tmp, index=False)
     if args.json:

@@ -13,13 +13,12 @@ from typing import Dict, List
 from mardini_bench.args import ArgumentParser
 from mardini_bench.cli import user_errors
 from mardini_bench.config import RunConfig, apply_overrides
+from mardini_bench.factory import build_model
 from mardini_bench.registry import MODEL_PRESETS
 
 
 def count_params(preset: str, overrides: List[str] = ()) -> Dict[str, int]:
     """Planner/generator parameter counts of `preset` with dotted `model.` overrides, on meta."""
-    from mardini_bench.factory import build_model
-
     cfg = apply_overrides(RunConfig(), [f"model={preset}", *overrides])
     counts = build_model(cfg, device="meta").num_params()
     counts["total"] = counts["planner"] + counts["generator"]

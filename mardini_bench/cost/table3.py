@@ -24,9 +24,12 @@ from typing import Dict, Iterator, List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
 
+from mardini_bench.analysis.tables import load_paper
 from mardini_bench.config import RunConfig, apply_overrides, config_hash
 from mardini_bench.cost import CostError, LiveTensorBytes, latent_shape
+from mardini_bench.factory import build_model
 
 PLANNER_LATENT_SIDE = 32  # "asymmetric resolution": P at 256 px = 32 x 32 latent (design §1.6)
 SAMPLE_STEPS = 25
@@ -91,8 +94,6 @@ def fused_attention() -> Iterator[None]:
 # Measuring one setting
 # ----------------------------------------------------------------------------------------------
 def _flops_at(model: torch.nn.Module, z, mask, steps: int) -> Dict[str, int]:
-    from torch.utils.flop_counter import FlopCounterMode
-
     with FlopCounterMode(display=False) as counter:
         model.sample_latents(z, mask, steps=steps, cfg_scale=1.0)
     per_module = {k: sum(v.values()) for k, v in counter.get_flop_counts().items()}
@@ -116,8 +117,6 @@ def _peak_gb(model: torch.nn.Module, z, mask, fused: bool) -> float:
 
 def measure(s: Setting, resolution: int) -> Dict[str, object]:
     """FLOPs per video and bf16 memory estimates for one setting on the meta device."""
-    from mardini_bench.factory import build_model
-
     cfg = setting_config(s, resolution)
     model = build_model(cfg, device="meta").eval()
     z, mask = _sample_inputs(model, cfg)
@@ -143,8 +142,6 @@ def _paper_value(paper, row_id: str, column: str) -> Optional[float]:
 def table3_rows(paper_tables: Optional[str] = None,
                 resolutions: Sequence[int] = RESOLUTIONS) -> List[Dict[str, object]]:
     """Every setting at each resolution, with the paper's latency/memory and ratios to row 1."""
-    from mardini_bench.analysis.tables import load_paper
-
     bad = [r for r in resolutions if r % (8 * PLANNER_LATENT_SIDE)]
     if bad:
         raise CostError(f"resolutions {bad} are not multiples of {8 * PLANNER_LATENT_SIDE} (the planner's 256 px)")

@@ -18,8 +18,13 @@ from typing import Dict, List, Optional
 
 from mardini_bench.args import ArgumentParser
 from mardini_bench.cli import user_errors
+from mardini_bench.config import RunConfig, apply_overrides
+from mardini_bench.data import build_dataset
 from mardini_bench.data.folder import video_files
+from mardini_bench.data.stats import latent_stats
 from mardini_bench.data.video_io import VideoReadError, probe_video
+from mardini_bench.data.vidim import build_davis7, build_ucf101_7
+from mardini_bench.factory import build_model
 
 
 def video_info(path: Path) -> List[Dict]:
@@ -60,16 +65,12 @@ def _progress(label: str):
 
 
 def cmd_build_davis7(args: argparse.Namespace) -> int:
-    from mardini_bench.data.vidim import build_davis7
-
     n = build_davis7(args.davis_root, args.out, overwrite=args.overwrite, progress=_progress("DAVIS-7"))
     print(f"\n{args.out}: {n} DAVIS-7 clips (9 frames, 256x256) and manifest.csv", file=sys.stderr)
     return 0
 
 
 def cmd_build_ucf101_7(args: argparse.Namespace) -> int:
-    from mardini_bench.data.vidim import build_ucf101_7
-
     n = build_ucf101_7(args.ucf_root, args.testlist, args.out, overwrite=args.overwrite, crop=args.crop,
                        progress=_progress("UCF101-7"))
     print(f"\n{args.out}: {n} UCF101-7 clips (9 frames, 256x256) and manifest.csv", file=sys.stderr)
@@ -78,11 +79,6 @@ def cmd_build_ucf101_7(args: argparse.Namespace) -> int:
 
 def cmd_stats(args: argparse.Namespace) -> int:
     """Latent mean and std of the config's codec on its training clips, and the overrides that use them."""
-    from mardini_bench.config import RunConfig, apply_overrides
-    from mardini_bench.data import build_dataset
-    from mardini_bench.data.stats import latent_stats
-    from mardini_bench.factory import build_model
-
     cfg = apply_overrides(RunConfig(), args.overrides)
     codec = build_model(cfg).codec
     data = build_dataset(cfg.data, "train")

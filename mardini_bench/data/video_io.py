@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
+from PIL import Image
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".webm", ".mov", ".mkv")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
@@ -36,7 +37,7 @@ class VideoInfo:
 
 def _decoder_errors() -> tuple:
     """What decord raises on bad data (its own DECORDError is no RuntimeError)."""
-    from decord._ffi.base import DECORDError
+    from decord._ffi.base import DECORDError  # decord loads a native library: only where a video file is read
 
     return (RuntimeError, ValueError, IndexError, DECORDError)
 
@@ -83,7 +84,7 @@ def _bounded(fn: Callable[[], Any], path: Path, timeout_s: float) -> Any:
 
 
 def _reader(path: Path):
-    import decord
+    import decord  # ~0.4 s and a native library: synthetic and frame-folder data never need it
 
     decord.logging.set_level(decord.logging.QUIET)  # errors reach the user as one VideoReadError line
     return decord.VideoReader(str(path), num_threads=1)
@@ -149,8 +150,6 @@ def read_frames_folder(folder: PathLike, indices: Optional[Sequence[int]] = None
 
     `indices` selects frames (by sorted position) without decoding the others.
     """
-    from PIL import Image
-
     folder = Path(folder)
     files = frame_files(folder)
     if indices is not None:

@@ -22,6 +22,8 @@ import torch
 import mardini_bench
 from mardini_bench.metrics import frechet
 from mardini_bench.metrics.frechet import FeatureStats
+from mardini_bench.metrics.i3d import load_i3d
+from mardini_bench.metrics.inception import load_inception
 from mardini_bench.metrics.info import MetricInfo
 from mardini_bench.metrics.preprocess import I3D_RESIZES, as_uint8_btchw, i3d_input, inception_input
 from mardini_bench.metrics.result import MetricResult
@@ -204,8 +206,6 @@ class FVD(FrechetMetric):
         super().__init__(*args, **kwargs)
 
     def _build_net(self) -> torch.nn.Module:
-        from mardini_bench.metrics.i3d import load_i3d
-
         return load_i3d(self.weights_path, self.device)
 
     def feature_protocol(self) -> Dict[str, Any]:
@@ -230,8 +230,6 @@ class FID(FrechetMetric):
         super().__init__(*args, batch_size=batch_size, **kwargs)
 
     def _build_net(self) -> torch.nn.Module:
-        from mardini_bench.metrics.inception import load_inception
-
         return load_inception(self.weights_path, self.device)
 
     def feature_protocol(self) -> Dict[str, Any]:

@@ -20,6 +20,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from mardini_bench.weights import resolve_weights
+
 WEIGHTS_NAME = "i3d_kinetics400_tfhub.pt"
 MIN_FRAMES = 9  # fewer frames leave < 2 time steps before the (2,7,7) VALID average pool
 INPUT_SIZE = 224
@@ -155,8 +157,6 @@ def check_input(x: torch.Tensor) -> None:
 
 def load_i3d(weights: Optional[Union[str, Path]] = None, device: Union[str, torch.device] = "cpu") -> I3D:
     """The pretrained I3D in eval mode; `weights` is a file or folder (see `resolve_weights`)."""
-    from mardini_bench.weights import resolve_weights
-
     state = torch.load(resolve_weights(WEIGHTS_NAME, weights), map_location="cpu", weights_only=True)
     model = I3D()
     model.load_state_dict(state, strict=True)

@@ -15,6 +15,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from mardini_bench.weights import resolve_weights
+
 WEIGHTS_NAME = "inception_v3_fid_tf2015.pt"
 INPUT_SIZE = 299
 
@@ -182,8 +184,6 @@ class InceptionV3FID(nn.Module):
 def load_inception(weights: Optional[Union[str, Path]] = None,
                    device: Union[str, torch.device] = "cpu") -> InceptionV3FID:
     """The pretrained FID Inception in eval mode; `weights` is a file or folder."""
-    from mardini_bench.weights import resolve_weights
-
     state = torch.load(resolve_weights(WEIGHTS_NAME, weights), map_location="cpu", weights_only=True)
     model = InceptionV3FID()
     model.load_state_dict(state, strict=True)

@@ -15,6 +15,7 @@ from typing import Any, Tuple
 import numpy as np
 import torch
 import torch.nn.functional as F
+from cleanfid.resize import build_resizer
 
 I3D_RESIZES = ("torch_bilinear", "tf1_bilinear", "none")
 I3D_SIZE = 224
@@ -82,8 +83,6 @@ def i3d_input(videos: torch.Tensor, resize: str = "torch_bilinear") -> torch.Ten
 
 def inception_input(images: torch.Tensor) -> torch.Tensor:
     """uint8 (M, 3, H, W) -> float32 (M, 3, 299, 299) = (clean resize - 128) / 128."""
-    from cleanfid.resize import build_resizer
-
     resize = build_resizer("clean")  # per-channel float PIL bicubic to 299x299, clipped to 0..255
     hwc = images.permute(0, 2, 3, 1).cpu().numpy()
     out = np.stack([resize(img) for img in hwc]).astype(np.float32)  # (M, 299, 299, 3)

@@ -37,10 +37,11 @@ import torch
 
 import mardini_bench
 from mardini_bench.config import ConfigError, RunConfig, to_dict
+from mardini_bench.data import build_dataset
 from mardini_bench.io import atomic_write, exclusive_lock, load_json, write_json
 from mardini_bench.metrics.info import is_distribution, metric_info
 from mardini_bench.registry import BASELINES, METRICS, TASKS
-from mardini_bench.weights import WeightsError
+from mardini_bench.weights import WeightsError, sha256_file
 
 FRAME_PROTOCOLS = ("all_frames", "middle_frame")
 BASELINE_DIR = "_baselines"
@@ -122,8 +123,6 @@ def spec_key(cfg: RunConfig, task: str, **extra: Any) -> str:
 # ----------------------------------------------------------------------------------------------
 def eval_clips(cfg: RunConfig) -> torch.Tensor:
     """(N, T, 3, H, W) eval clips: a prefix of a permutation of the `val` split fixed by `eval.seed`."""
-    from mardini_bench.data import build_dataset
-
     data = build_dataset(cfg.data, "val")
     if cfg.eval.num_videos > len(data):
         raise ConfigError(f"eval.num_videos={cfg.eval.num_videos} exceeds the {len(data)} clips of the val split "
@@ -194,8 +193,6 @@ def real_features(name: str, cfg: RunConfig, task: str, real: torch.Tensor, shar
 
 
 def frechet_weights_id(metric: Any) -> str:
-    from mardini_bench.weights import sha256_file
-
     return sha256_file(metric.weights_path)
 
 

@@ -23,6 +23,7 @@ import torch
 from mardini_bench.args import ArgumentParser
 from mardini_bench.cli import user_errors
 from mardini_bench.config import RunConfig, apply_overrides, to_dict, validate
+from mardini_bench.cost import run_cost
 from mardini_bench.cost.perf import configure_threads
 from mardini_bench.io import write_json
 from mardini_bench.run import distributed
@@ -59,8 +60,6 @@ def finish(cfg: RunConfig, run_dir: Path, model: Any, summary: Dict[str, Any]) -
     start = time.perf_counter()
     records = evaluate(model, cfg, run_dir)
     eval_s = time.perf_counter() - start
-    from mardini_bench.cost import run_cost
-
     cost = run_cost(model, cfg)
     result = {"run_id": run_dir.name, "status": "DONE", "config": to_dict(cfg),
               "train": {**summary, "eval_wall_s": eval_s, "threads": torch.get_num_threads()},

@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from mardini_bench.config import ConfigError, MaskConfig, RunConfig, TrainConfig, to_dict, validate
+from mardini_bench.data import build_dataset, latent_stats
 from mardini_bench.factory import build_model
 from mardini_bench.io import append_jsonl, atomic_file, read_jsonl, write_jsonl
 from mardini_bench.run import distributed
@@ -224,8 +225,6 @@ class Trainer:
         only; a resumed run restores them from its checkpoint with the weights)."""
         if self.cfg.model.codec.normalize != "estimate":
             return
-        from mardini_bench.data import build_dataset, latent_stats
-
         data = build_dataset(self.cfg.data, "train")
         mean, std = latent_stats(self.model.codec, data, self.cfg.model.codec.stats_clips)
         for model in (self.model, self.ema.module if self.ema is not None else None):
@@ -349,8 +348,6 @@ class Trainer:
 
     # -- the loop ----------------------------------------------------------------------------
     def loader(self, stop: int) -> DataLoader:
-        from mardini_bench.data import build_dataset
-
         data = build_dataset(self.cfg.data, "train")  # the data config fixes the clips; the seed their order
         order = StepBatches(len(data), self.cfg, self.env, self.step, stop)
         return DataLoader(data, batch_sampler=order, num_workers=self.cfg.data.workers)

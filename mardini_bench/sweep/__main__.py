@@ -120,6 +120,7 @@ def submit_points(sweep_dir: Path, grid: Grid, todo: Sequence[plan.Point], args:
 
 
 def collect(sweep_dir: Path) -> None:
+    # pandas and scipy (a second to import) for the collect command alone: plan, launch and status stay light
     from mardini_bench.analysis.results import CollectError, ProtocolMismatchError, collect as collect_table
 
     try:

@@ -18,6 +18,7 @@ from typing import Any, Callable, Dict
 
 import submitit
 
+from mardini_bench.config import ConfigError, RunConfig, from_dict
 from mardini_bench.sweep import rundir
 
 RunFn = Callable[[Any, Path], Dict[str, Any]]
@@ -118,8 +119,6 @@ class RunJob(submitit.helpers.Checkpointable):
 
 def load_config(run_dir: Path) -> Any:
     """The resolved RunConfig stored in the run folder."""
-    from mardini_bench.config import ConfigError, RunConfig, from_dict
-
     path = run_dir / rundir.CONFIG
     try:
         return from_dict(RunConfig, rundir.load_json(path))  # names the file when absent or damaged

@@ -12,8 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
+import submitit
+
 from mardini_bench.sweep import rundir
 from mardini_bench.sweep.grid import GridError
+from mardini_bench.sweep.job import RunJob
 
 CLUSTERS = ("slurm", "local", "debug")
 
@@ -94,8 +97,6 @@ def executor_parameters(options: LaunchOptions, name: str) -> Dict[str, Any]:
 
 
 def make_executor(folder: Path, cluster: str, options: LaunchOptions, name: str) -> Any:
-    import submitit  # not on the --dry-run path
-
     try:
         executor = submitit.AutoExecutor(folder=folder, cluster=cluster)
         executor.update_parameters(**executor_parameters(options, name))
@@ -106,8 +107,6 @@ def make_executor(folder: Path, cluster: str, options: LaunchOptions, name: str)
 
 def submit(executor: Any, run_dirs: Sequence[Path], run_fn: Any) -> List[Any]:
     """Submit one `RunJob` per folder as a single job array; record each job id in its folder."""
-    from mardini_bench.sweep.job import RunJob
-
     try:
         with executor.batch():
             jobs = [executor.submit(RunJob(d, run_fn)) for d in run_dirs]
