@@ -31,7 +31,7 @@ ENTRY_MODULES = {
 # One folder per pipeline stage, in the order data flows.
 STAGES = ("data", "run", "metrics", "sweep", "cost", "analysis")
 # Commands that must start without torch (and the modules they read result.json and run folders with).
-LIGHT = ("mardini_bench.cli", "mardini_bench.sweep.__main__", "mardini_bench.run.result_file",
+LIGHT = ("mardini_bench.cli", "mardini_bench.sweep.__main__", "mardini_bench.run.result_file", "mardini_bench.run.state",
          "mardini_bench.analysis.results")
 
 

@@ -7,6 +7,7 @@ import itertools
 import json
 import math
 import re
+import subprocess
 import tomllib
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from scipy import stats
 from fake_runs import make_run, make_sweep, protocol
 from mardini_bench.analysis import plots, report, results, significance, tables
 from mardini_bench.config import RunConfig, apply_overrides
+from mardini_bench.run import state
 
 REPO = Path(__file__).resolve().parents[1]
 DEPTHS = [({"model.planner.depth": 2}, 0.4), ({"model.planner.depth": 4}, 0.85)]
@@ -78,6 +80,30 @@ def test_unfinished_run_states(tmp_path):
     with pytest.warns(UserWarning):
         got = results.collect(tmp_path, write=False).drop_duplicates("run_id").set_index("run_id")["status"]
     assert got.to_dict() == {"busy": "RUNNING", "lost": "MISSING", "queued": "PENDING", "rdepth2_s0": "DONE"}
+
+
+def test_collect_says_what_status_says(tmp_path):
+    """A run's state has one definition (run/state.py): the status column is the sweep's `status`, LOST
+    (a job whose process died) included."""
+    make_run(tmp_path, {"model.planner.depth": 2}, 0, 0.5)
+    child = subprocess.Popen(["true"])
+    child.wait()  # reaped: its pid is gone
+    markers = {"queued": (state.SUBMITTED, {}), "dead": (state.STARTED, {"host": state.this_host(), "pid": child.pid}),
+               "failed": (state.FAILED, {"type": "RuntimeError", "message": "loss is NaN"}), "bare": None}
+    for name, marker in markers.items():
+        run = tmp_path / name
+        run.mkdir()
+        (run / state.CONFIG).write_text(json.dumps({"seed": 0, "eval": {"tasks": ["interpolation"],
+                                                                      "metrics": ["fvd"], "baselines": []}}))
+        if marker:
+            (run / marker[0]).write_text(json.dumps(marker[1]))
+    with pytest.warns(UserWarning):
+        got = results.collect(tmp_path, write=False).drop_duplicates("run_id").set_index("run_id")
+    assert {run_id: state.run_state(tmp_path / run_id)[0] for run_id in got.index} == got["status"].to_dict()
+    assert got["status"].to_dict() == {"bare": "MISSING", "dead": "LOST", "failed": "FAILED", "queued": "PENDING",
+                                       "rdepth2_s0": "DONE"}
+    assert f"process {child.pid} is gone" in got.loc["dead", "error"]
+    assert got.loc["failed", "error"] == "RuntimeError: loss is NaN" and pd.isna(got.loc["rdepth2_s0", "error"])
 
 
 def test_mixing_two_fvd_protocols_fails_naming_both(tmp_path):

@@ -17,14 +17,15 @@ import math
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Sequence
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
 from mardini_bench.io import DamagedFileError, atomic_file, load_json
-from mardini_bench.run.result_file import COST_KEYS, load_result
+from mardini_bench.run.result_file import COST_KEYS, RESULT, load_result
+from mardini_bench.run.state import CONFIG, FAILED, OVERRIDES, run_state
 
 COST_COLUMNS = COST_KEYS  # the cost fields a run's result.json carries, one column each
 # Columns every collected frame has; anything else that is not `protocol.*` is an ablation axis.
@@ -62,7 +63,7 @@ def _optional_json(path: Path, expect: type = dict) -> Any:
 
 def run_dirs(sweep_dir: Path) -> List[Path]:
     """Sub-folders that look like runs (hold a config, a result or a failure), sorted by name."""
-    markers = ("config.json", "result.json", "failed.json", "overrides.json")
+    markers = (CONFIG, RESULT, FAILED, OVERRIDES)
     return sorted(p for p in sweep_dir.iterdir() if p.is_dir() and any((p / m).exists() for m in markers))
 
 
@@ -118,35 +119,21 @@ def _run_info(run_dir: Path) -> Dict[str, Any]:
 def _read_run_info(run_dir: Path) -> Dict[str, Any]:
     """Columns shared by every row of one run: id, status, seed, axes, cost, training summary."""
     result = load_result(run_dir)
-    config = (result or {}).get("config") or _optional_json(run_dir / "config.json") or {}
-    overrides = _optional_json(run_dir / "overrides.json", (list, dict)) or []
+    config = (result or {}).get("config") or _optional_json(run_dir / CONFIG) or {}
+    overrides = _optional_json(run_dir / OVERRIDES, (list, dict)) or []
     info: Dict[str, Any] = {"run_id": (result or {}).get("run_id", run_dir.name), "error": None,
                             "seed": config.get("seed"), "planner": _get(config, "model.planner.name"),
                             "generator": _get(config, "model.generator.name"),
                             "dataset": _get(config, "data.dataset")}
     info.update({k: v for k, v in parse_overrides(overrides).items() if k != "seed"})
-    info.update(_status(run_dir, result))
+    state, detail = run_state(run_dir)  # what the sweep's status says, from the same files
+    info.update(status=state, error=detail or (None if state == "DONE" else "no result.json yet"))
     cost = (result or {}).get("cost") or {}
     info.update({c: cost.get(c, math.nan) for c in COST_COLUMNS})
     train = (result or {}).get("train") or {}
     info.update(train_steps=train.get("steps", math.nan), final_loss=train.get("final_loss", math.nan),
                 train_wall_s=train.get("wall_s", math.nan), threads=train.get("threads", math.nan))
     return {"info": info, "config": config, "result": result}
-
-
-def _status(run_dir: Path, result: Optional[Dict[str, Any]]) -> Dict[str, Any]:
-    """DONE with a result; FAILED with the failure's type and message; else RUNNING, PENDING or MISSING."""
-    if result is not None and result.get("status", "DONE") == "DONE":
-        return {"status": "DONE"}
-    failed = _optional_json(run_dir / "failed.json")
-    if failed is not None:
-        return {"status": "FAILED", "error": f"{failed.get('type', 'Error')}: {failed.get('message', '')}"}
-    if result is not None:
-        return {"status": str(result.get("status")), "error": f"result.json says {result.get('status')}"}
-    # the sweep's markers: started.json while a job runs, submitted.json while it waits in the queue
-    status = "RUNNING" if (run_dir / "started.json").exists() else (
-        "PENDING" if (run_dir / "submitted.json").exists() else "MISSING")
-    return {"status": status, "error": "no result.json yet"}
 
 
 def _record_row(info: Dict[str, Any], record: Dict[str, Any], run_dir: Path, sweep_dir: Path) -> Dict[str, Any]:

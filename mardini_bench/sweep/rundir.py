@@ -1,4 +1,5 @@
-"""Run folders: the files a sweep point owns, written atomically, and its state read back from them.
+"""Run folders: the files a sweep point owns, written atomically; its state is read back from them by
+`run/state.py` (re-exported here).
 
 A run folder `<sweep>/<run_id>/` is the source of truth for its run::
 
@@ -12,44 +13,19 @@ A run folder `<sweep>/<run_id>/` is the source of truth for its run::
 from __future__ import annotations
 
 import contextlib
-import socket
 import subprocess
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict
 
-# Re-exported: run folders are read and written with the toolkit's one set of file helpers.
+# Re-exported: run folders are read and written with the toolkit's one set of file helpers, and a run's
+# state has one definition (`run/state.py`), which the results table reads too.
 from mardini_bench.io import (DamagedFileError, exclusive_lock, json_safe, load_json, read_json,  # noqa: F401
                               read_jsonl, write_json)
 from mardini_bench.run.result_file import RESULT, load_result  # noqa: F401 (the runner writes result.json)
+from mardini_bench.run.state import (CONFIG, FAILED, OVERRIDES, STARTED, STATES, SUBMITTED, damage,  # noqa: F401
+                                     pid_alive, read_result, run_state, this_host)
 
-CONFIG, OVERRIDES, GIT = "config.json", "overrides.json", "git.json"
-SUBMITTED, STARTED, FAILED, LOCK = "submitted.json", "started.json", "failed.json", "run.lock"
-# DAMAGED: result.json or config.json exists but cannot be read as what it should be
-# LOST: started on this host, but its process is gone without a result or a failure (kill -9, a crash
-# of the machine); launching the sweep again resumes it from its last checkpoint
-STATES = ("DONE", "FAILED", "DAMAGED", "LOST", "RUNNING", "PENDING", "MISSING")
-
-
-def read_result(run_dir: Path) -> Optional[Dict[str, Any]]:
-    """The run's result, or None: only a complete, undamaged result.json of a finished run counts
-    (a damaged one is rewritten by the next attempt; `run_state` reports it)."""
-    try:
-        result = load_result(run_dir)
-    except DamagedFileError:
-        return None
-    return result if result is not None and result.get("status", "DONE") == "DONE" else None
-
-
-def damage(run_dir: Path) -> str:
-    """The fault of the run's result.json or config.json, '' when both are absent or sound."""
-    try:
-        load_result(run_dir)
-        load_json(run_dir / CONFIG)
-    except FileNotFoundError:
-        pass
-    except DamagedFileError as err:
-        return str(err)
-    return ""
+GIT, LOCK = "git.json", "run.lock"
 
 
 def git_info(repo: Path) -> Dict[str, Any]:
@@ -62,19 +38,6 @@ def git_info(repo: Path) -> Dict[str, Any]:
         return {"sha": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
     except (OSError, subprocess.SubprocessError) as err:
         return {"sha": None, "dirty": None, "error": f"{type(err).__name__}: {err}".splitlines()[0]}
-
-
-def this_host() -> str:
-    return socket.gethostname()
-
-
-def pid_alive(pid: int) -> bool:
-    """True if `pid` is a live (non-zombie) process on this host."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
 
 
 class RunLock:
@@ -103,32 +66,3 @@ def lock_held(run_dir: Path) -> bool:
     free = lock.acquire()
     lock.release()
     return not free
-
-
-def run_state(run_dir: Path) -> Tuple[str, str]:
-    """(state, detail) from the folder alone: DONE, DAMAGED (+ the fault), FAILED (+ message), LOST (+ the
-    process), RUNNING, PENDING or MISSING."""
-    if read_result(run_dir) is not None:
-        return "DONE", ""
-    fault = damage(run_dir)
-    if fault:
-        return "DAMAGED", fault
-    failed = read_json(run_dir / FAILED)
-    if failed is not None:
-        return "FAILED", f"{failed.get('type', 'Error')}: {failed.get('message', '')}"
-    started = read_json(run_dir / STARTED)
-    if started is not None:
-        gone = _gone(started)
-        return ("LOST", f"process {gone} is gone; launching the sweep again resumes it") if gone else ("RUNNING", "")
-    if read_json(run_dir / SUBMITTED) is not None:
-        return "PENDING", ""
-    return "MISSING", ""
-
-
-def _gone(started: Dict[str, Any]) -> Optional[int]:
-    """The pid of a job that started on this host and whose process no longer exists, else None (a job
-    on another host cannot be checked from here)."""
-    pid, host = started.get("pid"), started.get("host")
-    if host == this_host() and isinstance(pid, int) and not pid_alive(pid):
-        return pid
-    return None
