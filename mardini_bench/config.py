@@ -106,7 +106,7 @@ class DiffusionConfig:
     # "blend": its residual from a training-free guess made from the references (the copy_nearest /
     # linear_blend baselines in latent space), as residual video diffusion does (Yang et al. 2023).
     # What the references already show (a static background) then costs the model nothing, and at
-    # initialisation the model samples the baseline itself.
+    # initialisation the model samples the baseline itself. Names: "none" or a key of PRIOR_BASELINES.
     prior: str = "none"
 
 
@@ -403,6 +403,10 @@ def validate(cfg: Any, prefix: str = "") -> None:
     _check_ranges(cfg, prefix)
 
 
+# DiffusionConfig.prior -> the BASELINES entry that makes the guess. The short names are what configs
+# have always said, and configs are hashed into run ids, so they stay; a new prior is a new entry here.
+PRIOR_BASELINES: Dict[str, str] = {"nearest": "copy_nearest", "blend": "linear_blend"}
+
 # Training stages (paper Fig. 4), in curriculum order: `train.stage`, `train.schedule`, `MarDini.set_stage`.
 STAGES = ("generator_warmup", "planner_warmup", "joint", "joint_task")
 
@@ -410,7 +414,7 @@ CHOICES: Dict[str, Tuple[str, ...]] = {
     "identity_scope": ("token", "frame"), "input": ("frames", "pooled"),
     "normalize": ("fixed", "estimate"), "loss_weight": ("uniform", "min_snr"),
     "ref_channels": ("none", "neighbours"),
-    "prior": ("none", "nearest", "blend"),
+    "prior": ("none", *PRIOR_BASELINES),
     "motion": ("ballistic", "drift"),
     "on_error": ("raise", "skip"),
     "cross_attention": ("frame", "global"), "ref_timestep": ("zero", "shared"),

@@ -13,19 +13,27 @@ Stages (`set_stage`, Fig. 4): `generator_warmup` (G alone with Z_uncond, Eq. 1),
 
 from __future__ import annotations
 
-from typing import Dict, Optional
+from typing import Callable, Dict, Optional
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mardini_bench.config import STAGES, ModelConfig
-from mardini_bench.registry import CODECS, GENERATORS, NOISE_SCHEDULES, PLANNERS
-from mardini_bench.run.baselines import copy_nearest, linear_blend
+from mardini_bench.config import PRIOR_BASELINES, STAGES, ConfigError, ModelConfig
+from mardini_bench.registry import BASELINES, CODECS, GENERATORS, NOISE_SCHEDULES, PLANNERS
 from models.diffusion import ddim_sample, guided, masked_mse, min_snr_weight, shifted
 from models.planner import downsample_latents
 
-PRIORS = {"nearest": copy_nearest, "blend": linear_blend}  # DiffusionConfig.prior -> guess from references
+Baseline = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def prior_baseline(name: str) -> Optional[Baseline]:
+    """The training-free baseline behind `diffusion.prior=name` (a `BASELINES` entry); None for "none"."""
+    if name == "none":
+        return None
+    if name not in PRIOR_BASELINES:
+        raise ConfigError(f"diffusion.prior: {name!r} is not one of none, {', '.join(PRIOR_BASELINES)}")
+    return BASELINES.get(PRIOR_BASELINES[name])
 
 
 def _randn(shape, generator: Optional[torch.Generator], device, dtype=torch.float32) -> torch.Tensor:
@@ -49,6 +57,7 @@ class MarDini(nn.Module):
             raise ValueError("generator.name=none (MAR-only) needs planner.recon_head=true to predict frames")
         schedule = NOISE_SCHEDULES.build(cfg.diffusion.schedule, timesteps=cfg.diffusion.train_timesteps)
         self.schedule = shifted(schedule, cfg.diffusion.shift)
+        self.prior_fn = prior_baseline(cfg.diffusion.prior)
         # Latent normalisation (z - shift) * scale as buffers: they travel with checkpoints and the EMA
         # copy, so a run whose statistics were estimated at its start evaluates with the same numbers.
         self.register_buffer("latent_shift", torch.tensor(float(cfg.codec.shift)))
@@ -97,9 +106,9 @@ class MarDini(nn.Module):
         training-free baseline applied to the latents (references come back as themselves, so their
         residual is zero). Normalisation is affine and the guesses are convex combinations of frames,
         so with the pixel codec the guess is the baseline's own frame."""
-        if self.cfg.diffusion.prior == "none":
+        if self.prior_fn is None:
             return torch.zeros_like(z)
-        return PRIORS[self.cfg.diffusion.prior](z, mask)
+        return self.prior_fn(z, mask)
 
     def set_stage(self, stage: str) -> None:
         """Freeze what a training stage does not train (paper Fig. 4)."""

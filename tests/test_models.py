@@ -7,12 +7,15 @@ import dataclasses
 import pytest
 import torch
 
+from mardini_bench.config import (CHOICES, PRIOR_BASELINES, ConfigError, MaskConfig, ModelConfig, RunConfig,
+                                  apply_overrides)
 from mardini_bench.factory import build_model
-from mardini_bench.config import MaskConfig, ModelConfig, RunConfig, apply_overrides
 from mardini_bench.presets import PAPER_PARAMS
-from mardini_bench.registry import ATTENTIONS, CODECS, MASK_SCHEDULES, MODEL_PRESETS, NOISE_SCHEDULES, PLANNERS
+from mardini_bench.registry import (ATTENTIONS, BASELINES, CODECS, MASK_SCHEDULES, MODEL_PRESETS, NOISE_SCHEDULES,
+                                    PLANNERS)
 from models.attention import mixes_frames
 from models.diffusion import ddim_sample
+from models.mardini import prior_baseline
 from models.masks import build_mask_schedule
 
 FRAMES, SIZE = 8, 32
@@ -235,3 +238,16 @@ def test_build_model_accepts_names_and_configs():
     assert dataclasses.asdict(build_model(run).cfg) == dataclasses.asdict(run.model)
     with pytest.raises(TypeError):
         build_model(42)
+
+
+def test_diffusion_prior_is_a_baselines_entry():
+    """`diffusion.prior` names a training-free baseline; its config values (part of run ids) stay short."""
+    assert CHOICES["prior"] == ("none", "nearest", "blend")
+    for name, baseline in PRIOR_BASELINES.items():
+        assert baseline in BASELINES
+        assert build_model(tiny(f"model.diffusion.prior={name}")).prior_fn is BASELINES.get(baseline)
+    assert build_model(tiny("model.diffusion.prior=none")).prior_fn is None  # the diffusion runs on the latent
+    with pytest.raises(ConfigError, match="diffusion.prior: 'copy' is not one of none, nearest, blend"):
+        prior_baseline("copy")
+    with pytest.raises(ConfigError, match="prior: 'copy' is not one of none, nearest, blend"):
+        tiny("model.diffusion.prior=copy")
