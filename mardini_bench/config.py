@@ -38,6 +38,11 @@ def _reg(kind: str, default: str) -> Any:
 # ----------------------------------------------------------------------------------------------
 # Model components
 # ----------------------------------------------------------------------------------------------
+# RoPE base frequency (Su et al. 2021, as in Llama): the planner's `rope_theta` default and the base the
+# generator always uses. The generator has no field for it on purpose: a new field would change every
+# config hash, and so every run id. Here rather than in models/attention.py so configs stay torch-free.
+ROPE_THETA = 10000.0
+
 @dataclass(frozen=True)
 class PlannerConfig:
     """MAR planning model P (paper §2.2; design §1.3)."""
@@ -55,7 +60,7 @@ class PlannerConfig:
     # downsampled with antialiasing, then encoded; "pooled" = the full latent average-pooled (aliased)
     input: str = "frames"
     qk_norm: bool = True  # LayerNorm on projected q/k (§2.2, a stability trick)
-    rope_theta: float = 10000.0  # RoPE base frequency
+    rope_theta: float = ROPE_THETA  # RoPE base frequency
     recon_head: bool = True  # projection f for the masked-reconstruction warm-up (Eq. 2)
     norm_eps: float = 1e-6  # RMSNorm epsilon
 

@@ -24,7 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
 
-from mardini_bench.config import GeneratorConfig
+from mardini_bench.config import ROPE_THETA, GeneratorConfig
 from mardini_bench.registry import GENERATORS
 from mardini_bench.run.baselines import neighbours
 from models.attention import (AttentionContext, init_linears, CrossAttention, Mlp, SelfAttention, build_video_attention,
@@ -157,7 +157,7 @@ class Generator(nn.Module):
         # a generator cell's centre in planner-grid units: (i + 0.5) * (h / gh) - 0.5
         q_pos[:, 1] = (q_pos[:, 1] + 0.5) * (h / gh) - 0.5
         q_pos[:, 2] = (q_pos[:, 2] + 0.5) * (w / gw) - 0.5
-        return rope_angles(q_pos, head_dim, 10000.0), rope_angles(k_pos, head_dim, 10000.0)
+        return rope_angles(q_pos, head_dim, ROPE_THETA), rope_angles(k_pos, head_dim, ROPE_THETA)
 
     def _plan_tokens(self, plan: torch.Tensor, h: int, w: int, gh: int, gw: int) -> Optional[torch.Tensor]:
         """Planning signal upsampled to the generator grid and projected: (B, T, gh*gw, D)."""
@@ -179,7 +179,7 @@ class Generator(nn.Module):
         if self.cfg.ref_timestep == "zero":  # references are clean: condition them on t = 0
             t_frame = torch.where(mask, t_frame, torch.zeros_like(t_frame))
         c = self.t_embed(t_frame)  # (B, T, D)
-        angles = rope_angles(grid_positions(T, gh, gw, x.device), self.cfg.dim // self.cfg.heads, 10000.0)
+        angles = rope_angles(grid_positions(T, gh, gw, x.device), self.cfg.dim // self.cfg.heads, ROPE_THETA)
         ctx = AttentionContext(angles, None)
         video_ctx = AttentionContext(angles, ~mask if self.cfg.identity_attention else None, self.cfg.identity_scope)
         h, w = plan_hw
