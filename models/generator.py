@@ -80,9 +80,21 @@ class GeneratorBlock(nn.Module):
         self.ada = nn.Sequential(nn.SiLU(), nn.Linear(d, 6 * d))
         self.plan_scale = nn.Linear(d, d) if cfg.plan_scale else None
 
-    def forward(self, x, c, ctx, video_ctx, plan, plan_tokens, q_angles, k_angles, per_frame):
-        # x (B, T, N, D); c (B, T, D) per-frame timestep embedding; plan_tokens (B, T, N, D) or None
-        shift1, scale1, gate1, shift2, scale2, gate2 = self.ada(c)[:, :, None].chunk(6, dim=-1)
+    def forward(self, x: torch.Tensor, *, t_emb: torch.Tensor, ctx: AttentionContext, video_ctx: AttentionContext,
+                plan: torch.Tensor, plan_tokens: Optional[torch.Tensor], q_angles: torch.Tensor,
+                k_angles: torch.Tensor, per_frame: bool) -> torch.Tensor:
+        """x (B, T, N, D): the N tokens of each of T frames; returns the same shape.
+
+        t_emb        (B, T, D) per-frame timestep embedding (adaLN)
+        ctx          within-frame attention: RoPE angles (T*N, head_dim/2) of the tokens
+        video_ctx    cross-frame attention: the same angles and the reference frames (Identity Attention)
+        plan         (B, T, M, Dp) planning signal: keys and values of the cross-attention
+        plan_tokens  (B, T, N, D) planning signal on this grid, for the MLP scale; None without plan_scale
+        q_angles     (T*N, head_dim/2) RoPE angles of the tokens on the planner's grid
+        k_angles     (T*M, head_dim/2) RoPE angles of the planning tokens
+        per_frame    cross-attention: frame i reads only its own planning signal (cross_attention=frame)
+        """
+        shift1, scale1, gate1, shift2, scale2, gate2 = self.ada(t_emb)[:, :, None].chunk(6, dim=-1)
         x = x + gate1 * self.spatial(modulate(self.norm1(x), shift1, scale1), ctx)
         x = x + self.video(self.norm2(x), video_ctx)
         x = x + self.cross(self.norm3(x), plan, q_angles, k_angles, per_frame)
@@ -187,7 +199,8 @@ class Generator(nn.Module):
         plan_tokens = self._plan_tokens(plan, h, w, gh, gw)
         per_frame = self.cfg.cross_attention == "frame"
         for block in self.blocks:
-            x = block(x, c, ctx, video_ctx, plan, plan_tokens, q_angles, k_angles, per_frame)
+            x = block(x, t_emb=c, ctx=ctx, video_ctx=video_ctx, plan=plan, plan_tokens=plan_tokens,
+                      q_angles=q_angles, k_angles=k_angles, per_frame=per_frame)
         out = self.final(x, c)  # (B, T, N, C*p*p)
         return rearrange(out, "b t (gh gw) (c p1 p2) -> b t c (gh p1) (gw p2)", gh=gh, p1=p, p2=p)
 
