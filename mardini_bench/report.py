@@ -53,6 +53,10 @@ def build_report(sweep_dir: Path | str, allow_mixed_protocols: bool = False, n_b
     tables.write_tables(sweep, built, protocols)
     figures = plots.make_all(df, summary, sweep)
     sections = _sections(df, built, comparisons, protocols, notes, allow_mixed_protocols, baseline_lines(marked))
+    steps = plots.fig6c_table(df, sweep)
+    if steps is not None:
+        sections.append(("Steps to a fixed training loss, Identity Attention on/off (cf. paper Fig. 6c)", "table",
+                         steps))
     if ref is not None:
         beside = compare_reference(df, per_video_frame(sweep, sorted(df["run_id"].dropna().unique())), ref, n_boot)
         sections[2:2] = [(f"Beside the reference {ref['name']}", "text", reference_lines(ref)),
