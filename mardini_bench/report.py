@@ -20,7 +20,7 @@ import pandas as pd
 
 from mardini_bench import plots, tables
 from mardini_bench.args import ArgumentParser
-from mardini_bench.io import DamagedFileError, atomic_file, write_text
+from mardini_bench.io import DamagedFileError, NoSpaceError, atomic_file, write_text
 from mardini_bench.results import (CollectError, ProtocolMismatchError, collect,
                                    column_keys, summarise)
 from mardini_bench.significance import BASELINE_PREFIX, compare, lower_is_better, mark_best
@@ -32,6 +32,7 @@ def build_report(sweep_dir: Path | str, allow_mixed_protocols: bool = False, n_b
                  paper_tables: Optional[str] = None) -> Dict[str, Path]:
     """Run the whole pipeline on one sweep folder; returns the paths of report.md and report.html."""
     sweep = Path(sweep_dir)
+    paper = tables.load_paper(paper_tables)  # a wrong --paper-tables fails before anything is written
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         df = collect(sweep, allow_mixed_protocols=allow_mixed_protocols)
@@ -41,7 +42,7 @@ def build_report(sweep_dir: Path | str, allow_mixed_protocols: bool = False, n_b
     with atomic_file(sweep / "significance.csv") as tmp:
         comparisons.to_csv(tmp, index=False)
     marked = mark_best(summary, comparisons)
-    built = tables.build_tables(df, marked, tables.load_paper(paper_tables))
+    built = tables.build_tables(df, marked, paper)
     protocols = tables.protocol_table(df)
     tables.write_tables(sweep, built, protocols)
     figures = plots.make_all(df, summary, sweep)
@@ -239,7 +240,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     try:
         out = build_report(args.sweep_dir, args.allow_mixed_protocols, args.n_boot, args.paper_tables)
-    except (CollectError, ProtocolMismatchError, DamagedFileError) as err:
+    except (CollectError, ProtocolMismatchError, DamagedFileError, NoSpaceError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"wrote {out['md']} and {out['html']}")
