@@ -142,6 +142,13 @@ def check_axes(grid: Grid) -> None:
         raise GridError(f"{grid.source}: axis '{both[0]}' is both in [grid] and [zip]")
 
 
+def check_not_empty(grid: Grid) -> None:
+    """A grid that sets nothing (an empty or wrong file) would launch the default config: refuse it."""
+    if not (grid.base or grid.product or grid.zipped):
+        raise GridError(f"{grid.source}: empty grid: no base, seeds, [grid] or [zip] (nor key=v1,v2 on the command "
+                        'line); give at least one, e.g. base = ["model=tiny"]')
+
+
 def split_values(text: str) -> List[str]:
     """'1,2' -> ['1', '2']; commas inside [...] or (...) do not split: '[0,-1],[0,4]' -> 2 values."""
     values, depth, start = [], 0, 0
