@@ -141,8 +141,8 @@ def report(sweep_dir: Path) -> None:
 def run_launch(argv: Sequence[str]) -> int:
     args = launch_parser().parse_intermixed_args(argv)
     grid = with_cli_args(load_grid(args.grid), args.overrides)
-    check_not_empty(grid)
     options = launch.merge(launch.launch_options(grid.slurm, grid.source), cli_options(args))
+    check_not_empty(grid)  # after the file's own faults, which say more
     points, duplicates = plan.resolve(grid)  # every point validated before anything is submitted
     print_plan(grid, points, duplicates)
     if args.dry_run:

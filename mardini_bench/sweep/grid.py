@@ -124,8 +124,10 @@ def load_grid(path: str | Path) -> Grid:
         data = tomllib.loads(path.read_text())
     except FileNotFoundError:
         raise GridError(f"grid file '{path}' not found") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise GridError(f"{path}: cannot read grid file ({err})") from None
+    except UnicodeDecodeError:
+        raise GridError(f"{path}: cannot read grid file (not UTF-8 text; a grid is a TOML file)") from None
+    except OSError as err:
+        raise GridError(f"{path}: cannot read grid file ({err.strerror or err})") from None
     except tomllib.TOMLDecodeError as err:
         raise GridError(f"{path}: malformed TOML: {err}") from None
     return from_mapping(data, str(path), path.stem)
