@@ -205,4 +205,5 @@ def exclusive_lock(path: PathLike, block: bool = True) -> Iterator[bool]:
 
 
 __all__ = ["DamagedFileError", "NoSpaceError", "naming_full_disk", "plain_mode", "atomic_file", "atomic_write",
-           "write_text", "json_safe", "to_json", "write_json", "load_json", "read_json", "append_jsonl", "read_jsonl", "write_jsonl", "exclusive_lock"]
+           "write_text", "json_safe", "to_json", "write_json", "load_json", "read_json", "append_jsonl", "read_jsonl",
+           "write_jsonl", "exclusive_lock"]
