@@ -20,7 +20,7 @@ import pandas as pd
 
 from mardini_bench import plots, tables
 from mardini_bench.args import ArgumentParser
-from mardini_bench.io import DamagedFileError, atomic_file, write_text
+from mardini_bench.io import DamagedFileError, NoSpaceError, atomic_file, write_text
 from mardini_bench.reference import (ReferenceError, compare_reference, load_reference, per_video_frame,
                                      reference_lines, save_reference)
 from mardini_bench.results import (CollectError, ProtocolMismatchError, collect,
@@ -39,6 +39,7 @@ def build_report(sweep_dir: Path | str, allow_mixed_protocols: bool = False, n_b
     `save_as_reference`: freeze this sweep's results into that folder."""
     ref = load_reference(reference) if reference else None  # a bad folder fails before any work
     sweep = Path(sweep_dir)
+    paper = tables.load_paper(paper_tables)  # a wrong --paper-tables fails before anything is written
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         df = collect(sweep, allow_mixed_protocols=allow_mixed_protocols)
@@ -48,7 +49,7 @@ def build_report(sweep_dir: Path | str, allow_mixed_protocols: bool = False, n_b
     with atomic_file(sweep / "significance.csv") as tmp:
         comparisons.to_csv(tmp, index=False)
     marked = mark_best(summary, comparisons)
-    built = tables.build_tables(df, marked, tables.load_paper(paper_tables))
+    built = tables.build_tables(df, marked, paper)
     protocols = tables.protocol_table(df)
     tables.write_tables(sweep, built, protocols)
     figures = plots.make_all(df, summary, sweep)
@@ -261,7 +262,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         out = build_report(args.sweep_dir, args.allow_mixed_protocols, args.n_boot, args.paper_tables,
                            args.reference, args.save_reference)
-    except (CollectError, ProtocolMismatchError, DamagedFileError, ReferenceError) as err:
+    except (CollectError, ProtocolMismatchError, DamagedFileError, NoSpaceError, ReferenceError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"wrote {out['md']} and {out['html']}")

@@ -24,7 +24,7 @@ import pandas as pd
 from scipy import stats
 
 from mardini_bench.io import DamagedFileError, atomic_file, load_json
-from mardini_bench.result_file import COST_KEYS, load_result
+from mardini_bench.result_file import COST_KEYS, failure_summary, load_result
 
 COST_COLUMNS = COST_KEYS  # the cost fields a run's result.json carries, one column each
 # Columns every collected frame has; anything else that is not `protocol.*` is an ablation axis.
@@ -140,7 +140,7 @@ def _status(run_dir: Path, result: Optional[Dict[str, Any]]) -> Dict[str, Any]:
         return {"status": "DONE"}
     failed = _optional_json(run_dir / "failed.json")
     if failed is not None:
-        return {"status": "FAILED", "error": f"{failed.get('type', 'Error')}: {failed.get('message', '')}"}
+        return {"status": "FAILED", "error": failure_summary(failed)}
     if result is not None:
         return {"status": str(result.get("status")), "error": f"result.json says {result.get('status')}"}
     # the sweep's markers: started.json while a job runs, submitted.json while it waits in the queue

@@ -20,7 +20,7 @@ from typing import Any, Dict, Optional, Tuple
 # Re-exported: run folders are read and written with the toolkit's one set of file helpers.
 from mardini_bench.io import (DamagedFileError, exclusive_lock, json_safe, load_json, read_json,  # noqa: F401
                               read_jsonl, write_json)
-from mardini_bench.result_file import RESULT, load_result  # noqa: F401 (the runner writes result.json)
+from mardini_bench.result_file import RESULT, failure_summary, load_result  # noqa: F401 (runner writes it)
 
 CONFIG, OVERRIDES, GIT = "config.json", "overrides.json", "git.json"
 SUBMITTED, STARTED, FAILED, LOCK = "submitted.json", "started.json", "failed.json", "run.lock"
@@ -115,7 +115,7 @@ def run_state(run_dir: Path) -> Tuple[str, str]:
         return "DAMAGED", fault
     failed = read_json(run_dir / FAILED)
     if failed is not None:
-        return "FAILED", f"{failed.get('type', 'Error')}: {failed.get('message', '')}"
+        return "FAILED", failure_summary(failed)
     started = read_json(run_dir / STARTED)
     if started is not None:
         gone = _gone(started)
