@@ -15,11 +15,12 @@ import sys
 from typing import Callable, Dict, List, NoReturn, Optional, Sequence, Tuple, Type
 
 from mardini_bench.config import ConfigError
-from mardini_bench.io import DamagedFileError
+from mardini_bench.io import DamagedFileError, NoSpaceError
 from mardini_bench.registry import UnknownComponentError
 from mardini_bench.weights import WeightsError
 
-USER_ERRORS: Tuple[Type[BaseException], ...] = (ConfigError, UnknownComponentError, WeightsError, DamagedFileError)
+USER_ERRORS: Tuple[Type[BaseException], ...] = (ConfigError, UnknownComponentError, WeightsError, DamagedFileError,
+                                                NoSpaceError)
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -37,6 +38,8 @@ def user_errors(*extra: Type[BaseException]) -> Callable:
                 return main(*args, **kwargs)
             except USER_ERRORS + extra as err:
                 fail(str(err))
+            except PermissionError as err:  # a file or folder this user may not read or write
+                fail(f"{err.filename or err}: permission denied (check its mode and owner)")
 
         return run
 

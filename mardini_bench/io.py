@@ -2,13 +2,14 @@
 
 Every file the toolkit writes goes through `atomic_file` (a temp file beside the target, renamed into
 place), so a reader never sees half a file and a write cut short (kill -9, full disk) leaves the old
-file and no temp file behind. Every JSON read goes through `load_json`, which names the file and the
-fault when it is damaged.
+file and no temp file behind; a full disk is a `NoSpaceError` naming the folder. Every JSON read goes
+through `load_json`, which names the file and the fault when it is damaged.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import math
@@ -25,10 +26,40 @@ class DamagedFileError(ValueError):
     message names the file and the fault."""
 
 
+class NoSpaceError(OSError):
+    """A write that found its file system full (ENOSPC) or the user's quota used up (EDQUOT); the
+    message names the folder. Built as `NoSpaceError(errno, message)`, so it pickles like any OSError."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+@contextlib.contextmanager
+def naming_full_disk(folder: PathLike, what: str) -> Iterator[None]:
+    """Turn a full-disk OSError raised by the body into a `NoSpaceError` naming `folder` and `what`."""
+    try:
+        yield
+    except NoSpaceError:
+        raise
+    except OSError as err:
+        if err.errno not in NO_SPACE:
+            raise
+        raise NoSpaceError(err.errno, f"{folder}: no space left on the device (or quota used up) while writing "
+                                      f"{what}; free some space there and run again") from None
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def plain_mode(folder: bool = False) -> int:
+    """The mode a plain `open` (or `mkdir`) gives a new file (folder) under the current umask."""
+    return (0o777 if folder else 0o666) & ~_umask()
 
 
 @contextlib.contextmanager
@@ -37,20 +68,21 @@ def atomic_file(path: PathLike, previous: Optional[PathLike] = None) -> Iterator
 
     The file gets the mode a plain `open` would give it (mkstemp's 0600 would hide results from the
     rest of a shared group). `previous`: the file being replaced is kept under that name. If the body
-    raises, the temp file is removed and `path` is untouched."""
+    raises, the temp file is removed and `path` is untouched; a full disk raises `NoSpaceError`."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        yield tmp
-        os.chmod(tmp, 0o666 & ~_umask())
-        if previous is not None and path.exists():
-            os.replace(path, previous)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with naming_full_disk(path.parent, path.name):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        tmp = Path(name)
+        try:
+            yield tmp
+            os.chmod(tmp, plain_mode())
+            if previous is not None and path.exists():
+                os.replace(path, previous)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
 
 
 def atomic_write(path: PathLike, write: Callable[[IO[bytes]], Any]) -> None:
@@ -133,7 +165,7 @@ def read_json(path: PathLike) -> Optional[Dict[str, Any]]:
 
 def append_jsonl(path: PathLike, entry: Dict[str, Any]) -> None:
     """Append one JSON line. A write cut short leaves a partial last line, which `read_jsonl` skips."""
-    with open(path, "a") as f:
+    with naming_full_disk(Path(path).parent, Path(path).name), open(path, "a") as f:
         f.write(to_json(entry, indent=None, sort_keys=False) + "\n")  # log lines keep their key order
 
 
@@ -172,5 +204,6 @@ def exclusive_lock(path: PathLike, block: bool = True) -> Iterator[bool]:
         os.close(fd)  # closing drops the flock
 
 
-__all__ = ["DamagedFileError", "atomic_file", "atomic_write", "write_text", "json_safe", "to_json", "write_json",
-           "load_json", "read_json", "append_jsonl", "read_jsonl", "write_jsonl", "exclusive_lock"]
+__all__ = ["DamagedFileError", "NoSpaceError", "naming_full_disk", "plain_mode", "atomic_file", "atomic_write",
+           "write_text", "json_safe", "to_json", "write_json", "load_json", "read_json", "append_jsonl", "read_jsonl",
+           "write_jsonl", "exclusive_lock"]

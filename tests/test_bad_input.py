@@ -2,30 +2,53 @@
 
 Every case must end with exit code != 0 and exactly one stderr line, `error: ...`, that names the
 culprit (the key, option or file); no traceback, and no folder, temp file or half-written file left
-behind. Cases stop before training (plan-time validation, `--dry-run`, or a damaged sweep folder),
-so each costs one interpreter start.
+behind. Cases stop before training (plan-time validation, `--dry-run`, a damaged input file).
+
+Most cases call the command's own `main(argv)` in this process (what `python -m` and the
+`mardini-bench` script run), reading fds 1 and 2: an interpreter start with torch costs seconds
+each. `SUBPROCESS` cases, at least one per command line, run as real processes to prove the wiring.
 """
 
 from __future__ import annotations
 
+import errno
+import importlib
+import io
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, Dict, List, Optional
 
+import numpy as np
 import pytest
 
 from mardini_bench.sweep.rundir import pid_alive
 
 REPO = Path(__file__).resolve().parents[1]
 GRID = 'name = "bad"\nbase = ["model=tiny", "train.steps=2"]\n[grid]\n"model.planner.depth" = [1, 2]\n'
+CORRUPT = "corrupt or truncated video (ffmpeg: Invalid data found when processing input)"
+ARRAY_FORM = "holding uint8 videos [N,T,H,W,3] or images [N,H,W,3]"
+# `python -m X` -> the module whose main() it runs; "mardini-bench" is the console script
+MAINS = {"mardini_bench.runner": "mardini_bench.runner", "mardini_bench.sweep": "mardini_bench.sweep.__main__",
+         "mardini_bench.report": "mardini_bench.report", "mardini_bench.metrics": "mardini_bench.metrics.cli",
+         "mardini_bench.data": "mardini_bench.data.__main__", "mardini_bench.params": "mardini_bench.params",
+         "mardini_bench.cost": "mardini_bench.cost.cli", "mardini_bench.weights": "mardini_bench.weights",
+         "mardini-bench": "mardini_bench.cli"}
+SCRIPT = ["-c", "import sys; from mardini_bench.cli import main; sys.exit(main())"]  # what the script runs
 
-# A case: (argv after `python -m`, given the scratch folder; text the error line must contain).
-Case = Tuple[Callable[[Path], List[str]], str]
+
+@dataclass(frozen=True)
+class Case:
+    argv: Callable[[Path], List[str]]  # [command, args...], given the scratch folder (inputs go there)
+    needle: str  # text the error line must contain
+    once: Optional[str] = None  # text the line must hold exactly once (a file named twice is noise)
+    deny: Optional[str] = None  # a path under the scratch folder this user may not read (in-process only)
 
 
 def runner(*overrides: str) -> Callable[[Path], List[str]]:
@@ -36,10 +59,15 @@ def sweep(*args: str) -> Callable[[Path], List[str]]:
     return lambda tmp: ["mardini_bench.sweep", str(_grid(tmp)), "--results", str(tmp / "results"), *args]
 
 
-def _grid(tmp: Path) -> Path:
-    path = tmp / "bad.toml"
-    path.write_text(GRID)
+def _grid(tmp: Path, text: str = GRID, name: str = "bad.toml") -> Path:
+    path = tmp / name
+    path.write_text(text)
     return path
+
+
+def grid_file(text: str) -> Callable[[Path], List[str]]:
+    """A sweep of the grid file `text` (bad.toml), as a dry run: nothing may run even if it parses."""
+    return lambda tmp: ["mardini_bench.sweep", str(_grid(tmp, text)), "--results", str(tmp / "results"), "--dry-run"]
 
 
 def _bad_weights(tmp: Path) -> List[str]:
@@ -57,58 +85,305 @@ def status_of(sweep_json: str) -> Callable[[Path], List[str]]:
     return argv
 
 
+def videos(tmp: Path, name: str = "v") -> Path:
+    """A folder holding bad.mp4: random bytes with a video's name."""
+    (tmp / name).mkdir(exist_ok=True)
+    (tmp / name / "bad.mp4").write_bytes(np.random.default_rng(0).bytes(5000))
+    return tmp / name
+
+
+def metrics(real: Callable[[Path], str], fake: Callable[[Path], str], *flags: str,
+            metric: str = "psnr") -> Callable[[Path], List[str]]:
+    return lambda tmp: ["mardini_bench.metrics", metric, real(tmp), fake(tmp), *flags]
+
+
+def array(name: str, write: Callable[[Path], None]) -> Callable[[Path], str]:
+    def make(tmp: Path) -> str:
+        write(tmp / name)
+        return str(tmp / name)
+    return make
+
+
+def npy(value: np.ndarray) -> Callable[[Path], None]:
+    return lambda path: np.save(path, value, allow_pickle=True)
+
+
+def _npy_bytes(value: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, value)
+    return buf.getvalue()
+
+
+def npz(**arrays: np.ndarray) -> Callable[[Path], None]:
+    return lambda path: np.savez(path, **arrays)
+
+
+def raw(data: bytes) -> Callable[[Path], None]:
+    return lambda path: path.write_bytes(data)
+
+
+CLIPS = np.zeros((2, 4, 8, 8, 3), np.uint8)
+good_npy = array("good.npy", npy(CLIPS))
+
+
+def davis(tmp: Path, frames: Dict[str, int]) -> Path:
+    from PIL import Image
+
+    for seq, n in frames.items():
+        (tmp / "D" / "JPEGImages" / "480p" / seq).mkdir(parents=True)
+        for i in range(n):
+            Image.new("RGB", (40, 30), (i * 20, 0, 0)).save(tmp / "D" / "JPEGImages" / "480p" / seq / f"{i:05d}.jpg")
+    return tmp / "D"
+
+
+def davis_build(frames: Dict[str, int], damage: Optional[str] = None) -> Callable[[Path], List[str]]:
+    def argv(tmp: Path) -> List[str]:
+        root = davis(tmp, frames)
+        if damage:
+            (root / "JPEGImages" / "480p" / damage).write_bytes(b"not a jpeg")
+        return ["mardini_bench.data", "build-davis7", str(root), str(tmp / "out" / "new" / "davis7")]
+    return argv
+
+
+def no_runs(command: str) -> Callable[[Path], List[str]]:
+    """`command` on a folder that exists but holds no run folders."""
+    def argv(tmp: Path) -> List[str]:
+        (tmp / "s").mkdir()
+        return ["mardini_bench.report", str(tmp / "s")] if command == "report" else \
+            ["mardini_bench.sweep", command, str(tmp / "s")]
+    return argv
+
+
 CASES: Dict[str, Case] = {
     # values the types allow but no run can use (runner CLI: before the run folder exists)
-    "negative steps": (runner("train.steps=-5"), "train.steps: got -5, must be >= 1"),
-    "zero batch": (runner("train.batch_size=0"), "train.batch_size: got 0"),
-    "zero eval videos": (runner("eval.num_videos=0"), "eval.num_videos: got 0"),
-    "nan lr": (runner("train.lr=nan"), "train.lr: got nan"),
-    "negative grad clip": (runner("train.grad_clip=-1"), "train.grad_clip: got -1.0"),
-    "zero heads": (runner("model.planner.heads=0"), "model.planner.heads: got 0"),
-    "heads not dividing dim": (runner("model.planner.heads=7"), "model.planner.heads: 7 does not split"),
-    "negative depth": (runner("model.planner.depth=-3"), "model.planner.depth: got -3"),
-    "resolution off the codec grid": (runner("data.resolution=30"), "data.resolution: 30 is not a multiple of 8"),
-    "probability above 1": (runner("model.generator.cfg_drop_prob=2"), "model.generator.cfg_drop_prob: got 2.0"),
-    "misspelt key": (runner("train.stpes=3"), "did you mean 'train.steps'"),
-    "unknown component": (runner("model.planner.name=marr"), "unknown planner 'marr'"),
-    "not key=value": (runner("train.steps"), "'train.steps' is not of the form key=value"),
-    "negative skip count": (runner("train.skip_nonfinite=-1"), "train.skip_nonfinite: got -1"),
-    "model shape in params": (lambda tmp: ["mardini_bench.params", "tiny", "model.generator.heads=5"],
-                              "model.generator.heads: 5 does not split model.generator.dim=48"),
-    "wrong weight file": (lambda tmp: _bad_weights(tmp), "i3d_kinetics400_tfhub.pt has sha256"),
+    "negative steps": Case(runner("train.steps=-5"), "train.steps: got -5, must be >= 1"),
+    "zero batch": Case(runner("train.batch_size=0"), "train.batch_size: got 0"),
+    "zero eval videos": Case(runner("eval.num_videos=0"), "eval.num_videos: got 0"),
+    "nan lr": Case(runner("train.lr=nan"), "train.lr: got nan"),
+    "negative grad clip": Case(runner("train.grad_clip=-1"), "train.grad_clip: got -1.0"),
+    "zero heads": Case(runner("model.planner.heads=0"), "model.planner.heads: got 0"),
+    "heads not dividing dim": Case(runner("model.planner.heads=7"), "model.planner.heads: 7 does not split"),
+    "negative depth": Case(runner("model.planner.depth=-3"), "model.planner.depth: got -3"),
+    "resolution off the codec grid": Case(runner("data.resolution=30"), "data.resolution: 30 is not a multiple of 8"),
+    "probability above 1": Case(runner("model.generator.cfg_drop_prob=2"), "model.generator.cfg_drop_prob: got 2.0"),
+    "misspelt key": Case(runner("train.stpes=3"), "did you mean 'train.steps'"),
+    "unknown component": Case(runner("model.planner.name=marr"), "unknown planner 'marr'"),
+    "not key=value": Case(runner("train.steps"), "'train.steps' is not of the form key=value"),
+    "negative skip count": Case(runner("train.skip_nonfinite=-1"), "train.skip_nonfinite: got -1"),
+    "model shape in params": Case(lambda tmp: ["mardini_bench.params", "tiny", "model.generator.heads=5"],
+                                  "model.generator.heads: 5 does not split model.generator.dim=48"),
+    "wrong weight file": Case(lambda tmp: _bad_weights(tmp), "i3d_kinetics400_tfhub.pt has sha256"),
     # sweep options and grid values, refused before anything is written
-    "negative array parallelism": (sweep("--array-parallelism", "-1"), "--array-parallelism: got -1"),
-    "negative timeout": (sweep("--timeout-min", "-1"), "--timeout-min: got -1"),
-    "zero memory": (sweep("--mem-gb", "0"), "--mem-gb: got 0.0, must be > 0"),
-    "flag value of the wrong type": (sweep("--array-parallelism", "x"), "--array-parallelism: invalid int value: 'x'"),
-    "unknown flag": (lambda tmp: ["mardini_bench.params", "--bogus"], "unrecognized arguments: --bogus"),
-    "bad value on a dry run": (sweep("--dry-run", "train.batch_size=0"), "train.batch_size: got 0"),
-    "missing grid": (lambda tmp: ["mardini_bench.sweep", str(tmp / "nope.toml")], "nope.toml' not found"),
+    "negative array parallelism": Case(sweep("--array-parallelism", "-1"), "--array-parallelism: got -1"),
+    "negative timeout": Case(sweep("--timeout-min", "-1"), "--timeout-min: got -1"),
+    "zero memory": Case(sweep("--mem-gb", "0"), "--mem-gb: got 0.0, must be > 0"),
+    "flag value of the wrong type": Case(sweep("--array-parallelism", "x"),
+                                         "--array-parallelism: invalid int value: 'x'"),
+    "unknown flag": Case(lambda tmp: ["mardini_bench.params", "--bogus"], "unrecognized arguments: --bogus"),
+    "bad value on a dry run": Case(sweep("--dry-run", "train.batch_size=0"), "train.batch_size: got 0"),
+    "missing grid": Case(lambda tmp: ["mardini_bench.sweep", str(tmp / "nope.toml")], "nope.toml' not found"),
     # damaged or missing sweep folders
-    "sweep.json without points": (status_of('{"name": "bad"}'), "sweep.json: no valid 'points' list"),
-    "truncated sweep.json": (status_of('{"name": "ba'), "sweep.json: damaged JSON"),
-    "not a sweep folder": (lambda tmp: ["mardini_bench.sweep", "status", str(tmp)], "is not a sweep folder"),
-    "collect a missing folder": (lambda tmp: ["mardini_bench.sweep", "collect", str(tmp / "gone")], "gone"),
+    "sweep.json without points": Case(status_of('{"name": "bad"}'), "sweep.json: no valid 'points' list"),
+    "truncated sweep.json": Case(status_of('{"name": "ba'), "sweep.json: damaged JSON"),
+    "not a sweep folder": Case(lambda tmp: ["mardini_bench.sweep", "status", str(tmp)], "is not a sweep folder"),
+    "collect a missing folder": Case(lambda tmp: ["mardini_bench.sweep", "collect", str(tmp / "gone")], "gone"),
 }
 
 
+CASES.update({
+    # runs whose data cannot be read: one line, and no empty run folder left
+    "runner: data.root missing": Case(runner("data.dataset=video_folder", "data.root=nowhere", "eval.metrics=[psnr]"),
+                                      "nowhere: no such folder"),
+    "runner: corrupt video in data.root": Case(
+        lambda tmp: runner("data.dataset=video_folder", f"data.root={videos(tmp)}", "eval.metrics=[psnr]")(tmp),
+        f"bad.mp4: {CORRUPT}", once="bad.mp4"),
+    "runner: unknown metric": Case(runner("eval.metrics=[fvdd]"), "eval.metrics: unknown metric 'fvdd'"),
+    "runner: unknown eval protocol": Case(runner("eval.protocol=last"), "eval.protocol: 'last' is not one of"),
+    "runner: value of the wrong type": Case(runner("train.steps=many"), "train.steps"),
+    # grid files: syntax, keys, types, empty
+    "grid: TOML syntax error": Case(grid_file('name = "bad\nbase = ["model=tiny"]\n'), "bad.toml: malformed TOML"),
+    "grid: unknown top-level key": Case(grid_file('grdi = 1\n' + GRID), "bad.toml: unknown key 'grdi'"),
+    "grid: empty file": Case(grid_file(""), "bad.toml: empty grid"),
+    "grid: empty axis": Case(grid_file(GRID.replace("[1, 2]", "[]")), "axis 'model.planner.depth': empty axis"),
+    "grid: axis not a list": Case(grid_file(GRID.replace("[1, 2]", "3")), "an axis is a list of values"),
+    "grid: base not strings": Case(grid_file('base = "model=tiny"\n'), "bad.toml base: expected a list of strings"),
+    "grid: unknown axis key": Case(grid_file(GRID.replace("model.planner.depth", "model.planer.depth")),
+                                   "bad.toml: unknown config key 'model.planer'; did you mean 'model.planner'"),
+    "grid: axis value of the wrong type": Case(grid_file(GRID.replace("[1, 2]", '["one", "two"]')),
+                                               "model.planner.depth"),
+    "grid: zipped axes of unequal length": Case(
+        grid_file(GRID + '[zip]\n"train.lr" = [0.1, 0.2]\n"train.steps" = [1]\n'), "zipped axes need equal lengths"),
+    "grid: folder name with a slash": Case(grid_file(GRID.replace('"bad"', '"a/b"')),
+                                           "name 'a/b' must be a folder name"),
+    "grid: slurm option of the wrong type": Case(grid_file(GRID + '[slurm]\ntimeout_min = "1h"\n'), "timeout_min"),
+    "grid: binary file": Case(lambda tmp: ["mardini_bench.sweep", str(array("bin.toml", raw(b"\xff\xfe\x00"))(tmp)),
+                                           "--dry-run"], "bin.toml: cannot read grid file (not UTF-8 text"),
+    "grid: empty command-line value": Case(sweep("--dry-run", "model.planner.depth=1,"), "empty value in '1,'"),
+    "sweep: run function that does not load": Case(sweep("--run-fn", "nowhere_module:run"),
+                                                   "--run-fn nowhere_module:run: cannot load it"),
+    "sweep: unknown cluster": Case(sweep("--cluster", "moon"), "--cluster: invalid choice: 'moon'"),
+    "status: sweep.json not an object": Case(status_of("[]"), "sweep.json: expected a JSON object"),
+    "collect: folder without runs": Case(no_runs("collect"), "holds no run folders"),
+    # report
+    "report: missing folder": Case(lambda tmp: ["mardini_bench.report", str(tmp / "gone")], "gone' does not exist"),
+    "report: folder without runs": Case(no_runs("report"), "holds no run folders"),
+    "report: too few bootstrap replicates": Case(lambda tmp: ["mardini_bench.report", str(tmp), "--n-boot", "5"],
+                                                 "--n-boot 5 is too small"),
+    "report: paper tables missing": Case(lambda tmp: ["mardini_bench.report", str(tmp), "--paper-tables",
+                                                      str(tmp / "paper.csv")], "paper.csv: no such file"),
+    # metrics: files that are not videos or arrays
+    "metrics: garbage .npy": Case(metrics(array("garbage.npy", raw(bytes(range(256)) * 4)), good_npy),
+                                  "garbage.npy: cannot read it as an array (not NumPy's format)"),
+    "metrics: pickled object array": Case(metrics(array("obj.npy", npy(np.array([{"a": 1}], dtype=object))), good_npy),
+                                          "obj.npy: cannot read it as an array (it holds Python objects"),
+    "metrics: a pickle named .npy": Case(metrics(array("pick.npy", raw(pickle.dumps({"a": 1}))), good_npy),
+                                         "pick.npy: cannot read it as an array (a Python pickle"),
+    "metrics: truncated .npy": Case(metrics(array("cut.npy", raw(_npy_bytes(CLIPS)[:200])), good_npy),
+                                    f"cut.npy: cannot read it as an array (truncated); expected a .npy file "
+                                    f"(numpy.save) {ARRAY_FORM}"),
+    "metrics: empty .npy": Case(metrics(array("empty.npy", raw(b"")), good_npy), "empty.npy: cannot read it as an "
+                                                                                 "array (empty file)"),
+    "metrics: garbage .npz": Case(metrics(array("junk.npz", raw(b"PK\x03\x04" + bytes(100))), good_npy),
+                                  "junk.npz: cannot read it as an array (damaged or truncated); expected a .npz"),
+    "metrics: float array": Case(metrics(array("f.npy", npy(CLIPS.astype(np.float32))), good_npy),
+                                 "f.npy: expected uint8 videos [N,T,H,W,3] or images [N,H,W,3], got float32"),
+    "metrics: array without videos": Case(metrics(array("none.npy", npy(CLIPS[:0])), good_npy),
+                                          "none.npy: holds no videos"),
+    "metrics: npz of several arrays": Case(metrics(array("two.npz", npz(a=CLIPS, b=CLIPS)), good_npy),
+                                           "two.npz: holds arrays a, b; choose one as FILE.npz:NAME"),
+    "metrics: npz array not there": Case(metrics(lambda tmp: array("two.npz", npz(a=CLIPS, b=CLIPS))(tmp) + ":c",
+                                                 good_npy), "two.npz:c: holds arrays a, b"),
+    "metrics: missing .npy": Case(metrics(lambda tmp: str(tmp / "gone.npy"), good_npy), "gone.npy: file not found"),
+    "metrics: neither folder nor array": Case(metrics(array("clips.txt", raw(b"x")), good_npy),
+                                              "clips.txt: not a folder of videos nor a .npy/.npz file"),
+    "metrics: corrupt video": Case(metrics(lambda tmp: str(videos(tmp)), lambda tmp: str(videos(tmp, name="w"))),
+                                   f"bad.mp4: {CORRUPT}", once="bad.mp4"),
+    "metrics: unreadable video": Case(metrics(lambda tmp: str(videos(tmp)), lambda tmp: str(videos(tmp, name="w"))),
+                                      "v/bad.mp4: permission denied", deny="v/bad.mp4"),
+    "metrics: unreadable array": Case(metrics(array("locked.npy", npy(CLIPS)), good_npy),
+                                      "locked.npy: permission denied", deny="locked.npy"),
+    "metrics: folder without videos": Case(metrics(lambda tmp: str(tmp), good_npy), "no video files"),
+    "metrics: sets of different sizes": Case(metrics(array("three.npy", npy(np.zeros((3, 4, 8, 8, 3), np.uint8))),
+                                                     good_npy, "--frames", "4"), "psnr pairs clips: "),
+    "metrics: zero frames": Case(metrics(good_npy, good_npy, "--frames", "0"),
+                                 "--frames and --batch-size must be >= 1"),
+    "metrics: malformed --size": Case(metrics(good_npy, good_npy, "--size", "big"), "--size must look like 128x128"),
+    "metrics: unknown metric": Case(metrics(good_npy, good_npy, metric="fdv"), "invalid choice: 'fdv'"),
+    "metrics: more frames than the clips hold": Case(metrics(good_npy, good_npy, "--frames", "9"),
+                                                     "good.npy: videos have 4 frames, fewer than --frames 9"),
+    # data: video info and the VIDIM-Bench builders
+    "data: info on a missing path": Case(lambda tmp: ["mardini_bench.data", "info", str(tmp / "gone")],
+                                         "gone: no such file or folder"),
+    "data: info on a corrupt video": Case(lambda tmp: ["mardini_bench.data", "info", str(videos(tmp) / "bad.mp4")],
+                                          f"bad.mp4: {CORRUPT}", once="bad.mp4"),
+    "data: info on an unreadable video": Case(lambda tmp: ["mardini_bench.data", "info", str(videos(tmp) / "bad.mp4")],
+                                              "bad.mp4: permission denied", deny="v/bad.mp4"),
+    "data: info on an empty folder": Case(lambda tmp: ["mardini_bench.data", "info", str(tmp)], "empty folder"),
+    "data: DAVIS root missing": Case(lambda tmp: ["mardini_bench.data", "build-davis7", str(tmp / "gone"),
+                                                  str(tmp / "out")], "gone/JPEGImages/480p: no such folder"),
+    "data: DAVIS root without a 9-frame sequence": Case(davis_build({"a": 3, "b": 5}),
+                                                        "D/JPEGImages/480p: no clips: none of its 2 sequence folders"),
+    "data: DAVIS frame that is not an image": Case(davis_build({"a": 9}, damage="a/00004.jpg"),
+                                                   "00004.jpg: corrupt or truncated image", once="00004.jpg"),
+    "data: DAVIS output exists": Case(lambda tmp: ["mardini_bench.data", "build-davis7", str(tmp), str(tmp)],
+                                      "already exists (pass --overwrite"),
+    "data: UCF101 test list missing": Case(lambda tmp: ["mardini_bench.data", "build-ucf101-7", str(tmp),
+                                                        str(tmp / "testlist01.txt"), str(tmp / "out")],
+                                           "testlist01.txt: no such file"),
+    "data: UCF101 root missing": Case(lambda tmp: ["mardini_bench.data", "build-ucf101-7", str(tmp / "gone"),
+                                                   str(tmp / "t.txt"), str(tmp / "out")], "gone: no such folder"),
+    "data: stats with a misspelt key": Case(lambda tmp: ["mardini_bench.data", "stats", "data.frmes=5"],
+                                            "did you mean 'data.frames'"),
+    "data: unknown subcommand": Case(lambda tmp: ["mardini_bench.data", "bulid-davis7"],
+                                     "invalid choice: 'bulid-davis7'"),
+    # params, cost, weights
+    "params: unknown preset": Case(lambda tmp: ["mardini_bench.params", "mardini_xl"], "mardini_xl"),
+    "params: neither preset nor --all": Case(lambda tmp: ["mardini_bench.params"], "give a preset name or --all"),
+    "cost: resolution off the planner grid": Case(lambda tmp: ["mardini_bench.cost", "table3", "--resolutions", "300"],
+                                                  "resolutions [300] are not multiples of 256"),
+    "cost: paper tables missing": Case(lambda tmp: ["mardini_bench.cost", "table3", "--paper-tables",
+                                                    str(tmp / "paper.csv")], "paper.csv: no such file"),
+    "cost: paper tables not a CSV of numbers": Case(
+        lambda tmp: ["mardini_bench.cost", "table3", "--paper-tables", array("paper.csv", raw(b"a,b\n1,2\n"))(tmp)],
+        "paper.csv: not the paper's numbers; expected a CSV with columns"),
+    "cost: unknown subcommand": Case(lambda tmp: ["mardini_bench.cost", "table4"], "invalid choice: 'table4'"),
+    "weights: unknown name": Case(lambda tmp: ["mardini_bench.weights", "fetch", "i3d.pt", "--dest", str(tmp / "w")],
+                                  "unknown weight file 'i3d.pt'; known: i3d_kinetics400_tfhub.pt"),
+    "weights: verify a missing folder": Case(lambda tmp: ["mardini_bench.weights", "verify", str(tmp / "gone")],
+                                             "gone does not exist"),
+    "weights: no subcommand": Case(lambda tmp: ["mardini_bench.weights"], "the following arguments are required"),
+    # the console script forwards to the same mains
+    "script: unknown command": Case(lambda tmp: ["mardini-bench", "trian"], "unknown command 'trian'; valid: sweep"),
+    "script: run with a bad value": Case(lambda tmp: ["mardini-bench", "run", str(tmp / "run"), "train.steps=0"],
+                                         "train.steps: got 0"),
+    "script: status of a missing folder": Case(lambda tmp: ["mardini-bench", "status", str(tmp / "gone")],
+                                               "is not a sweep folder"),
+})
+
+# Run as real processes, at least one per command line: the wiring (`python -m`, the console
+# script's `main`, exit codes, what reaches fd 2 from C code) is the same in the others.
+SUBPROCESS = {"negative steps", "missing grid", "report: missing folder", "metrics: corrupt video",
+              "data: info on a corrupt video", "model shape in params", "cost: resolution off the planner grid",
+              "weights: unknown name", "script: unknown command"}
+
+
 def leftovers(tmp: Path) -> List[str]:
-    """Files a failed command must not leave: temp files, and anything under run/ or results/."""
+    """Files a failed command must not leave: temp files, and anything under run/, results/ or out/."""
     temp = [p for p in tmp.rglob("*") if p.name.endswith((".tmp", ".temp")) or p.name.startswith(".")]
-    made = [p for p in (tmp / "run", tmp / "results") if p.exists()]
+    made = [p for p in (tmp / "run", tmp / "results", tmp / "out") if p.exists()]
     return [str(p.relative_to(tmp)) for p in temp + made]
 
 
+def run_in_process(argv: List[str], capfd) -> tuple:
+    """(exit code, stdout, stderr) of `main(argv)`; an exception other than SystemExit escapes (and
+    fails the test): that would be a traceback."""
+    main = importlib.import_module(MAINS[argv[0]]).main
+    try:
+        code = main(argv[1:])
+    except SystemExit as exit_:
+        code = exit_.code
+    out, err = capfd.readouterr()
+    return code, out, err
+
+
+def run_subprocess(argv: List[str]) -> tuple:
+    command = [sys.executable, *SCRIPT, *argv[1:]] if argv[0] == "mardini-bench" else [sys.executable, "-m", *argv]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
+    return done.returncode, done.stdout, done.stderr
+
+
+def deny_reading(monkeypatch, path: Path) -> None:
+    """This user may not read `path` (tests run as root here, whom file modes do not stop)."""
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, *a, **k: False if Path(p) == path and mode & os.R_OK
+                        else real(p, mode, *a, **k))
+
+
+def test_the_catalogue_covers_every_command_and_runs_each_as_a_process_once(tmp_path):
+    assert len(CASES) >= 60
+    commands = set()
+    for i, case in enumerate(sorted(SUBPROCESS)):
+        (tmp_path / str(i)).mkdir()
+        commands.add(CASES[case].argv(tmp_path / str(i))[0])
+    assert commands == set(MAINS)
+    assert not any(CASES[case].deny for case in SUBPROCESS)  # denial is simulated in this process
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_bad_input_is_one_error_line_and_leaves_nothing(case, tmp_path):
-    argv, needle = CASES[case]
-    done = subprocess.run([sys.executable, "-m", *argv(tmp_path)], cwd=REPO, capture_output=True, text=True,
-                          timeout=120)
-    lines = done.stderr.strip().splitlines()
-    assert done.returncode != 0, done.stdout
-    assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
-    assert needle in lines[0], lines[0]
-    assert "Traceback" not in done.stderr + done.stdout
+def test_bad_input_is_one_error_line_and_leaves_nothing(case, tmp_path, capfd, monkeypatch):
+    spec = CASES[case]
+    argv = spec.argv(tmp_path)
+    capfd.readouterr()  # what building the inputs printed
+    if spec.deny:
+        deny_reading(monkeypatch, tmp_path / spec.deny)
+    code, out, err = run_subprocess(argv) if case in SUBPROCESS else run_in_process(argv, capfd)
+    lines = err.strip().splitlines()
+    assert code not in (0, None), out
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert spec.needle in lines[0], lines[0]
+    if spec.once:
+        assert lines[0].count(spec.once) == 1, lines[0]
+    assert "Traceback" not in err + out and "allow_pickle" not in err
     assert leftovers(tmp_path) == []
 
 
@@ -167,3 +442,78 @@ def test_metrics_refuse_videos_that_are_not_frames(values, needle):
     with pytest.raises(ValueError, match=needle.replace("[", r"\[").replace("(", r"\(")):
         METRICS.build("psnr").update(real, fake)
     METRICS.build("psnr").update(real, torch.full_like(real, 1.0 + 1e-4))  # rounding slack is fine
+
+
+# -- a full disk ------------------------------------------------------------------------------------
+
+def _no_space(*args, **kwargs):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def test_a_full_disk_fails_a_run_in_one_line_naming_its_folder(tmp_path, monkeypatch, capfd, one_thread):
+    """The checkpoint write finds the disk full: one line naming the run folder, no temp file, no
+    checkpoint or result that looks whole."""
+    import torch
+
+    from mardini_bench.runner import main
+
+    def full(payload, f):
+        f.write(b"PK\x03\x04 part of a checkpoint")
+        _no_space()
+
+    monkeypatch.setattr(torch, "save", full)
+    run = tmp_path / "run"
+    with pytest.raises(SystemExit) as exit_:
+        main([str(run), "model=tiny", "train.steps=1", "data.frames=5", "data.resolution=16", "data.num_train=2",
+              "train.batch_size=2", "eval.metrics=[psnr]"])
+    lines = capfd.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and len(lines) == 1, lines
+    assert lines[0].startswith(f"error: {run}: no space left on the device") and "writing last.pt" in lines[0]
+    assert sorted(p.name for p in run.iterdir()) == ["log.jsonl"]  # whole log lines; no .tmp, last.pt, result
+
+
+@pytest.mark.filterwarnings("ignore:run .* is MISSING")  # the sweep's other run never ran
+def test_a_run_that_cannot_even_record_its_failure_reads_failed_and_collects(tmp_path, monkeypatch, capsys):
+    """Disk full during a sweep run, and failed.json cannot be written either: status must not call the
+    run RUNNING, and collect must neither crash nor leave a temp file, full disk or not."""
+    import pandas as pd
+
+    from mardini_bench.sweep import plan, rundir
+    from mardini_bench.sweep.__main__ import main
+    from mardini_bench.sweep.grid import load_grid
+    from mardini_bench.sweep.job import RunJob
+
+    grid = load_grid(_grid(tmp_path))
+    points, _ = plan.resolve(grid)
+    sweep_dir = tmp_path / "results" / grid.name
+    plan.write_manifest(sweep_dir, grid, points, "local")
+    for p in points:
+        plan.prepare(sweep_dir / p.run_id, grid, p, {"sha": None})
+    run_dir = sweep_dir / points[0].run_id
+    disk = {"full": False}
+    fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: _no_space() if disk["full"] else fsync(fd))
+
+    def run_fn(cfg, folder):
+        disk["full"] = True
+        rundir.write_json(folder / "last.json", {"step": 1})
+
+    with pytest.raises(OSError, match=f"{run_dir}: no space left on the device"):
+        RunJob(run_dir, run_fn)()
+    assert not [p for p in run_dir.iterdir() if p.name.startswith(".")]
+    state, detail = rundir.run_state(run_dir)
+    assert state == "FAILED" and "could not be written to failed.json" in detail
+    assert main(["status", str(sweep_dir)]) == 0
+    out = capsys.readouterr().out
+    assert f"{points[0].run_id} FAILED" in out and "RUNNING" not in out
+    monkeypatch.setattr(pd.DataFrame, "to_csv", _no_space)  # collect's own write finds the disk full
+    with pytest.raises(SystemExit) as exit_, pytest.warns(UserWarning, match="FAILED"):
+        main(["collect", str(sweep_dir)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and len(err) == 1 and err[0].startswith(f"error: {sweep_dir}: no space left")
+    assert not [p for p in sweep_dir.iterdir() if p.name.startswith(".")]
+    monkeypatch.undo()  # space again
+    with pytest.warns(UserWarning, match="FAILED"):
+        assert main(["collect", str(sweep_dir)]) == 0
+    table = pd.read_csv(sweep_dir / "results.csv")
+    assert set(table[table["run_id"] == points[0].run_id]["status"]) == {"FAILED"}

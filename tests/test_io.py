@@ -1,14 +1,16 @@
 """The one atomic writer and the JSON helpers every file goes through."""
 
+import errno
 import json
 import math
 import os
+import pickle
 import stat
 
 import pytest
 
-from mardini_bench.io import (DamagedFileError, atomic_file, atomic_write, load_json, read_jsonl, write_json,
-                              write_jsonl)
+from mardini_bench.io import (DamagedFileError, NoSpaceError, append_jsonl, atomic_file, atomic_write, load_json,
+                              read_jsonl, write_json, write_jsonl)
 
 
 def test_atomic_file_replaces_whole_or_not_at_all(tmp_path):
@@ -22,6 +24,40 @@ def test_atomic_file_replaces_whole_or_not_at_all(tmp_path):
     assert os.listdir(tmp_path) == ["out.txt"]  # no temp file left behind
     atomic_write(path, lambda f: f.write(b"new"))
     assert path.read_text() == "new" and os.listdir(tmp_path) == ["out.txt"]
+
+
+def test_a_full_disk_names_the_folder_and_leaves_the_old_file(tmp_path):
+    path = tmp_path / "last.pt"
+    path.write_text("old")
+
+    def full(f):
+        f.write(b"half")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    with pytest.raises(NoSpaceError) as err:
+        atomic_write(path, full)
+    assert str(err.value).startswith(f"{tmp_path}: no space left on the device") and "writing last.pt" in str(err.value)
+    assert err.value.errno == errno.ENOSPC and isinstance(pickle.loads(pickle.dumps(err.value)), NoSpaceError)
+    assert path.read_text() == "old" and os.listdir(tmp_path) == ["last.pt"]
+    with pytest.raises(OSError) as other:  # other faults pass through as they are
+        atomic_write(path, lambda f: (_ for _ in ()).throw(OSError(errno.EIO, "I/O error")))
+    assert not isinstance(other.value, NoSpaceError) and os.listdir(tmp_path) == ["last.pt"]
+
+
+def test_append_jsonl_on_a_full_disk_names_the_folder(tmp_path, monkeypatch):
+    class Full:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def write(self, text):
+            raise OSError(errno.EDQUOT, os.strerror(errno.EDQUOT))
+
+    monkeypatch.setattr("builtins.open", lambda *a, **k: Full())
+    with pytest.raises(NoSpaceError, match="writing log.jsonl"):
+        append_jsonl(tmp_path / "log.jsonl", {"step": 1})
 
 
 def test_atomic_file_keeps_previous_and_gets_plain_file_mode(tmp_path):

@@ -2,6 +2,7 @@
 
 import csv
 import shutil
+import stat
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from mardini_bench.data import FrameFolderDataset, VideoReadError
 from mardini_bench.data.__main__ import main
 from mardini_bench.data.vidim import (build_davis7, build_ucf101_7, chunk_starts, resize_linear_light,
                                       stretch_srgb)
+from mardini_bench.io import plain_mode
 
 
 def make_davis(root, sequences):
@@ -58,6 +60,7 @@ def test_build_davis7(tmp_path):
     ds = FrameFolderDataset(DataConfig(frames=9, resolution=32), out)  # OUT is a frame-folder dataset
     assert len(ds) == 3 and ds[0].shape == (9, 3, 32, 32)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp folder left behind
+    assert stat.S_IMODE(out.stat().st_mode) == plain_mode(folder=True)  # not mkdtemp's 0700
 
 
 def test_build_davis7_is_atomic(tmp_path, capsys):

@@ -174,14 +174,63 @@ def training_curves(df: pd.DataFrame, sweep: Path, out: Path) -> Optional[Path]:
     return _save(fig, out / "training_curves.png")
 
 
+def _identity_axes(df: pd.DataFrame) -> List[str]:
+    return [a for a in IDENTITY_AXES if a in df.columns and df[a].nunique(dropna=True) > 1]
+
+
+def smoothed(log: pd.DataFrame, window: int) -> pd.Series:
+    """Loss by step, a trailing mean over `window` logged points (the diffusion loss of
+    one batch swings with its random timesteps, so a raw crossing would measure noise)."""
+    return log.set_index("step")["loss"].sort_index().rolling(window, min_periods=1).mean()
+
+
+def steps_to_loss(groups: Dict[str, List[pd.DataFrame]], window: int = 10) -> Optional[pd.DataFrame]:
+    """The first step at which each seed's smoothed loss reaches a fixed level, per variant.
+
+    The level is 90% of the way from the start to the end of the slowest variant's mean curve: every
+    variant gets there within the run when training still helps, and a faster-converging one earlier.
+    A seed that never reaches it counts as NaN (said in the `reached` column)."""
+    if len(groups) < 2:
+        return None
+    curves = {label: [smoothed(log, window) for log in logs] for label, logs in groups.items()}
+    means = {label: pd.concat(c, axis=1).mean(axis=1) for label, c in curves.items()}
+    start = max(m.iloc[0] for m in means.values())
+    worst_end = max(m.iloc[-1] for m in means.values())
+    level = worst_end + 0.1 * (start - worst_end)
+    rows = []
+    for label, seeds in sorted(curves.items()):
+        steps = [float(c.index[np.argmax(c.to_numpy() <= level)]) if (c <= level).any() else math.nan for c in seeds]
+        ok = [v for v in steps if not math.isnan(v)]
+        half = 1.96 * np.std(ok, ddof=1) / math.sqrt(len(ok)) if len(ok) > 1 else math.nan
+        rows.append({"variant": label, "loss level": round(level, 4), "seeds": len(seeds),
+                     "reached": f"{len(ok)}/{len(seeds)}",
+                     "step (mean)": round(float(np.mean(ok)), 1) if ok else math.nan,
+                     "± (95%, normal)": round(half, 1) if not math.isnan(half) else math.nan,
+                     "per seed": ", ".join("–" if math.isnan(v) else f"{v:.0f}" for v in steps)})
+    return pd.DataFrame(rows)
+
+
+def fig6c_table(df: pd.DataFrame, sweep: Path) -> Optional[pd.DataFrame]:
+    """Steps to a fixed loss with vs without Identity Attention (None when the sweep does not vary it)."""
+    axes = _identity_axes(df)
+    return steps_to_loss(_curves(df, sweep, axes)) if axes else None
+
+
 def fig6c_identity(df: pd.DataFrame, sweep: Path, out: Path) -> Optional[Path]:
-    """Paper Fig. 6c: loss with vs without Identity Attention, when the sweep varies it."""
-    axes = [a for a in IDENTITY_AXES if a in df.columns and df[a].nunique(dropna=True) > 1]
+    """Paper Fig. 6c: loss with vs without Identity Attention, when the sweep varies it: the smoothed
+    mean over seeds with the seeds' min-max band, and the level `steps_to_loss` times."""
+    axes = _identity_axes(df)
     if not axes:
         return None
+    groups = _curves(df, sweep, axes)
+    smooth = {label: [smoothed(log, 10).rename("loss").reset_index() for log in logs] for label, logs in groups.items()}
     fig, ax = plt.subplots(figsize=(6.5, 4))
-    _plot_curves(ax, _curves(df, sweep, axes))
-    ax.set_title("Identity Attention on/off: training loss (cf. paper Fig. 6c)")
+    _plot_curves(ax, smooth)
+    table = steps_to_loss(groups)
+    if table is not None:
+        ax.axhline(table["loss level"].iloc[0], color="grey", lw=0.8, ls="--", label="level timed (report table)")
+        ax.legend(fontsize=7)
+    ax.set_title("Identity Attention on/off: training loss, 10-point mean (cf. paper Fig. 6c)")
     return _save(fig, out / "fig6c_identity_attention.png")
 
 

@@ -19,19 +19,27 @@ from typing import Dict, List, Optional, Sequence
 import pandas as pd
 
 from mardini_bench.analysis import plots, tables
-from mardini_bench.args import ArgumentParser
-from mardini_bench.io import DamagedFileError, atomic_file, write_text
+from mardini_bench.analysis.reference import (ReferenceError, compare_reference, load_reference, per_video_frame,
+                                              reference_lines, save_reference)
 from mardini_bench.analysis.results import (CollectError, ProtocolMismatchError, collect,
                                             column_keys, summarise)
 from mardini_bench.analysis.significance import BASELINE_PREFIX, compare, lower_is_better, mark_best
+from mardini_bench.args import ArgumentParser
+from mardini_bench.io import DamagedFileError, NoSpaceError, atomic_file, write_text
 
 _MIME = {".png": "image/png", ".gif": "image/gif"}
 
 
 def build_report(sweep_dir: Path | str, allow_mixed_protocols: bool = False, n_boot: int = 500,
-                 paper_tables: Optional[str] = None) -> Dict[str, Path]:
-    """Run the whole pipeline on one sweep folder; returns the paths of report.md and report.html."""
+                 paper_tables: Optional[str] = None, reference: Optional[str] = None,
+                 save_as_reference: Optional[str] = None) -> Dict[str, Path]:
+    """Run the whole pipeline on one sweep folder; returns the paths of report.md and report.html.
+
+    `reference`: a folder of frozen results (results/reference/<grid>) to set beside this sweep's;
+    `save_as_reference`: freeze this sweep's results into that folder."""
+    ref = load_reference(reference) if reference else None  # a bad folder fails before any work
     sweep = Path(sweep_dir)
+    paper = tables.load_paper(paper_tables)  # a wrong --paper-tables fails before anything is written
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         df = collect(sweep, allow_mixed_protocols=allow_mixed_protocols)
@@ -41,13 +49,23 @@ def build_report(sweep_dir: Path | str, allow_mixed_protocols: bool = False, n_b
     with atomic_file(sweep / "significance.csv") as tmp:
         comparisons.to_csv(tmp, index=False)
     marked = mark_best(summary, comparisons)
-    built = tables.build_tables(df, marked, tables.load_paper(paper_tables))
+    built = tables.build_tables(df, marked, paper)
     protocols = tables.protocol_table(df)
     tables.write_tables(sweep, built, protocols)
     figures = plots.make_all(df, summary, sweep)
     sections = _sections(df, built, comparisons, protocols, notes, allow_mixed_protocols, baseline_lines(marked))
+    steps = plots.fig6c_table(df, sweep)
+    if steps is not None:
+        sections.append(("Steps to a fixed training loss, Identity Attention on/off (cf. paper Fig. 6c)", "table",
+                         steps))
+    if ref is not None:
+        beside = compare_reference(df, per_video_frame(sweep, sorted(df["run_id"].dropna().unique())), ref, n_boot)
+        sections[2:2] = [(f"Beside the reference {ref['name']}", "text", reference_lines(ref)),
+                         (f"This sweep vs reference {ref['name']}", "table", beside)]
     write_text(sweep / "report.md", _markdown(sweep, sections, figures))
     write_text(sweep / "report.html", _html(sweep, sections, figures))
+    if save_as_reference:
+        save_reference(sweep, save_as_reference, df)
     return {"md": sweep / "report.md", "html": sweep / "report.html"}
 
 
@@ -233,13 +251,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         help="tabulate numbers computed under different metric protocols side by side")
     parser.add_argument("--n-boot", type=int, default=500, help="bootstrap replicates per comparison")
     parser.add_argument("--paper-tables", default=None, help="paper_tables.csv (default: results/paper/)")
+    parser.add_argument("--reference", default=None, metavar="DIR",
+                        help="frozen results to compare with, e.g. results/reference/table2")
+    parser.add_argument("--save-reference", default=None, metavar="DIR",
+                        help="also freeze this sweep's results into DIR (results.csv, per-clip scores, machine)")
     args = parser.parse_args(argv)
     if args.n_boot < 10:
         print(f"error: --n-boot {args.n_boot} is too small; use at least 10 (default 500)", file=sys.stderr)
         return 2
     try:
-        out = build_report(args.sweep_dir, args.allow_mixed_protocols, args.n_boot, args.paper_tables)
-    except (CollectError, ProtocolMismatchError, DamagedFileError) as err:
+        out = build_report(args.sweep_dir, args.allow_mixed_protocols, args.n_boot, args.paper_tables,
+                           args.reference, args.save_reference)
+    except (CollectError, ProtocolMismatchError, DamagedFileError, NoSpaceError, ReferenceError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"wrote {out['md']} and {out['html']}")

@@ -17,12 +17,13 @@ from typing import Dict, List, Optional, Sequence
 
 import pandas as pd
 
-from mardini_bench.io import atomic_file, write_text
+from mardini_bench.io import DamagedFileError, atomic_file, write_text
 from mardini_bench.metrics.info import metric_info, metric_names
 from mardini_bench.analysis.results import (COST_COLUMNS, PROTOCOL_IGNORE, PROTOCOL_PREFIX, axis_columns,
                                             t_interval)
 
 PAPER_TABLES_ENV = "MARDINI_BENCH_PAPER_TABLES"
+PAPER_FORM = "table,row_id,row_label,column,value,unit,note"
 _DEFAULT_PAPER = Path(__file__).resolve().parents[2] / "results" / "paper" / "paper_tables.csv"
 BEATEN = "▽"  # a model variant worse than a trivial baseline of its column
 LEGEND = ("Cells: mean ± 95% t-interval over seeds (n = finished seeds). **Bold**: best model variant "
@@ -178,9 +179,21 @@ def summary_table(marked: pd.DataFrame, df: pd.DataFrame, task: str) -> pd.DataF
 def load_paper(path: Optional[os.PathLike | str] = None) -> Optional[pd.DataFrame]:
     """The paper's numbers (table,row_id,row_label,column,value,unit,note); None if the file is absent.
 
-    Looked up at `path`, else $MARDINI_BENCH_PAPER_TABLES, else the repository's results/paper/."""
-    candidate = Path(path or os.environ.get(PAPER_TABLES_ENV) or _DEFAULT_PAPER)
-    return pd.read_csv(candidate, dtype={"value": str}, keep_default_na=False) if candidate.exists() else None
+    Looked up at `path`, else $MARDINI_BENCH_PAPER_TABLES, else the repository's results/paper/. A path
+    given that does not exist, or a file that is not such a CSV, is a `DamagedFileError` naming it."""
+    given = path or os.environ.get(PAPER_TABLES_ENV)
+    candidate = Path(given or _DEFAULT_PAPER)
+    if not candidate.exists():
+        if given:
+            raise DamagedFileError(f"{candidate}: no such file (the paper's numbers: {PAPER_FORM})")
+        return None
+    try:
+        paper = pd.read_csv(candidate, dtype={"value": str}, keep_default_na=False)
+    except (ValueError, UnicodeDecodeError, OSError):  # pandas' ParserError and EmptyDataError are ValueErrors
+        paper = pd.DataFrame()
+    if not {"table", "row_id", "row_label", "column", "value", "note"} <= set(paper.columns):
+        raise DamagedFileError(f"{candidate}: not the paper's numbers; expected a CSV with columns {PAPER_FORM}")
+    return paper
 
 
 def paper_table(paper: pd.DataFrame, table: str) -> pd.DataFrame:

@@ -5,16 +5,18 @@
     python -m mardini_bench.data build-ucf101-7 UCF_ROOT TESTLIST OUT   VIDIM-Bench UCF101-7 (400 clips)
     python -m mardini_bench.data stats [key=value ...]       latent mean/std of a run config's codec on its data
 
-`info` exits 1 when any file failed; bad arguments exit 2 with one `error:` line.
+`info` on a folder exits 1 when any file failed; a bad file given alone, or bad arguments, exit 2 with one
+`error:` line.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Callable, Dict, Iterator, List, Optional
 
 from mardini_bench.args import ArgumentParser
 from mardini_bench.cli import user_errors
@@ -56,24 +58,42 @@ def cmd_info(args: argparse.Namespace) -> int:
     rows = video_info(args.path)
     if not rows:
         raise VideoReadError(f"{args.path}: empty folder (no video files)")
+    if args.path.is_file() and "error" in rows[0]:  # the one file asked about: its fault is the error line
+        raise VideoReadError(rows[0]["error"])
     print(json.dumps(rows, indent=2)) if args.json else print_table(rows)
     return 1 if any("error" in r for r in rows) else 0
 
 
-def _progress(label: str):
-    return lambda n: print(f"\r{label}: {n} clips", end="", file=sys.stderr, flush=True)
+@contextlib.contextmanager
+def _progress(label: str) -> Iterator[Callable[[int], None]]:
+    """A clip counter on a terminal's stderr, its line ended before whatever follows (a summary, or
+    the one `error:` line); nothing when stderr is a file or a pipe."""
+    shown = []
+
+    def show(n: int) -> None:
+        if sys.stderr.isatty():
+            print(f"\r{label}: {n} clips", end="", file=sys.stderr, flush=True)
+            shown.append(n)
+
+    try:
+        yield show
+    finally:
+        if shown:
+            print(file=sys.stderr)
 
 
 def cmd_build_davis7(args: argparse.Namespace) -> int:
-    n = build_davis7(args.davis_root, args.out, overwrite=args.overwrite, progress=_progress("DAVIS-7"))
-    print(f"\n{args.out}: {n} DAVIS-7 clips (9 frames, 256x256) and manifest.csv", file=sys.stderr)
+    with _progress("DAVIS-7") as progress:
+        n = build_davis7(args.davis_root, args.out, overwrite=args.overwrite, progress=progress)
+    print(f"{args.out}: {n} DAVIS-7 clips (9 frames, 256x256) and manifest.csv", file=sys.stderr)
     return 0
 
 
 def cmd_build_ucf101_7(args: argparse.Namespace) -> int:
-    n = build_ucf101_7(args.ucf_root, args.testlist, args.out, overwrite=args.overwrite, crop=args.crop,
-                       progress=_progress("UCF101-7"))
-    print(f"\n{args.out}: {n} UCF101-7 clips (9 frames, 256x256) and manifest.csv", file=sys.stderr)
+    with _progress("UCF101-7") as progress:
+        n = build_ucf101_7(args.ucf_root, args.testlist, args.out, overwrite=args.overwrite, crop=args.crop,
+                           progress=progress)
+    print(f"{args.out}: {n} UCF101-7 clips (9 frames, 256x256) and manifest.csv", file=sys.stderr)
     return 0
 
 

@@ -2,15 +2,23 @@
 
 decord raises bare RuntimeErrors on missing, corrupt or truncated files, can report more frames than a
 truncated file holds, and can deadlock on such a container. So every decode here runs in a daemon
-thread under a time bound, and a full read clamps to the frames that actually decode.
+thread under a time bound, and a full read clamps to the frames that actually decode. decord's C++ code
+also logs its own `ERROR opening: ...` line straight to file descriptor 2, which no log level silences:
+a decode runs with fd 2 routed to a temporary file, and ffmpeg's reason in that line goes into our one
+error message instead.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import re
+import sys
+import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Union
 
 import numpy as np
 from PIL import Image
@@ -42,16 +50,59 @@ def _decoder_errors() -> tuple:
     return (RuntimeError, ValueError, IndexError, DECORDError)
 
 
+def permission_denied(path: PathLike) -> str:
+    return f"{path}: permission denied (this user may not read it; check its mode and owner)"
+
+
 def _check_path(path: Path) -> None:
     if not path.exists():
         raise VideoReadError(f"{path}: no such file")
     if path.suffix.lower() not in VIDEO_EXTENSIONS:
         raise VideoReadError(f"{path}: unsupported extension {path.suffix!r}; valid: {', '.join(VIDEO_EXTENSIONS)}")
+    if not os.access(path, os.R_OK):  # decord would call it corrupt: it raises one RuntimeError for all
+        raise VideoReadError(permission_denied(path))
 
 
-def _decoder_message(path: Path, err: BaseException) -> str:
+_STDERR = threading.Lock()  # one redirection of fd 2 at a time
+
+
+@contextlib.contextmanager
+def _decoder_log() -> Iterator[List[str]]:
+    """Route file descriptor 2 to a temporary file for the body; the list receives what was written
+    there (decord's own log lines) once the body is done and fd 2 is back."""
+    log: List[str] = []
+    with _STDERR, tempfile.TemporaryFile() as sink:
+        sys.stderr.flush()
+        try:
+            saved = os.dup(2)
+        except OSError:  # no fd 2 to route (a daemon): nothing to silence
+            yield log
+            return
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield log
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            log.append(sink.read().decode(errors="replace"))
+
+
+def _decoder_message(path: Path, err: BaseException, log: str) -> str:
+    """One line naming the file once: ffmpeg's reason from decord's log line when there is one."""
+    reasons = [m.group(1).strip() for m in re.finditer(rf"ERROR opening: {re.escape(str(path))}, (.+)", log)]
+    if reasons and "permission denied" in reasons[-1].lower():
+        return permission_denied(path)
+    if reasons:
+        return f"{path}: corrupt or truncated video (ffmpeg: {reasons[-1][:120]})"
+    return f"{path}: corrupt or truncated video (decord: {_without_path(err, path)})"
+
+
+def _without_path(err: BaseException, path: Path) -> str:
+    """The first line of a library's message with the file name taken out: ours names it first."""
     lines = [ln for ln in str(err).splitlines() if ln.strip()] or [type(err).__name__]
-    return f"{path}: corrupt or truncated video (decord: {lines[0][:120]})"
+    text = lines[0].replace(f"'{path}'", "").replace(str(path), "")
+    return " ".join(text.split()).strip(" .:,")[:120] or type(err).__name__
 
 
 def _bounded(fn: Callable[[], Any], path: Path, timeout_s: float) -> Any:
@@ -69,15 +120,16 @@ def _bounded(fn: Callable[[], Any], path: Path, timeout_s: float) -> Any:
             box["err"] = err
 
     worker = threading.Thread(target=target, name=f"decode:{path.name}", daemon=True)
-    worker.start()
-    worker.join(timeout_s)
+    with _decoder_log() as log:
+        worker.start()
+        worker.join(timeout_s)
     if worker.is_alive():
         raise VideoReadError(f"{path}: decoding did not finish within {timeout_s:g} s (hung container?)")
     err = box.get("err")
     if isinstance(err, VideoReadError):
         raise err
     if isinstance(err, _decoder_errors()):
-        raise VideoReadError(_decoder_message(path, err)) from None
+        raise VideoReadError(_decoder_message(path, err, "".join(log))) from None
     if err is not None:
         raise err
     return box["out"]
@@ -86,7 +138,7 @@ def _bounded(fn: Callable[[], Any], path: Path, timeout_s: float) -> Any:
 def _reader(path: Path):
     import decord  # ~0.4 s and a native library: synthetic and frame-folder data never need it
 
-    decord.logging.set_level(decord.logging.QUIET)  # errors reach the user as one VideoReadError line
+    decord.logging.set_level(decord.logging.QUIET)  # ffmpeg's own log; decord's is routed by _decoder_log
     return decord.VideoReader(str(path), num_threads=1)
 
 
@@ -161,8 +213,10 @@ def read_frames_folder(folder: PathLike, indices: Optional[Sequence[int]] = None
         try:
             with Image.open(f) as im:
                 frames.append(np.asarray(im.convert("RGB")))
+        except PermissionError:
+            raise VideoReadError(permission_denied(f)) from None
         except OSError as err:
-            raise VideoReadError(f"{f}: corrupt or truncated image ({err})") from None
+            raise VideoReadError(f"{f}: corrupt or truncated image ({_without_path(err, f)})") from None
     if len({fr.shape for fr in frames}) > 1:
         raise VideoReadError(f"{folder}: frames differ in size")
     return np.stack(frames)
@@ -173,7 +227,10 @@ def frame_files(folder: PathLike) -> List[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise VideoReadError(f"{folder}: no such folder")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+    try:
+        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+    except PermissionError:
+        raise VideoReadError(permission_denied(folder)) from None
     if not files:
         raise VideoReadError(f"{folder}: empty folder (no JPEG/PNG frames)")
     return files

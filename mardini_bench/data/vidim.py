@@ -19,6 +19,7 @@ or absent. OUT is itself a `frame_folder` dataset root.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import shutil
@@ -30,6 +31,7 @@ import numpy as np
 from PIL import Image
 
 from mardini_bench.data.video_io import VideoReadError, frame_files, probe_video, read_frames_folder, read_video
+from mardini_bench.io import naming_full_disk, plain_mode
 
 CHUNK = 9  # frames per clip: first and last given, 7 generated
 SIZE = 256  # output side in pixels
@@ -81,15 +83,23 @@ def davis_chunks(davis_root: PathLike, size: int = SIZE) -> Iterator[Chunk]:
     seqs = sorted(p for p in seq_root.iterdir() if p.is_dir())
     if not seqs:
         raise VideoReadError(f"{seq_root}: empty folder (no sequence folders)")
+    lengths = {seq: len(frame_files(seq)) for seq in seqs}
+    if max(lengths.values()) < CHUNK:
+        raise VideoReadError(f"{seq_root}: no clips: none of its {len(seqs)} sequence folders holds {CHUNK} JPEG/PNG "
+                             f"frames or more (longest: {max(lengths.values())})")
     for seq in seqs:
-        for start in chunk_starts(len(frame_files(seq))):
+        for start in chunk_starts(lengths[seq]):
             frames = read_frames_folder(seq, range(start, start + CHUNK))
             yield f"{seq.name}_{start:05d}", seq.name, start, np.stack([davis_frame(f, size) for f in frames])
 
 
 def ucf_test_videos(ucf_root: PathLike, testlist: PathLike) -> List[Path]:
     """Video paths of `testlist01.txt` ("Class/v_Class_gXX_cYY.avi" lines), in the list's order."""
-    listed = [ln.split()[0] for ln in Path(testlist).read_text().splitlines() if ln.strip()]
+    if not Path(ucf_root).is_dir():
+        raise VideoReadError(f"{ucf_root}: no such folder (UCF_ROOT must hold <Class>/v_*.avi)")
+    if not Path(testlist).is_file():
+        raise VideoReadError(f"{testlist}: no such file (the official UCF101 testlist01.txt)")
+    listed = [ln.split()[0] for ln in Path(testlist).read_text(errors="replace").splitlines() if ln.strip()]
     if not listed:
         raise VideoReadError(f"{testlist}: no video names in this list")
     return [Path(ucf_root) / name for name in listed]
@@ -124,13 +134,21 @@ def write_clips(chunks: Iterator[Chunk], out: PathLike, *, overwrite: bool = Fal
     out = Path(out)
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out}: already exists (pass --overwrite to replace it)")
+    made = [p for p in out.parents if not p.exists()]  # removed again if the build fails
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
-        count = _write_into(chunks, tmp, progress)
-        _swap_in(tmp, out)
+        with naming_full_disk(out.parent, out.name):
+            count = _write_into(chunks, tmp, progress)
+            if count == 0:
+                raise VideoReadError(f"{out}: no clips to write")
+            os.chmod(tmp, plain_mode(folder=True))  # mkdtemp's 0700 would hide the dataset from the group
+            _swap_in(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        for folder in made:
+            with contextlib.suppress(OSError):
+                folder.rmdir()
         raise
     return count
 

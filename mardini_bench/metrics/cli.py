@@ -18,6 +18,7 @@ import sys
 from typing import Any, Dict, List, Optional, Tuple
 
 from mardini_bench.args import ArgumentParser
+from mardini_bench.io import NoSpaceError
 from mardini_bench.metrics.frechet import TRACE_SQRT_METHODS
 from mardini_bench.metrics.info import is_distribution, metric_info
 from mardini_bench.metrics.inputs import InputError, VideoSet
@@ -116,8 +117,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         metric = build_metric(args)
         real, fake = open_sets(args)
         result = score(metric, real, fake, args)
-    except (InputError, WeightsError, ValueError, FloatingPointError) as err:
+    except (InputError, WeightsError, ValueError, FloatingPointError, NoSpaceError) as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except PermissionError as err:
+        print(f"error: {err.filename or err}: permission denied (check its mode and owner)", file=sys.stderr)
         return 2
     print(render(args.metric, result, args.json))
     return 0

@@ -10,6 +10,9 @@ Videos are read one batch at a time, so a folder never has to fit in memory.
 
 from __future__ import annotations
 
+import os
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
@@ -18,7 +21,10 @@ import torch
 import torch.nn.functional as F
 
 # the project's one decoding interface (time-bounded, clamps to frames that really decode)
-from mardini_bench.data.video_io import VIDEO_EXTENSIONS, VideoReadError, probe_video, read_video
+from mardini_bench.data.video_io import (VIDEO_EXTENSIONS, VideoReadError, permission_denied, probe_video,
+                                         read_video)
+
+ARRAY_FORM = "uint8 videos [N,T,H,W,3] or images [N,H,W,3]"
 
 
 class InputError(ValueError):
@@ -54,7 +60,7 @@ class VideoSet:
         try:
             info = probe_video(path)
         except VideoReadError as err:
-            raise InputError(f"{path}: {err}") from None
+            raise InputError(str(err)) from None  # it names the file
         n, h, w = _probe_fields(info)
         if n < self.frames:
             raise InputError(f"{path}: has {n} frames, fewer than --frames {self.frames}; "
@@ -64,12 +70,13 @@ class VideoSet:
     def _open_array(self, key: Optional[str]) -> None:
         if not self.path.is_file():
             raise InputError(f"{self.spec}: file not found")
-        data = np.load(self.path, mmap_mode="r") if self.path.suffix == ".npy" else np.load(self.path)
-        if isinstance(data, np.lib.npyio.NpzFile):
-            data = _pick(data, key, self.spec)
+        if not os.access(self.path, os.R_OK):
+            raise InputError(permission_denied(self.spec))
+        data = _load_array(self.path, key, self.spec)
         if data.dtype != np.uint8 or data.ndim not in (4, 5) or data.shape[-1] != 3:
-            raise InputError(f"{self.spec}: expected uint8 [N,T,H,W,3] or [N,H,W,3], "
-                             f"got {data.dtype} {list(data.shape)}")
+            raise InputError(f"{self.spec}: expected {ARRAY_FORM}, got {data.dtype} {list(data.shape)}")
+        if len(data) == 0:
+            raise InputError(f"{self.spec}: holds no videos (shape {list(data.shape)}); expected {ARRAY_FORM}")
         self.array = data[:, None] if data.ndim == 4 else data
         if data.ndim == 5 and self.array.shape[1] < self.frames:
             raise InputError(f"{self.spec}: videos have {self.array.shape[1]} frames, fewer than "
@@ -122,7 +129,7 @@ class VideoSet:
             try:
                 clip = read_video(self.files[j], list(range(self.frames)))
             except VideoReadError as err:
-                raise InputError(f"{self.files[j]}: {err}") from None
+                raise InputError(str(err)) from None
             if len(clip) < self.frames:
                 raise InputError(f"{self.files[j]}: only {len(clip)} frames decode, fewer than "
                                  f"--frames {self.frames}; pass --frames {len(clip)} or leave it out")
@@ -134,6 +141,38 @@ def _probe_fields(info: Any) -> Tuple[int, int, int]:
     get = info.get if isinstance(info, dict) else lambda k: getattr(info, k, None)
     n = get("num_frames") if get("num_frames") is not None else get("frames")
     return int(n), int(get("height")), int(get("width"))
+
+
+def _load_array(path: Path, key: Optional[str], spec: str) -> np.ndarray:
+    """The array in a .npy file, or the one named (or only) array of a .npz; InputError naming the file
+    and what a valid one is when it is empty, truncated, damaged, not NumPy's format or holds Python
+    objects (which are never unpickled: a file of data must not run code)."""
+    kind = "a .npy file (numpy.save)" if path.suffix == ".npy" else "a .npz archive (numpy.savez)"
+
+    def bad(fault: str) -> InputError:
+        return InputError(f"{spec}: cannot read it as an array ({fault}); expected {kind} holding {ARRAY_FORM}")
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(6)
+        if not head:
+            raise bad("empty file")
+        if not head.startswith((b"\x93NUMPY", b"PK")):  # numpy would take anything else for a pickle
+            raise bad("a Python pickle, not NumPy's format" if head[:1] == b"\x80" else "not NumPy's format")
+        data = np.load(path, mmap_mode="r" if path.suffix == ".npy" else None, allow_pickle=False)
+        if isinstance(data, np.lib.npyio.NpzFile):
+            with data:
+                return _pick(data, key, spec)
+        return data
+    except PermissionError:
+        raise InputError(permission_denied(spec)) from None
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as err:
+        if isinstance(err, InputError):
+            raise
+        text = str(err).lower()
+        raise bad("it holds Python objects, not numbers" if "pickle" in text or "python objects" in text
+                  else "truncated" if isinstance(err, EOFError) or "mmap length" in text or "truncat" in text
+                  else "damaged or truncated") from None
 
 
 def _pick(npz: Any, key: Optional[str], spec: str) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""`result.json`: the file a finished run leaves last (the runner writes it), its name and its reader.
+"""`result.json`: the file a finished run leaves last (the runner writes it), its name and its reader;
+and the one-line summary of the `failed.json` a failed run leaves instead.
 
 A light module on purpose: the sweep's status and the results table read it without importing
 torch or the training code.
@@ -15,6 +16,14 @@ RESULT = "result.json"
 # the cost fields result.json carries (`cost.run_cost` measures them)
 COST_KEYS = ("params_planner", "params_generator", "flops_train_step", "flops_sample", "latency_sample_s",
              "peak_mem_mb")
+
+
+def failure_summary(failed: Dict[str, Any]) -> str:
+    """'Type: message' from a run's failed.json. One without a message is the job's started.json renamed,
+    because not even failed.json could be written (a full disk): the reason is in the job's log."""
+    if "message" not in failed:
+        return "its error could not be written to failed.json (disk full?); see the job's log, submitit.err"
+    return f"{failed.get('type', 'Error')}: {failed['message']}"
 
 
 def load_result(run_dir: Path) -> Optional[Dict[str, Any]]:

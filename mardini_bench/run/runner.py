@@ -25,6 +25,7 @@ from mardini_bench.cli import user_errors
 from mardini_bench.config import RunConfig, apply_overrides, to_dict, validate
 from mardini_bench.cost import run_cost
 from mardini_bench.cost.perf import configure_threads
+from mardini_bench.data.video_io import VideoReadError
 from mardini_bench.io import write_json
 from mardini_bench.run import distributed
 from mardini_bench.run.evaluate import check_eval_config, check_weights, evaluate
@@ -46,8 +47,13 @@ def run(cfg: RunConfig, run_dir: Path, until: Optional[int] = None) -> Dict[str,
     configure_threads()  # before any torch work: $MARDINI_BENCH_THREADS, a sweep's share, or the cores
     env = distributed.detect()
     distributed.init(env, distributed.device_for(env))
+    fresh = not run_dir.exists()
     try:
         trained = train(cfg, run_dir, until=until, env=env)
+    except BaseException:
+        if fresh and run_dir.is_dir() and not any(run_dir.iterdir()):
+            run_dir.rmdir()  # failed before writing anything (bad data): leave no empty run folder behind
+        raise
     finally:
         distributed.shutdown(env)
     if not env.is_main or trained.summary["steps"] < cfg.train.steps:
@@ -76,7 +82,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-@user_errors(NonFiniteError)
+@user_errors(NonFiniteError, VideoReadError)
 def main(argv: Optional[List[str]] = None) -> None:
     args = parse_args(argv)
     cfg = apply_overrides(RunConfig(), args.overrides)

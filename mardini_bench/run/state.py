@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
 from mardini_bench.io import DamagedFileError, load_json, read_json
-from mardini_bench.run.result_file import load_result
+from mardini_bench.run.result_file import failure_summary, load_result
 
 # The files of a run folder that a state and the results table are read from, besides result.json
 # (`result_file.RESULT`): the sweep writes the config, the overrides and submitted.json (`sweep.rundir`),
@@ -72,7 +72,7 @@ def run_state(run_dir: Path) -> Tuple[str, str]:
         return "DAMAGED", fault
     failed = read_json(run_dir / FAILED)
     if failed is not None:
-        return "FAILED", f"{failed.get('type', 'Error')}: {failed.get('message', '')}"
+        return "FAILED", failure_summary(failed)
     started = read_json(run_dir / STARTED)
     if started is not None:
         gone = _gone(started)

@@ -128,9 +128,11 @@ def autocast_dtype(precision: str, device: torch.device) -> Optional[torch.dtype
 # Checkpoints and logs
 # ----------------------------------------------------------------------------------------------
 def atomic_torch_save(payload: Dict[str, Any], path: Path, previous: Optional[Path] = None) -> None:
-    """Write `path` through a temp file; the file it replaces becomes `previous` when given."""
-    with atomic_file(path, previous=previous) as tmp:
-        torch.save(payload, tmp)
+    """Write `path` through a temp file; the file it replaces becomes `previous` when given. Saved
+    through a Python file object so that a full disk raises OSError(ENOSPC) (a `NoSpaceError` naming the
+    folder), not torch's bare RuntimeError('file write failed')."""
+    with atomic_file(path, previous=previous) as tmp, open(tmp, "wb") as f:
+        torch.save(payload, f)
 
 
 def rng_state() -> Dict[str, Any]:

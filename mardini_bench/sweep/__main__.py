@@ -22,7 +22,7 @@ from typing import Any, Dict, List, Optional, Sequence
 from mardini_bench.args import ArgumentParser
 from mardini_bench.cli import user_errors
 from mardini_bench.sweep import launch, plan, rundir, status
-from mardini_bench.sweep.grid import Grid, GridError, load_grid, with_cli_args
+from mardini_bench.sweep.grid import Grid, GridError, check_not_empty, load_grid, with_cli_args
 from mardini_bench.sweep.job import DEFAULT_RUN_FN, load_run_fn
 from mardini_bench.sweep.scheduler import ACTIVE, slurm_states
 
@@ -143,6 +143,7 @@ def run_launch(argv: Sequence[str]) -> int:
     args = launch_parser().parse_intermixed_args(argv)
     grid = with_cli_args(load_grid(args.grid), args.overrides)
     options = launch.merge(launch.launch_options(grid.slurm, grid.source), cli_options(args))
+    check_not_empty(grid)  # after the file's own faults, which say more
     points, duplicates = plan.resolve(grid)  # every point validated before anything is submitted
     print_plan(grid, points, duplicates)
     if args.dry_run:

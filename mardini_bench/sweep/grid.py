@@ -124,8 +124,10 @@ def load_grid(path: str | Path) -> Grid:
         data = tomllib.loads(path.read_text())
     except FileNotFoundError:
         raise GridError(f"grid file '{path}' not found") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise GridError(f"{path}: cannot read grid file ({err})") from None
+    except UnicodeDecodeError:
+        raise GridError(f"{path}: cannot read grid file (not UTF-8 text; a grid is a TOML file)") from None
+    except OSError as err:
+        raise GridError(f"{path}: cannot read grid file ({err.strerror or err})") from None
     except tomllib.TOMLDecodeError as err:
         raise GridError(f"{path}: malformed TOML: {err}") from None
     return from_mapping(data, str(path), path.stem)
@@ -140,6 +142,13 @@ def check_axes(grid: Grid) -> None:
     both = sorted(set(grid.product) & set(grid.zipped))
     if both:
         raise GridError(f"{grid.source}: axis '{both[0]}' is both in [grid] and [zip]")
+
+
+def check_not_empty(grid: Grid) -> None:
+    """A grid that sets nothing (an empty or wrong file) would launch the default config: refuse it."""
+    if not (grid.base or grid.product or grid.zipped):
+        raise GridError(f"{grid.source}: empty grid: no base, seeds, [grid] or [zip] (nor key=v1,v2 on the command "
+                        'line); give at least one, e.g. base = ["model=tiny"]')
 
 
 def split_values(text: str) -> List[str]:

@@ -50,6 +50,18 @@ def failure_record(err: BaseException) -> Dict[str, Any]:
             "failed_at": time.time()}
 
 
+def record_failure(run_dir: Path, err: BaseException) -> None:
+    """Write `failed.json`. When even that fails (a full disk), rename `started.json` to it: a rename
+    needs no free space, and the run then reads FAILED, not RUNNING, with the reason in the job's log."""
+    try:
+        rundir.write_json(run_dir / rundir.FAILED, failure_record(err))
+    except OSError:
+        try:
+            os.replace(run_dir / rundir.STARTED, run_dir / rundir.FAILED)
+        except OSError:
+            pass  # no started.json either: the run reads as before this attempt
+
+
 def global_rank() -> int:
     """This task's rank in a multi-task submitit job; 0 outside submitit."""
     try:
@@ -103,7 +115,7 @@ class RunJob(submitit.helpers.Checkpointable):
         try:
             result = self._function()(load_config(run_dir), run_dir)
         except Exception as err:  # not BaseException: submitit's requeue exit is no failure
-            rundir.write_json(run_dir / rundir.FAILED, failure_record(err))
+            record_failure(run_dir, err)
             raise
         if rundir.read_result(run_dir) is None and result.get("status", "DONE") == "DONE":
             rundir.write_json(run_dir / rundir.RESULT, result)  # a custom run_fn may only return it
