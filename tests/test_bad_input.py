@@ -393,9 +393,11 @@ def test_sigterm_to_a_local_sweep_stops_its_runs(tmp_path):
     grid = tmp_path / "long.toml"
     grid.write_text('name = "long"\nbase = ["model=tiny", "train.steps=100000", "eval.metrics=[psnr]"]\n'
                     'seeds = [0, 1]\n')
+    # started as `nohup ... &` starts it: SIGINT ignored, which its jobs would inherit
     sweep = subprocess.Popen([sys.executable, "-m", "mardini_bench.sweep", str(grid), "--results",
                               str(tmp_path / "results"), "--cluster", "local", "--no-report"],
-                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     started: List[Path] = []
     deadline = time.time() + 180
     while len(started) < 2 and time.time() < deadline and sweep.poll() is None:

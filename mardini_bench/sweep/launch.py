@@ -132,10 +132,16 @@ def local_jobs_follow_signals(jobs: List[Any]) -> Iterator[None]:
         deadline = time.time() + 30
         while any(not job.done() for job in live) and time.time() < deadline:
             time.sleep(0.2)
-        print(f"{signal.Signals(signum).name}: stopped {len(live)} local run(s); launching again resumes them",
-              file=sys.stderr)
+        alive = [str(job.job_id) for job in live if not job.done()]
+        stopped = f"stopped {len(live) - len(alive)} local run(s); launching again resumes them"
+        left = f"; still running after 30 s: job(s) {' '.join(alive)}" if alive else ""
+        print(f"{signal.Signals(signum).name}: {stopped}{left}", file=sys.stderr)
         raise SystemExit(128 + signum)
 
+    # `nohup ... &` starts the sweep with SIGINT ignored, and children inherit an ignored signal: the
+    # jobs would then never see the SIGINT that stops them. A handler (unlike SIG_IGN) resets on exec.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         yield
