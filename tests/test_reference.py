@@ -54,3 +54,11 @@ def test_steps_to_a_fixed_loss_ranks_the_faster_variant_first():
                            "identity=False": [log(0.015) for _ in range(3)]}).set_index("variant")
     assert (table["reached"] == "3/3").all()
     assert table.loc["identity=True", "step (mean)"] < 0.7 * table.loc["identity=False", "step (mean)"]
+
+
+def test_a_sweep_of_variants_gets_one_chart_per_task_with_the_baselines(tmp_path):
+    sweep = make_sweep(tmp_path / "grid", POINTS, seeds=(0, 1))
+    assert report.main([str(sweep), "--n-boot", "10"]) == 0
+    charts = sorted(p.name for p in (sweep / "plots").glob("variants_*.png"))
+    assert charts == ["variants_image_to_video.png", "variants_interpolation.png"]
+    assert "variants_interpolation.png" in (sweep / "report.md").read_text()

@@ -1,6 +1,7 @@
 """Sweep figures (matplotlib, Agg), saved under `<sweep>/plots/`.
 
-metric vs each ablation axis (CI error bars), quality vs cost with the Pareto front, training
+metric vs each ablation axis (CI error bars), one bar per variant beside the baselines per task
+(the shape of Table 2), quality vs cost with the Pareto front, training
 curves, the paper's Fig. 6a (FVD vs DDIM steps) and Fig. 6c (loss with/without Identity
 Attention) when the sweep has those axes, and per-task sample grids (PNG) and GIFs (PIL).
 """
@@ -78,6 +79,34 @@ def metric_vs_axis(summary: pd.DataFrame, axis: str, out: Path) -> Optional[Path
         ax.grid(alpha=0.3)
     axs[0][0].legend(fontsize=7, title="task" + (" / " + ", ".join(o.split(".")[-1] for o in others) if others else ""))
     return _save(fig, out / f"metric_vs_{axis}.png")
+
+
+def variant_bars(summary: pd.DataFrame, task: str, out: Path) -> Optional[Path]:
+    """Paper Table 2 as a chart: one panel per metric, a row per model variant (mean ± 95% CI over seeds),
+    each trivial baseline a dashed line, so a variant that loses to copying is seen at a glance."""
+    part = summary[summary["task"] == task]
+    model = part[part["method"] == "model"]
+    if model["variant"].nunique() < 2:
+        return None
+    metrics = [m for m in metric_names() if m in set(model["metric"])]
+    variants = list(dict.fromkeys(model["variant"]))
+    width = 4.2 * len(metrics) + 0.065 * max(len(v) for v in variants) + 0.5  # room for the variant labels
+    fig, axs = plt.subplots(1, len(metrics), figsize=(width, 0.8 + 0.45 * len(variants)), squeeze=False)
+    for ax, metric in zip(axs[0], metrics):
+        rows = model[model["metric"] == metric].set_index("variant").reindex(variants)
+        # points, not bars from zero: PSNR and SSIM differences are a few percent of the value
+        ax.errorbar(rows["mean"], range(len(variants)), xerr=rows["ci95"].fillna(0), fmt="o", capsize=3, color="C0",
+                    label="model (mean ± 95% CI)")
+        for i, (name, base) in enumerate(part[(part["method"] != "model") & (part["metric"] == metric)]
+                                         .groupby("method")["mean"].first().items()):
+            ax.axvline(base, color=f"C{i + 1}", ls="--", lw=1, label=name)
+        ax.set_yticks(range(len(variants)), variants if ax is axs[0][0] else [""] * len(variants), fontsize=7)
+        ax.margins(y=0.15)
+        arrow = "↓" if lower_is_better(metric) else "↑"
+        ax.set(xlabel=f"{metric_info(metric).label} {arrow}", title=f"{task}: {metric_info(metric).label}")
+        ax.grid(alpha=0.3, axis="x")
+        ax.legend(fontsize=7)
+    return _save(fig, out / f"variants_{task}.png")
 
 
 def pareto_front(cost: np.ndarray, quality: np.ndarray) -> np.ndarray:
@@ -344,6 +373,7 @@ def make_all(df: pd.DataFrame, summary: pd.DataFrame, sweep_dir: Path | str) -> 
     sweep = Path(sweep_dir)
     out = sweep / "plots"
     made = [metric_vs_axis(summary, a, out) for a in axis_columns(summary)]
+    made += [variant_bars(summary, task, out) for task in summary["task"].dropna().unique()]
     made += [quality_vs_cost(summary, out), training_curves(df, sweep, out), fig6a_ddim(summary, out),
              fig6c_identity(df, sweep, out)]
     return [p for p in made if p is not None] + samples_for_tasks(df, sweep, out)
