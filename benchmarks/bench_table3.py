@@ -21,9 +21,9 @@ from typing import Dict, List
 import torch
 
 from mardini_bench.config import RunConfig, apply_overrides
-from mardini_bench.cost import LiveTensorBytes, best_latency
+from mardini_bench.cost import LiveTensorBytes, best_latency, latent_shape
 from mardini_bench.cost.perf import configure_threads
-from mardini_bench.cost.table3 import SAMPLE_STEPS, SETTINGS, Setting, _sample_inputs, table3_rows
+from mardini_bench.cost.table3 import SAMPLE_STEPS, SETTINGS, Setting, table3_rows
 from mardini_bench.factory import build_model
 
 
@@ -40,8 +40,7 @@ def measure(s: Setting, resolution: int, repeats: int) -> Dict[str, float]:
     cfg = cpu_config(s, resolution)
     torch.manual_seed(0)
     model = build_model(cfg).eval()
-    shape_z, shape_mask = (t.shape for t in _sample_inputs(model, cfg))  # the paper-scale helper's shapes
-    z, mask = torch.randn(shape_z), torch.ones(shape_mask, dtype=torch.bool)
+    z, mask = torch.randn(latent_shape(model, cfg, 1)), torch.ones(1, cfg.data.frames, dtype=torch.bool)
     mask[:, 0] = False  # one given frame, as in Table 3
 
     def sample() -> torch.Tensor:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Dict, Iterable, Optional, Tuple
+from typing import Callable, Dict, Iterable, Optional, Tuple
 
 import numpy as np
 
@@ -143,3 +143,19 @@ def make_sweep(sweep: Path, axes: Iterable[Tuple[Dict[str, object], float]], see
         for seed in seeds:
             make_run(sweep, overrides, seed, quality, fail=(i, seed) in failed, baselines=baselines)
     return sweep
+
+
+def add_derived_metric(path: Path, source: str, metric: str, per_clip: Callable[[float], float],
+                       **protocol_changes: object) -> None:
+    """Beside each `source` record of a run's result.json, a `metric` record whose per-clip values are
+    `per_clip(source value)` (so a new metric's evidence tracks a known one), listed in eval.metrics."""
+    result = json.loads(path.read_text())
+    extra = []
+    for rec in result["records"]:
+        if rec["metric"] == source:
+            per_video = [per_clip(value) for value in rec["per_video"]]
+            extra.append(dict(rec, metric=metric, per_video=per_video, value=sum(per_video) / len(per_video),
+                              protocol=dict(rec["protocol"], **protocol_changes)))
+    result["records"] += extra
+    result["config"]["eval"]["metrics"].append(metric)
+    path.write_text(json.dumps(result))

@@ -13,7 +13,7 @@ import pytest
 import torch
 import torchvision
 
-from fake_runs import make_sweep
+from fake_runs import add_derived_metric, make_sweep
 from mardini_bench import weights
 from mardini_bench.analysis import report
 from mardini_bench.config import RunConfig, apply_overrides
@@ -102,31 +102,15 @@ def test_without_weights_one_line_and_the_other_metrics_stand(tmp_path, monkeypa
 def test_table4_column_reads_midf_lpips(tmp_path):
     sweep = make_sweep(tmp_path / "s", [({"model.planner.depth": 2}, 0.6), ({"model.planner.depth": 4}, 0.9)],
                        seeds=(0, 1))
-    for result_file in sweep.glob("*/result.json"):
-        add_lpips_records(result_file)
+    for result_file in sweep.glob("*/result.json"):  # middle-frame LPIPS that falls as SSIM rises
+        add_derived_metric(result_file, "ssim", "lpips", lambda v: 1.0 - v, frame_protocol="middle_frame",
+                           implementation="mardini_bench.lpips")
     assert report.main([str(sweep), "--n-boot", "20"]) == 0
     table = (sweep / "table.md").read_text()
     table4 = table[table.index("paper Table 4 shape"):]
     header = table4.splitlines()[2]
     assert "synthetic MidF-LPIPS" in header and header.index("SSIM") < header.index("MidF-LPIPS")
     assert "LPIPS" in pd.read_csv(sweep / "results.csv")["metric"].str.upper().unique()
-
-
-def add_lpips_records(path: Path) -> None:
-    """Beside each SSIM record, a middle-frame LPIPS record that falls as SSIM rises."""
-    import json
-
-    result = json.loads(path.read_text())
-    extra = []
-    for rec in result["records"]:
-        if rec["metric"] == "ssim":
-            per_video = [1.0 - value for value in rec["per_video"]]
-            protocol = dict(rec["protocol"], frame_protocol="middle_frame", implementation="mardini_bench.lpips")
-            extra.append(dict(rec, metric="lpips", per_video=per_video, value=sum(per_video) / len(per_video),
-                              protocol=protocol))
-    result["records"] += extra
-    result["config"]["eval"]["metrics"].append("lpips")
-    path.write_text(json.dumps(result))
 
 
 def test_registered_with_its_direction():

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Optional
 
 import pandas as pd
 import pytest
 import torch
 
-from fake_runs import make_sweep
+from fake_runs import add_derived_metric, make_sweep
 from mardini_bench.analysis import report, significance, tables
 from mardini_bench.config import RunConfig, apply_overrides
 from mardini_bench.factory import build_model
@@ -57,8 +55,8 @@ def test_a_registered_metric_is_evaluated_and_reported(toy_metric, tmp_path):
     # tables, significance and the report read its label and direction from the registry
     sweep = make_sweep(tmp_path / "toy", [({"model.planner.depth": 2}, 0.6), ({"model.planner.depth": 4}, 0.9)],
                        seeds=(0, 1))
-    for result_file in sweep.glob("*/result.json"):
-        add_mae_records(result_file)
+    for result_file in sweep.glob("*/result.json"):  # MAE that falls as PSNR rises: the better variant wins both
+        add_derived_metric(result_file, "psnr", "mae", lambda v: 1.0 / v)
     assert report.main([str(sweep), "--n-boot", "50"]) == 0
     table = (sweep / "table.md").read_text()
     header = next(line for line in table.splitlines() if "MAE" in line)
@@ -70,19 +68,6 @@ def test_a_registered_metric_is_evaluated_and_reported(toy_metric, tmp_path):
 
     # the metrics CLI offers it
     assert build_parser().parse_args(["mae", "a", "b"]).metric == "mae"
-
-
-def add_mae_records(path: Path) -> None:
-    """Beside each PSNR record, an MAE record that falls as PSNR rises (the better variant wins both)."""
-    result: Dict[str, Any] = json.loads(path.read_text())
-    extra = []
-    for rec in result["records"]:
-        if rec["metric"] == "psnr":
-            per_video = [1.0 / value for value in rec["per_video"]]
-            extra.append(dict(rec, metric="mae", per_video=per_video, value=sum(per_video) / len(per_video)))
-    result["records"] += extra
-    result["config"]["eval"]["metrics"].append("mae")
-    path.write_text(json.dumps(result))
 
 
 def test_a_metric_without_its_info_is_an_error_not_a_guess(toy_metric):

@@ -187,9 +187,9 @@ def test_t_interval_edge_cases():
 def test_paired_bootstrap_detects_a_real_gap_and_not_a_null_one():
     rng = np.random.default_rng(0)
     clips = rng.normal(25, 3, size=40)  # per-clip difficulty shared by both variants: pairing removes it
-    same = [significance._per_video_scorer(clips + rng.normal(0, 0.2, 40)) for _ in range(3)]
-    also_same = [significance._per_video_scorer(clips + rng.normal(0, 0.2, 40)) for _ in range(3)]
-    better = [significance._per_video_scorer(clips + 0.5 + rng.normal(0, 0.2, 40)) for _ in range(3)]
+    same = [significance.per_video_scorer(clips + rng.normal(0, 0.2, 40)) for _ in range(3)]
+    also_same = [significance.per_video_scorer(clips + rng.normal(0, 0.2, 40)) for _ in range(3)]
+    better = [significance.per_video_scorer(clips + 0.5 + rng.normal(0, 0.2, 40)) for _ in range(3)]
     gap = significance.paired_bootstrap(same, better, 40, n_boot=300, rng=np.random.default_rng(1))
     null = significance.paired_bootstrap(same, also_same, 40, n_boot=300, rng=np.random.default_rng(1))
     assert gap["p_value"] < 0.01 and gap["ci_low"] > 0 and gap["delta"] == pytest.approx(0.5, abs=0.15)

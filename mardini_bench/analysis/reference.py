@@ -32,7 +32,8 @@ import pandas as pd
 from scipy import stats
 
 from mardini_bench.analysis.results import axis_columns, t_interval, variant_label
-from mardini_bench.analysis.significance import lower_is_better, paired_bootstrap
+from mardini_bench.analysis.significance import lower_is_better, paired_bootstrap, per_video_scorer
+from mardini_bench.analysis.tables import cell
 from mardini_bench.io import atomic_file, load_json, write_json, write_text
 from mardini_bench.metrics.info import metric_info
 
@@ -138,16 +139,13 @@ def _scorers(per_video: Optional[pd.DataFrame], rows: pd.DataFrame) -> Optional[
                          & (per_video["method"] == "model") & (per_video["metric"] == rows["metric"].iloc[0])]
         if part.empty:
             return None
-        values = part.sort_values("video_index")["value"].to_numpy(float)
-        out.append(lambda idx, v=values: float(np.nanmean(v[idx])))
+        out.append(per_video_scorer(part.sort_values("video_index")["value"].to_numpy(float)))
     return out
 
 
 def _cell(values: pd.Series, metric: str) -> str:
     ci = t_interval(values)
-    digits = metric_info(metric).decimals
-    half = "" if math.isnan(ci["ci95"]) else f" ± {ci['ci95']:.{digits}f}"
-    return f"{ci['mean']:.{digits}f}{half} (n={ci['n']})"
+    return f"{cell(ci['mean'], ci['ci95'], metric)} (n={ci['n']})"
 
 
 def _variants(df: pd.DataFrame, axes: Sequence[str]) -> pd.DataFrame:
@@ -169,7 +167,8 @@ def compare_reference(df: pd.DataFrame, per_video: Optional[pd.DataFrame], ref: 
         if other.empty:
             continue
         a, b = mine["value"].astype(float), other["value"].astype(float)
-        same_clips = _clips(mine) is not None and _clips(mine) == _clips(other)
+        clips = _clips(mine)
+        same_clips = clips is not None and clips == _clips(other)
         sa, sb = _scorers(per_video, mine), _scorers(ref["per_video"], other)
         if same_clips and sa and sb:
             n_videos = int(mine["protocol.num_videos"].iloc[0])

@@ -44,7 +44,8 @@ def _best_of(means: pd.Series, metric: str) -> object:
     return means.idxmin() if lower_is_better(metric) else means.idxmax()
 
 
-def _per_video_scorer(per_video: Sequence[float]) -> Scorer:
+def per_video_scorer(per_video: Sequence[float]) -> Scorer:
+    """The mean of the chosen clips' values (NaN clips left out)."""
     values = np.asarray(per_video, dtype=float)
     return lambda idx: float(np.nanmean(values[idx]))
 
@@ -85,7 +86,7 @@ def load_scorer(sweep_dir: Path, run_id: str, task: str, method: str, metric: st
     if rec is None:
         return None
     if rec.get("per_video") is not None:
-        return _per_video_scorer(rec["per_video"]), len(rec["per_video"])
+        return per_video_scorer(rec["per_video"]), len(rec["per_video"])
     if is_distribution(metric) and rec.get("features"):
         proto = rec.get("protocol") or {}
         ddof = int(proto.get("ddof", proto.get("covariance_ddof", 1)))
