@@ -150,16 +150,21 @@ class Generator(nn.Module):
         for layer in (self.final.ada[-1], self.final.linear):
             nn.init.zeros_(layer.weight), nn.init.zeros_(layer.bias)
 
-    def unconditional(self, like: torch.Tensor) -> torch.Tensor:
-        """Z_uncond with the shape of a planning signal `like` (B, T, M, Dp)."""
-        return self.unconditional_shaped(like.shape, like.dtype)
+    def conditioning(self, plan: Optional[torch.Tensor], shape, dtype: torch.dtype,
+                     uncond: Optional[torch.Tensor]) -> torch.Tensor:
+        """The signal G reads (B, T, M, Dp): `plan`, with Z_uncond for the clips where `uncond` (B,) is True;
+        Z_uncond everywhere when there is no plan (DM-only). Read inside `forward`, so that a sharded
+        generator (FSDP) has gathered its parameters whenever Z_uncond is used.
 
-    def unconditional_shaped(self, shape, dtype: torch.dtype) -> torch.Tensor:
-        """Z_uncond broadcast to `shape`. Under no_grad it is detached: an expanded view of a Parameter
-        made there claims requires_grad without a grad_fn, which torch's module hooks (FLOP counter,
-        module tracker) reject."""
+        Under no_grad Z_uncond is detached: an expanded view of a Parameter made there claims
+        requires_grad without a grad_fn, which torch's module hooks (FLOP counter, module tracker) reject."""
+        if plan is not None and uncond is None:
+            return plan
         u = self.uncond if torch.is_grad_enabled() else self.uncond.detach()
-        return u.to(dtype).expand(shape)
+        z_uncond = u.to(dtype).expand(shape)
+        if plan is None:
+            return z_uncond
+        return torch.where(uncond[:, None, None, None], z_uncond, plan)
 
     def _plan_angles(self, T: int, h: int, w: int, gh: int, gw: int, device):
         """RoPE positions of generator tokens and planning tokens on the planner's grid."""
@@ -179,10 +184,14 @@ class Generator(nn.Module):
         grid = F.interpolate(grid, size=(gh, gw), mode="nearest")
         return rearrange(grid, "(b t) d h w -> b t (h w) d", b=plan.shape[0])
 
-    def forward(self, x_t: torch.Tensor, t: torch.Tensor, plan: torch.Tensor, plan_hw,
-                mask: torch.Tensor) -> torch.Tensor:
-        """x_t (B,T,C,H,W); t (B,) timesteps; plan (B,T,h*w,Dp); mask (B,T) True = noisy frame."""
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, plan: Optional[torch.Tensor], plan_hw,
+                mask: torch.Tensor, uncond: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """x_t (B,T,C,H,W); t (B,) timesteps; plan (B,T,h*w,Dp), None = Z_uncond for every clip; mask (B,T)
+        True = noisy frame; uncond (B,) True = that clip reads Z_uncond instead of its plan (CFG)."""
         B, T, C, H, W = x_t.shape
+        h, w = plan_hw
+        plan = self.conditioning(plan, (B, T, h * w, self.uncond.shape[0]), x_t.dtype if plan is None else plan.dtype,
+                                 uncond)
         p = self.cfg.patch
         gh, gw = H // p, W // p
         x_in = with_reference_channels(x_t, mask) if self.cfg.ref_channels == "neighbours" else x_t
@@ -194,7 +203,6 @@ class Generator(nn.Module):
         angles = rope_angles(grid_positions(T, gh, gw, x.device), self.cfg.dim // self.cfg.heads, ROPE_THETA)
         ctx = AttentionContext(angles, None)
         video_ctx = AttentionContext(angles, ~mask if self.cfg.identity_attention else None, self.cfg.identity_scope)
-        h, w = plan_hw
         q_angles, k_angles = self._plan_angles(T, h, w, gh, gw, x.device)
         plan_tokens = self._plan_tokens(plan, h, w, gh, gw)
         per_frame = self.cfg.cross_attention == "frame"

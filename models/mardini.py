@@ -127,23 +127,23 @@ class MarDini(nn.Module):
     def plan(self, z: torch.Tensor, mask: torch.Tensor, z_low: Optional[torch.Tensor] = None):
         """Planning signal (B, T, h*w, Dp), its grid (h, w), P's reconstruction of Z_low, and Z_low.
 
-        `z_low` is `encode_low(video)`; None pools `z` (same shape: what cost accounting uses)."""
+        `z_low` is `encode_low(video)`; None pools `z` (same shape: what cost accounting uses). Without a
+        planner (DM-only) the signal is None: G reads Z_uncond for every planning token."""
         z_low = downsample_latents(z, self.cfg.planner.downsample) if z_low is None else z_low
         h, w = z_low.shape[-2:]
-        if self.planner is None:  # DM-only: Z_uncond stands in for every planning token
-            shape = (z.shape[0], z.shape[1], h * w, self.cfg.planner.dim)
-            return self.generator.unconditional_shaped(shape, z.dtype), (h, w), None, z_low
+        if self.planner is None:
+            return None, (h, w), None, z_low
         signal, recon = self.planner(z_low, mask)
         return signal, (h, w), recon, z_low
 
-    def _drop_condition(self, signal: torch.Tensor, generator: Optional[torch.Generator]) -> torch.Tensor:
-        """Replace Z_cond by Z_uncond per clip with prob. cfg_drop_prob (paper §2.2: 1/10)."""
+    def _drop_condition(self, batch: int, generator: Optional[torch.Generator],
+                        device: torch.device) -> Optional[torch.Tensor]:
+        """(B,) True where a clip's Z_cond is replaced by Z_uncond, with prob. cfg_drop_prob (paper §2.2: 1/10)."""
         p = self.cfg.generator.cfg_drop_prob
         if p <= 0 or self.planner is None:
-            return signal
-        drop = torch.rand(signal.shape[0], generator=generator,
-                          device=generator.device if generator is not None else signal.device) < p
-        return torch.where(drop.to(signal.device)[:, None, None, None], self.generator.unconditional(signal), signal)
+            return None
+        drop = torch.rand(batch, generator=generator, device=generator.device if generator is not None else device) < p
+        return drop.to(device)
 
     # -- training -----------------------------------------------------------------------------
     def training_losses(self, video: torch.Tensor, mask: torch.Tensor,
@@ -157,11 +157,12 @@ class MarDini(nn.Module):
         if self.generator is None or self.stage == "planner_warmup":
             loss = masked_mse(recon, z_low, mask)  # Eq. 2: reconstruct masked frames of Z_low
             return {"loss": loss, "recon_loss": loss.detach()}
-        if self.stage == "generator_warmup":
-            signal = self.generator.unconditional(signal)  # Eq. 1: G alone, with Z_uncond
-        elif self.training:
-            signal = self._drop_condition(signal, generator)
         B = z.shape[0]
+        uncond = None
+        if self.stage == "generator_warmup":
+            uncond = torch.ones(B, dtype=torch.bool, device=z.device)  # Eq. 1: G alone, with Z_uncond
+        elif self.training:
+            uncond = self._drop_condition(B, generator, z.device)
         t = torch.randint(0, self.schedule.num_timesteps, (B,), generator=generator,
                           device=generator.device if generator is not None else z.device).to(z.device)
         noise = _randn(z.shape, generator, z.device, z.dtype)
@@ -169,7 +170,7 @@ class MarDini(nn.Module):
         guess = self.prior(z, mask)
         x0 = z - guess
         x_t = torch.where(mask[:, :, None, None, None], guess + self.schedule.add_noise(x0, noise, t), z)
-        v_pred = self.generator(x_t, t, signal, hw, mask)
+        v_pred = self.generator(x_t, t, signal, hw, mask, uncond)
         d = self.cfg.diffusion
         weight = min_snr_weight(self.schedule, t, d.min_snr_gamma) if d.loss_weight == "min_snr" else None
         loss = masked_mse(v_pred, self.schedule.velocity(x0, noise, t), mask, weight)  # Eq. 3
@@ -198,16 +199,19 @@ class MarDini(nn.Module):
         signal, hw, recon, _ = self.plan(z_ref, mask, z_low)  # the planner runs once per clip
         if self.generator is None:  # MAR-only: upsample P's low-res reconstruction
             return torch.where(m, self.lift(recon, z_ref.shape[-2:]), z_ref)
-        uncond = self.generator.unconditional(signal)
         guide = cfg_scale != 1.0 and self.planner is not None
+        if guide:  # one batch: the clips with their plan, then the same clips with Z_uncond
+            B = z_ref.shape[0]
+            signal2 = torch.cat((signal, signal))
+            uncond = torch.arange(2 * B, device=z_ref.device) >= B
         guess = self.prior(z_ref, mask)  # DDIM runs on the residual from it (zero: the latent itself)
 
         def velocity(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             x_in = torch.where(m, guess + x_t, z_ref)  # references stay clean at every step
             if not guide:
                 return self.generator(x_in, t, signal, hw, mask)
-            v = self.generator(torch.cat((x_in, x_in)), torch.cat((t, t)), torch.cat((signal, uncond)),
-                               hw, torch.cat((mask, mask)))
+            v = self.generator(torch.cat((x_in, x_in)), torch.cat((t, t)), signal2, hw, torch.cat((mask, mask)),
+                               uncond)
             return guided(*v.chunk(2), cfg_scale)
 
         noise = _randn(z_ref.shape, generator, z_ref.device, z_ref.dtype)
