@@ -212,6 +212,11 @@ class TrainConfig:
     # steps with a non-finite loss or gradient norm that are skipped (no update) before the run fails;
     # large-scale trainers skip rare spikes this way. 0: the first one fails the run
     skip_nonfinite: int = 0
+    # How the run executes, not what it computes (neither enters the run id, see RUN_ID_EXCLUDES):
+    # ddp = every process holds the whole model and averages gradients; fsdp = FSDP2 shards
+    # parameters, gradients and AdamW state per planner/generator block (the paper's §4.1 setup)
+    parallel: str = "ddp"
+    activation_checkpointing: bool = False  # recompute each block's activations in backward
 
 
 @dataclass(frozen=True)
@@ -423,7 +428,7 @@ CHOICES: Dict[str, Tuple[str, ...]] = {
     "motion": ("ballistic", "drift"),
     "on_error": ("raise", "skip"),
     "cross_attention": ("frame", "global"), "ref_timestep": ("zero", "shared"),
-    "precision": ("auto", "fp32", "bf16"),
+    "precision": ("auto", "fp32", "bf16"), "parallel": ("ddp", "fsdp"),
     "stage": STAGES,
 }
 
@@ -558,7 +563,21 @@ def from_dict(cls: type, data: Dict[str, Any], prefix: str = "") -> Any:
     return cfg
 
 
+# Fields that say how a run executes, not what it computes: a run resumed or repeated with another
+# value is the same experiment (fsdp follows ddp's loss curve; checkpointing recomputes bit for bit).
+RUN_ID_EXCLUDES = (("train", "parallel"), ("train", "activation_checkpointing"))
+
+
+def identity_dict(cfg: RunConfig) -> Dict[str, Any]:
+    """`to_dict(cfg)` without RUN_ID_EXCLUDES: what names the experiment (run id, resume check)."""
+    data = to_dict(cfg)
+    for section, key in RUN_ID_EXCLUDES:
+        data.get(section, {}).pop(key, None)
+    return data
+
+
 def config_hash(cfg: Any, length: int = 10) -> str:
     """Stable short hash of the resolved config: the run id of a sweep point."""
-    blob = json.dumps(to_dict(cfg), sort_keys=True, separators=(",", ":"))
+    data = identity_dict(cfg) if isinstance(cfg, RunConfig) else to_dict(cfg)
+    blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:length]

@@ -23,6 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
+from torch.utils.checkpoint import checkpoint
 
 from mardini_bench.config import ROPE_THETA, GeneratorConfig
 from mardini_bench.registry import GENERATORS
@@ -135,6 +136,7 @@ class Generator(nn.Module):
         self.plan_proj = nn.Linear(plan_dim, d) if cfg.plan_scale else None
         self.blocks = nn.ModuleList(GeneratorBlock(cfg, plan_dim) for _ in range(cfg.depth))
         self.final = FinalLayer(d, latent_channels * p * p)
+        self.grad_checkpointing = False  # recompute each block in backward (train.activation_checkpointing)
         self.initialize_weights()
 
     def initialize_weights(self) -> None:
@@ -206,9 +208,13 @@ class Generator(nn.Module):
         q_angles, k_angles = self._plan_angles(T, h, w, gh, gw, x.device)
         plan_tokens = self._plan_tokens(plan, h, w, gh, gw)
         per_frame = self.cfg.cross_attention == "frame"
-        for block in self.blocks:
-            x = block(x, t_emb=c, ctx=ctx, video_ctx=video_ctx, plan=plan, plan_tokens=plan_tokens,
+        inputs = dict(t_emb=c, ctx=ctx, video_ctx=video_ctx, plan=plan, plan_tokens=plan_tokens,
                       q_angles=q_angles, k_angles=k_angles, per_frame=per_frame)
+        for block in self.blocks:
+            if self.grad_checkpointing and torch.is_grad_enabled():
+                x = checkpoint(block, x, use_reentrant=False, **inputs)
+            else:
+                x = block(x, **inputs)
         out = self.final(x, c)  # (B, T, N, C*p*p)
         return rearrange(out, "b t (gh gw) (c p1 p2) -> b t c (gh p1) (gw p2)", gh=gh, p1=p, p2=p)
 

@@ -123,6 +123,13 @@ class MarDini(nn.Module):
         if self.generator is not None:
             self.generator.requires_grad_(stage != "planner_warmup")
 
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Activation checkpointing per planner and generator block: backward recomputes each block's
+        activations from its input, so a step keeps one block's activations instead of all of them."""
+        for net in (self.planner, self.generator):
+            if net is not None:
+                net.grad_checkpointing = enable
+
     # -- planning -----------------------------------------------------------------------------
     def plan(self, z: torch.Tensor, mask: torch.Tensor, z_low: Optional[torch.Tensor] = None):
         """Planning signal (B, T, h*w, Dp), its grid (h, w), P's reconstruction of Z_low, and Z_low.

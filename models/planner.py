@@ -20,6 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
+from torch.utils.checkpoint import checkpoint
 
 from mardini_bench.config import PlannerConfig
 from mardini_bench.registry import PLANNERS
@@ -57,6 +58,7 @@ class Planner(nn.Module):
         # Projection f back to Z_low for the masked-reconstruction warm-up (Eq. 2); the paper
         # removes it afterwards, MarDini.set_stage freezes it outside that stage.
         self.recon_head = nn.Linear(cfg.dim, latent_channels) if cfg.recon_head else None
+        self.grad_checkpointing = False  # recompute each block in backward (train.activation_checkpointing)
         self.initialize_weights()
 
     def initialize_weights(self) -> None:
@@ -88,7 +90,10 @@ class Planner(nn.Module):
         video_ctx = AttentionContext(angles, ~mask if self.cfg.identity_attention else None,
                                      self.cfg.identity_scope)
         for block in self.blocks:
-            x = block(x, ctx, video_ctx)
+            if self.grad_checkpointing and torch.is_grad_enabled():
+                x = checkpoint(block, x, ctx, video_ctx, use_reentrant=False)
+            else:
+                x = block(x, ctx, video_ctx)
         x = self.norm(x)
         if self.next_token:  # drop the [NEXT] tokens: one signal per latent cell
             x = x.unflatten(2, (h, w + 1))[:, :, :, :w].flatten(2, 3)  # (B, T, h*w, D)

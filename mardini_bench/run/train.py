@@ -17,6 +17,7 @@ state, so code that draws from it (none does today) resumes exactly too.
 from __future__ import annotations
 
 import math
+import shutil
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -29,11 +30,12 @@ from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from mardini_bench.config import ConfigError, MaskConfig, RunConfig, TrainConfig, to_dict, validate
+from mardini_bench.config import (ConfigError, MaskConfig, RunConfig, TrainConfig, from_dict, identity_dict, to_dict,
+                                  validate)
 from mardini_bench.data import build_dataset, latent_stats
 from mardini_bench.factory import build_model
 from mardini_bench.io import append_jsonl, atomic_file, read_jsonl, write_jsonl
-from mardini_bench.run import distributed
+from mardini_bench.run import distributed, fsdp
 from mardini_bench.run.distributed import DistEnv
 from models.masks import build_mask_schedule
 
@@ -203,6 +205,8 @@ class Trainer:
         torch.manual_seed(cfg.seed)  # model init
         self.model = build_model(cfg, device=device)
         distributed.broadcast_(self.model.state_dict().values(), env)
+        self.model.set_grad_checkpointing(cfg.train.activation_checkpointing)
+        self._place()
         self.ema = self._build_ema()
         t = cfg.train
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=t.lr, betas=t.betas, weight_decay=t.weight_decay)
@@ -212,6 +216,9 @@ class Trainer:
         self.mask_fn = build_mask_schedule(self.mask_config())
         self.task_mask_fn = build_mask_schedule(replace(self.mask_config(), name="tasks"))  # joint_task stage
         self.loss_fn = torch.compile(self.model.training_losses) if t.compile else self.model.training_losses
+
+    def _place(self) -> None:
+        """Hook for how the processes hold the model: every process the whole model (this class)."""
 
     def _build_ema(self) -> Optional[AveragedModel]:
         if self.cfg.train.ema_decay <= 0:
@@ -229,7 +236,7 @@ class Trainer:
             return
         data = build_dataset(self.cfg.data, "train")
         mean, std = latent_stats(self.model.codec, data, self.cfg.model.codec.stats_clips)
-        for model in (self.model, self.ema.module if self.ema is not None else None):
+        for model in (self.model, self.ema.module if isinstance(self.ema, AveragedModel) else None):
             if model is not None:
                 model.latent_shift.fill_(mean)
                 model.latent_scale.fill_(1.0 / std)
@@ -248,6 +255,7 @@ class Trainer:
     def load_checkpoint(self) -> Optional[Dict[str, Any]]:
         """The newest checkpoint that loads: `last.pt`, else `prev.pt`; None when neither does. Damaged
         ones (truncated, garbled, not a checkpoint) are reported, logged and removed."""
+        self._refuse_other_format(fsdp.CHECKPOINT, "fsdp")
         damaged = []
         for name in (CHECKPOINT, PREVIOUS):
             try:
@@ -264,30 +272,40 @@ class Trainer:
         self._drop_damaged(damaged, "starting from step 0")
         return None
 
+    def _refuse_other_format(self, name: str, parallel: str) -> None:
+        """A run folder holding the other parallel mode's checkpoint must not silently restart at step 0."""
+        if (self.run_dir / name).exists():
+            raise ConfigError(f"{self.run_dir / name} was written with train.parallel={parallel}; resume with "
+                              f"train.parallel={parallel}, or use a fresh run folder")
+
     def _drop_damaged(self, damaged: List[tuple], outcome: str) -> None:
         if not damaged or not self.env.is_main:
             return
         for name, fault in damaged:
             print(f"warning: {self.run_dir / name} is damaged ({fault}); {outcome}", file=sys.stderr)
             append_log(self.run_dir, {"event": "damaged_checkpoint", "file": name, "fault": fault})
-            (self.run_dir / name).unlink(missing_ok=True)
+            path = self.run_dir / name
+            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
 
     def maybe_resume(self) -> bool:
         """Resume from `load_checkpoint()` if there is one; it must come from the same resolved config."""
         ckpt = self.load_checkpoint()
         if ckpt is None:
             return False
-        if ckpt["config"] != to_dict(self.cfg):
+        if identity_dict(from_dict(RunConfig, ckpt["config"])) != identity_dict(self.cfg):
             raise ConfigError(f"{self.run_dir / CHECKPOINT} was written by a different config; use a fresh run folder")
-        self.model.load_state_dict(ckpt["model"])
-        if self.ema is not None:
-            self.ema.load_state_dict(ckpt["ema"])
-        self.opt.load_state_dict(ckpt["opt"])
+        self._restore_weights(ckpt)
         self.sched.load_state_dict(ckpt["sched"])
         self.step, self.loss, self.wall_s = ckpt["step"], ckpt["loss"], ckpt["wall_s"]
         self.loss_step, self.skipped = ckpt.get("loss_step", self.step), ckpt.get("skipped", 0)
         set_rng_state(ckpt["rng"])
         return True
+
+    def _restore_weights(self, ckpt: Dict[str, Any]) -> None:
+        self.model.load_state_dict(ckpt["model"])
+        if self.ema is not None:
+            self.ema.load_state_dict(ckpt["ema"])
+        self.opt.load_state_dict(ckpt["opt"])
 
     # -- one step ----------------------------------------------------------------------------
     def masks(self, step: int, frames: int) -> torch.Tensor:
@@ -303,6 +321,7 @@ class Trainer:
         first = self.env.rank * len(chunks)  # global index of this process's first micro-batch
         total = torch.zeros((), device=self.device)
         for i, (v, m) in enumerate(chunks):
+            self._before_backward(last=i + 1 == len(chunks))
             gen = derived_generator(self.cfg.seed, STREAM_NOISE, step, first + i)
             with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None):
                 loss = self.loss_fn(v, m, generator=gen)["loss"] / len(chunks)
@@ -310,13 +329,19 @@ class Trainer:
             total += loss.detach().float()
         return self._update(step, total)
 
+    def _before_backward(self, last: bool) -> None:
+        """Hook before each micro-batch's backward (`last`: the step's final one)."""
+
+    def _average_gradients(self, params: List[torch.nn.Parameter], loss: torch.Tensor) -> None:
+        distributed.mean_([p.grad for p in params] + [loss], self.env)
+
     def _update(self, step: int, loss: torch.Tensor) -> Dict[str, float]:
         """Average over processes, clip, step; a non-finite loss or grad norm skips the update
         (every process sees the same averaged numbers, so all skip or fail together)."""
         params = [p for p in self.model.parameters() if p.grad is not None]
-        distributed.mean_([p.grad for p in params] + [loss], self.env)
+        self._average_gradients(params, loss)
         clip = self.cfg.train.grad_clip if self.cfg.train.grad_clip > 0 else math.inf
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, clip)
+        grad_norm = fsdp.full(torch.nn.utils.clip_grad_norm_(params, clip))
         stats = {"loss": float(loss), "lr": self.opt.param_groups[0]["lr"], "grad_norm": float(grad_norm)}
         finite = math.isfinite(stats["loss"]) and math.isfinite(stats["grad_norm"])
         if finite:
@@ -325,8 +350,11 @@ class Trainer:
             self._skip_nonfinite(step, stats)
         self.sched.step()  # a skipped step still moves the schedule: the LR stays a function of the step
         if finite and self.ema is not None:
-            self.ema.update_parameters(self.model)
+            self._update_ema()
         return {**stats, "skipped": not finite}
+
+    def _update_ema(self) -> None:
+        self.ema.update_parameters(self.model)
 
     def _skip_nonfinite(self, step: int, stats: Dict[str, float]) -> None:
         """Count a non-finite step; raise `NonFiniteError` once more than `train.skip_nonfinite` were."""
@@ -395,6 +423,85 @@ class Trainer:
         return model.eval()
 
 
+class FSDPTrainer(Trainer):
+    """`train.parallel=fsdp`: the model, its gradients, AdamW state and the EMA sharded over the processes
+    (`run/fsdp.py`); checkpoints in `last.dcp/`. On one process nothing is sharded: the same loop, the same
+    checkpoint format, so a run moves between process counts in either direction."""
+
+    def _place(self) -> None:
+        self.roots = fsdp.shard(self.model, self.dtype) if self.env.distributed else []
+
+    def _build_ema(self) -> Optional[fsdp.ShardedEMA]:
+        if self.cfg.train.ema_decay <= 0:
+            return None
+        return fsdp.ShardedEMA(self.model, self.cfg.train.ema_decay, ema_decay_at)
+
+    def estimate_latent_stats(self) -> None:
+        super().estimate_latent_stats()
+        if self.ema is not None:  # the statistics are buffers: the EMA carries them too
+            for name in ("latent_shift", "latent_scale"):
+                self.ema.averages[name].copy_(getattr(self.model, name))
+
+    def _update_ema(self) -> None:
+        self.ema.update(self.model)
+
+    def _before_backward(self, last: bool) -> None:
+        fsdp.set_gradient_sync(self.roots, last)
+
+    def _average_gradients(self, params: List[torch.nn.Parameter], loss: torch.Tensor) -> None:
+        distributed.mean_([loss], self.env)  # FSDP averaged the gradients in its reduce-scatter
+        # a network that ran forward without backward (the planner in generator_warmup) is still gathered
+        for root in self.roots:
+            root.reshard()
+
+    # -- checkpoints -------------------------------------------------------------------------
+    def _trainer_state(self) -> Dict[str, Any]:
+        return {key: value for key, value in self.state().items() if key not in ("model", "ema", "opt")}
+
+    def state(self) -> Dict[str, Any]:
+        plain = {"sched": self.sched.state_dict(), "step": self.step, "config": to_dict(self.cfg),
+                 "rng": {**rng_state(), "data_position": self.step * self.cfg.train.batch_size},
+                 "loss": self.loss, "loss_step": self.loss_step, "skipped": self.skipped, "wall_s": self.wall_s}
+        return {**fsdp.tensor_state(self.model, self.opt, self.ema), **plain}
+
+    def save(self) -> None:
+        state = self.state()
+        tensors = {key: state.pop(key) for key in ("model", "opt", "ema") if key in state}
+        fsdp.save(self.run_dir, tensors, state, self.env)
+
+    def load_checkpoint(self) -> Optional[Dict[str, Any]]:
+        """The newest of `last.dcp/`, `prev.dcp/` that loads, its tensors already in the model, optimiser
+        and EMA; None when neither does (damaged ones are reported and removed)."""
+        self._refuse_other_format(CHECKPOINT, "ddp")
+        damaged = []
+        for name in (fsdp.CHECKPOINT, fsdp.PREVIOUS):
+            folder = self.run_dir / name
+            if not folder.is_dir():
+                continue
+            tensors = fsdp.tensor_state(self.model, self.opt, self.ema)
+            try:
+                ckpt = fsdp.load(folder, tensors, self.device)
+            except Exception as err:  # a missing shard, a truncated file, a foreign folder
+                damaged.append((name, f"{type(err).__name__}: {str(err).strip().splitlines()[0][:120]}"))
+                continue
+            self._drop_damaged(damaged, f"resuming from {name} (step {ckpt['step']})")
+            return {**ckpt, **tensors}
+        self._drop_damaged(damaged, "starting from step 0")
+        return None
+
+    def _restore_weights(self, ckpt: Dict[str, Any]) -> None:
+        fsdp.restore(self.model, self.opt, ckpt)
+        if self.ema is not None:
+            self.ema.load(ckpt["ema"])
+
+    def eval_model(self) -> torch.nn.Module:
+        """An unsharded copy of the weights to evaluate (the EMA's when there is one), on every process."""
+        weights = self.ema.full_state() if self.ema is not None else fsdp.full_model_state(self.model)
+        model = build_model(self.cfg, device=self.device)
+        model.load_state_dict({name: weights[name] for name in model.state_dict()})
+        return model.eval()
+
+
 def train(cfg: RunConfig, run_dir: Path, until: Optional[int] = None, env: Optional[DistEnv] = None) -> TrainResult:
     """Train `cfg` in `run_dir` (resuming from `last.pt`), stopping at `until` steps if given.
 
@@ -403,7 +510,8 @@ def train(cfg: RunConfig, run_dir: Path, until: Optional[int] = None, env: Optio
     env = env or DistEnv()
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    trainer = Trainer(cfg, run_dir, env, distributed.device_for(env) if env.distributed else _device())
+    trainer_class = FSDPTrainer if cfg.train.parallel == "fsdp" else Trainer
+    trainer = trainer_class(cfg, run_dir, env, distributed.device_for(env) if env.distributed else _device())
     resumed = trainer.maybe_resume()
     if not resumed:
         trainer.estimate_latent_stats()
@@ -421,5 +529,5 @@ def _device() -> torch.device:
     return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
 
 
-__all__ = ["train", "Trainer", "TrainResult", "NonFiniteError", "derived_generator", "lr_factor", "stage_at",
+__all__ = ["train", "Trainer", "FSDPTrainer", "TrainResult", "NonFiniteError", "derived_generator", "lr_factor", "stage_at",
            "batch_indices", "micro_batch", "CHECKPOINT", "PREVIOUS", "LOG"]
