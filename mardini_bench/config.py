@@ -518,6 +518,16 @@ def _check_schedule(cfg: "TrainConfig", prefix: str) -> None:
         raise ConfigError(f"{prefix}schedule covers {covered} steps but {prefix}steps is {cfg.steps}")
 
 
+FOLDER_DATASETS = ("video_folder", "frame_folder")
+
+
+def _check_root(cfg: "DataConfig", prefix: str) -> None:
+    """A folder dataset without a folder would fail only once a job starts (after its wait in a queue)."""
+    if cfg.dataset in FOLDER_DATASETS and not cfg.root:
+        raise ConfigError(f"{prefix}root: {prefix}dataset={cfg.dataset} reads clips from a folder; "
+                          f"set {prefix}root=PATH (or {prefix}dataset=synthetic for the built-in clips)")
+
+
 def latent_geometry(cfg: CodecConfig) -> tuple:
     """(channels, factor) of a codec without loading its weights (meta-device builds, shape checks)."""
     return {"pixel": (3 * cfg.patch ** 2, cfg.patch), "taef2": (32, 8)}.get(cfg.name, (None, None))
@@ -539,7 +549,7 @@ def _check_resolution(cfg: "RunConfig", prefix: str) -> None:
 
 SHAPE_CHECKS: Dict[str, Tuple[Callable[[Any, str], None], ...]] = {
     "PlannerConfig": (_check_heads,), "GeneratorConfig": (_check_heads,), "MaskConfig": (_check_refs,),
-    "TrainConfig": (_check_schedule,), "RunConfig": (_check_resolution,),
+    "TrainConfig": (_check_schedule,), "RunConfig": (_check_resolution,), "DataConfig": (_check_root,),
 }
 
 

@@ -8,7 +8,7 @@ from typing import Dict, List
 import pytest
 
 from mardini_bench.config import RunConfig, apply_overrides, to_dict
-from mardini_bench.sweep.grid import load_grid
+from mardini_bench.sweep.grid import load_grid, with_cli_args
 from mardini_bench.sweep.plan import resolve
 
 REPO = Path(__file__).resolve().parents[1]
@@ -17,9 +17,13 @@ GRIDS = sorted(REPO.glob("ablations/*.toml"))
 SMOKE = ["train.batch_size=2", "model.diffusion.sample_steps=2"]
 
 
+# Grids that read the user's own videos name no folder; a user passes one on the command line.
+USER_DATA = {"paper_scale": ["data.root=/data/videos"]}
+
+
 def _variants(grid_path: Path) -> List[RunConfig]:
     """The grid's distinct (model, mask (its task mix too), data, curriculum) configs, seed and run length aside."""
-    points, _ = resolve(load_grid(grid_path))
+    points, _ = resolve(with_cli_args(load_grid(grid_path), USER_DATA.get(grid_path.stem, [])))
     seen: Dict[str, RunConfig] = {}
     for point in points:
         cfg = apply_overrides(point.config, SMOKE)
@@ -38,3 +42,8 @@ def test_every_paper_experiment_has_a_grid():
     names = {p.stem for p in GRIDS}
     assert {"quickstart", "table2", "table3", "fig6a_ddim_steps", "fig6c_identity", "mask_schedule",
             "generator_size", "attention_type", "planner_depth"} <= names
+
+
+def test_the_paper_scale_grid_needs_the_users_videos():
+    with pytest.raises(Exception, match=r"data\.root: data\.dataset=video_folder reads clips from a folder"):
+        resolve(load_grid(REPO / "ablations" / "paper_scale.toml"))

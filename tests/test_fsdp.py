@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.distributed.checkpoint
 import torch.multiprocessing as mp
 
 from mardini_bench.config import ConfigError, RunConfig, apply_overrides, config_hash
@@ -45,6 +46,7 @@ def _worker(rank: int, world: int, port: int, root: str) -> None:
         if env.is_main:
             torch.save(result.model.state_dict(), Path(root) / "sharded_eval.pt")
         train(cfg, Path(root) / "interrupted", env=env, until=STOP)
+        train(apply_overrides(cfg, ["train.precision=bf16"]), Path(root) / "bf16", env=env, until=4)
     finally:
         distributed.shutdown(env)
 
@@ -122,3 +124,30 @@ def test_a_checkpoint_of_the_other_parallel_mode_is_refused(tmp_path):
     assert (tmp_path / CHECKPOINT).exists()
     with pytest.raises(ConfigError, match=r"last\.pt was written with train.parallel=ddp"):
         train(apply_overrides(cfg, FSDP), tmp_path)
+
+
+def test_bf16_trains_bf16_compute_on_fp32_master_weights(runs):
+    fp32, bf16 = _curve(runs / "sharded"), _curve(runs / "bf16")
+    assert len(bf16) == 4 and all(torch.isfinite(torch.tensor(e["loss"])) for e in bf16)
+    # same weights, batches and noise: the curves differ only by bf16 rounding in the compute (from step 2:
+    # at step 1 the zero-initialised output layer predicts exactly 0 in any precision)
+    for a, b in zip(bf16[1:], fp32[1:]):
+        assert a["loss"] != b["loss"] and a["loss"] == pytest.approx(b["loss"], rel=0.05), a["step"]
+    master = build_model(apply_overrides(RunConfig(), OVERRIDES)).state_dict()
+    torch.distributed.checkpoint.load({"model": master}, checkpoint_id=runs / "bf16" / fsdp.CHECKPOINT)
+    assert {v.dtype for v in master.values()} == {torch.float32}
+
+
+def test_activation_checkpointing_recomputes_the_same_gradients():
+    cfg = apply_overrides(RunConfig(), OVERRIDES)
+    grads = []
+    for on in (False, True):
+        torch.manual_seed(0)
+        model = build_model(cfg)
+        model.set_grad_checkpointing(on)
+        video = torch.rand(2, 5, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+        mask = torch.tensor([[False, True, True, True, False]] * 2)
+        model.training_losses(video, mask, generator=torch.Generator().manual_seed(1))["loss"].backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys() and len(grads[0]) > 10
+    assert all(torch.equal(grads[0][n], grads[1][n]) for n in grads[0])

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from mardini_bench.config import RunConfig, apply_overrides, config_hash, from_dict, to_dict
-from mardini_bench.sweep import rundir
+from mardini_bench.sweep import launch, rundir
 from mardini_bench.sweep.__main__ import main
 from mardini_bench.sweep.grid import GridError, expand, from_mapping, load_grid, split_values, with_cli_args
 from mardini_bench.sweep.job import RunJob
@@ -215,6 +215,23 @@ def test_dry_run_prints_every_run_and_writes_nothing(tmp_path):
     points, _ = resolve(load_grid(REPO / "ablations" / "quickstart.toml"))
     assert lines == [f"#{p.idx} {p.run_id} : {' '.join(p.overrides)}" for p in points]
     assert not (tmp_path / "r").exists()
+
+
+def test_multi_node_dry_run_prints_the_sbatch_options_and_submits_nothing(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "mardini_bench.sweep", "ablations/paper_scale.toml", "--dry-run",
+                          "data.root=/data/videos", "--results", str(tmp_path / "r")],
+                         cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    for line in ("#SBATCH --nodes=2", "#SBATCH --ntasks-per-node=8", "#SBATCH --gpus-per-node=8", "srun "):
+        assert line in out.stdout, line
+    assert str(tmp_path / "r" / "paper_scale" / "submitit") in out.stdout
+    assert not (tmp_path / "r").exists()
+    points, _ = resolve(with_cli_args(load_grid(REPO / "ablations" / "paper_scale.toml"), ["data.root=/data/videos"]))
+    cfg = points[0].config
+    assert (cfg.train.parallel, cfg.train.activation_checkpointing, cfg.train.lr, cfg.data.fps) == ("fsdp", True, 1.4e-4, 8)
+    assert [stage for stage, _ in cfg.train.schedule] == ["generator_warmup", "planner_warmup", "joint"]
+    with pytest.raises(GridError, match=r"g \[slurm\] nodes: got 0, must be >= 1"):
+        launch.launch_options({"nodes": 0}, "g")
 
 
 def test_launch_options_grid_then_cli_and_the_sbatch_script(tmp_path):

@@ -1,4 +1,5 @@
-"""`python -m mardini_bench.cost table3`: paper Table 3 FLOPs and memory estimates for MarDini-S."""
+"""`python -m mardini_bench.cost table3 | memory`: paper Table 3 FLOPs and memory estimates for MarDini-S;
+training memory per GPU under DDP or FSDP (`cost/memory.py`)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ import pandas as pd
 from mardini_bench.args import ArgumentParser
 from mardini_bench.cli import user_errors
 from mardini_bench.cost import CostError
+from mardini_bench.cost.memory import PARALLEL, estimate, format_estimate
 from mardini_bench.cost.table3 import table3_rows
+from mardini_bench.presets import PAPER_PARAMS
 from mardini_bench.io import atomic_file
 
 
@@ -44,8 +47,25 @@ def main(argv: Optional[list] = None) -> None:
     t3.add_argument("--csv", default=None, help="also write the rows to this CSV file (atomically)")
     t3.add_argument("--paper-tables", default=None, help="paper_tables.csv (default: results/paper/)")
     t3.add_argument("--resolutions", type=int, nargs="+", default=[256, 512], help="output sides in px")
+    mem = sub.add_parser("memory", help="training memory per GPU of a preset under ddp or fsdp")
+    mem.add_argument("preset", help=f"a model preset, e.g. {', '.join(PAPER_PARAMS)}")
+    mem.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.batch_size=720")
+    mem.add_argument("--gpus", type=int, default=1, help="processes (one per GPU) sharing the global batch")
+    mem.add_argument("--parallel", choices=PARALLEL, default="fsdp")
+    mem.add_argument("--micro-batch", type=int, default=None,
+                     help="clips per forward on each GPU (default: its whole share of train.batch_size)")
+    mem.add_argument("--activation-checkpointing", action="store_true")
+    mem.add_argument("--resolution", type=int, default=256, help="frame side in px (default: the paper's 256)")
+    mem.add_argument("--frames", type=int, default=9, help="frames per clip (default: the paper's 9)")
+    mem.add_argument("--json", action="store_true", help="print the estimate as JSON")
     args = ap.parse_args(argv)
-    user_errors(CostError)(_table3)(args)
+    user_errors(CostError)(_table3 if args.command == "table3" else _memory)(args)
+
+
+def _memory(args: Any) -> None:
+    overrides = [f"data.resolution={args.resolution}", f"data.frames={args.frames}", *args.overrides]
+    row = estimate(args.preset, args.gpus, args.parallel, args.micro_batch, args.activation_checkpointing, overrides)
+    print(json.dumps(row, indent=2) if args.json else format_estimate(row))
 
 
 def _table3(args: Any) -> None:

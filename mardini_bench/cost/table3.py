@@ -72,16 +72,35 @@ def _sample_inputs(model: torch.nn.Module, cfg: RunConfig):
 # ----------------------------------------------------------------------------------------------
 # A fused-attention stand-in for memory on meta
 # ----------------------------------------------------------------------------------------------
+class _FusedAttentionShape(torch.autograd.Function):
+    """What a fused (flash / memory-efficient) kernel keeps for backward: q, k, v, the output and one
+    fp32 log-sum-exp per query row, never the (L, L) scores; backward makes dq, dk, dv."""
+
+    @staticmethod
+    def forward(ctx, q, k, v):
+        out = q.new_empty(q.shape[:-1] + v.shape[-1:])
+        lse = torch.empty(q.shape[:-1], dtype=torch.float32, device=q.device)
+        ctx.save_for_backward(q, k, v, out, lse)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        q, k, v, _, _ = ctx.saved_tensors
+        return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+
+
 def _fused_sdpa(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False):
-    """Output-only SDPA for meta inference; a boolean mask becomes a float bias as the efficient kernel needs."""
+    """Output-only SDPA on meta; a boolean mask becomes a float bias as the efficient kernel needs."""
     if attn_mask is not None and attn_mask.dtype == torch.bool:
         attn_mask = torch.zeros(attn_mask.shape, dtype=q.dtype, device=q.device)  # transient, like PyTorch's
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v)):
+        return _FusedAttentionShape.apply(q, k, v)
     return q.new_empty(q.shape[:-1] + v.shape[-1:])
 
 
 @contextlib.contextmanager
 def fused_attention() -> Iterator[None]:
-    """Swap F.scaled_dot_product_attention for `_fused_sdpa` (inference memory estimates only)."""
+    """Swap F.scaled_dot_product_attention for `_fused_sdpa` (memory estimates on meta only)."""
     original = F.scaled_dot_product_attention
     F.scaled_dot_product_attention = _fused_sdpa
     try:

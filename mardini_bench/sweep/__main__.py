@@ -48,6 +48,8 @@ def launch_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-fn", default=DEFAULT_RUN_FN, help="training function run(cfg, run_dir) -> dict")
     g = p.add_argument_group("resources (override the grid's [slurm] table)")
     g.add_argument("--partition")
+    g.add_argument("--nodes", type=int, help="nodes per run (multi-node FSDP/DDP)")
+    g.add_argument("--tasks-per-node", type=int, help="processes per node (one per GPU)")
     g.add_argument("--gpus-per-node", type=int)
     g.add_argument("--cpus-per-task", type=int)
     g.add_argument("--mem-gb", type=float)
@@ -61,7 +63,8 @@ def launch_parser() -> argparse.ArgumentParser:
 
 def cli_options(args: argparse.Namespace) -> Dict[str, Any]:
     """The resource flags as launch options (None = not given); out-of-range numbers fail here."""
-    options = {"partition": args.partition, "gpus_per_node": args.gpus_per_node, "cpus_per_task": args.cpus_per_task,
+    options = {"partition": args.partition, "nodes": args.nodes, "tasks_per_node": args.tasks_per_node,
+               "gpus_per_node": args.gpus_per_node, "cpus_per_task": args.cpus_per_task,
                "mem_gb": args.mem_gb, "timeout_min": args.timeout_min, "array_parallelism": args.array_parallelism,
                "additional_parameters": dict(args.sbatch), "setup": tuple(args.setup)}
     for key, value in options.items():
@@ -147,6 +150,9 @@ def run_launch(argv: Sequence[str]) -> int:
     points, duplicates = plan.resolve(grid)  # every point validated before anything is submitted
     print_plan(grid, points, duplicates)
     if args.dry_run:
+        if args.cluster == "slurm" or (options.nodes or 1) > 1:  # multi-node runs are for SLURM only
+            lines = launch.sbatch_preview(Path(args.results) / grid.name / "submitit", options, grid.name)
+            print("each run is submitted as:\n  " + "\n  ".join(lines))
         return 0
     try:
         load_run_fn(args.run_fn)

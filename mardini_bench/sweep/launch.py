@@ -7,6 +7,7 @@ import dataclasses
 import os
 import signal
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,8 @@ class LaunchOptions:
     """Resources per run; from the grid's [slurm] table, then the command line."""
 
     partition: Optional[str] = None  # None: the cluster's default partition
+    nodes: Optional[int] = None  # nodes per run (FSDP/DDP over nodes); None: 1
+    tasks_per_node: Optional[int] = None  # processes per node, one per GPU for multi-GPU runs; None: 1
     gpus_per_node: Optional[int] = None
     cpus_per_task: Optional[int] = None
     mem_gb: Optional[float] = None
@@ -43,9 +46,9 @@ class LaunchOptions:
 
 # Smallest valid value of each numeric option: a negative --array-parallelism would wait for a free
 # slot forever, a negative --timeout-min leaves every run PENDING. mem_gb must be above its minimum.
-_MINIMUM = {"gpus_per_node": 0, "cpus_per_task": 1, "mem_gb": 0, "timeout_min": 1, "array_parallelism": 1}
+_MINIMUM = {"nodes": 1, "tasks_per_node": 1, "gpus_per_node": 0, "cpus_per_task": 1, "mem_gb": 0, "timeout_min": 1, "array_parallelism": 1}
 
-_TYPES = {"partition": str, "gpus_per_node": int, "cpus_per_task": int, "mem_gb": (int, float),
+_TYPES = {"partition": str, "nodes": int, "tasks_per_node": int, "gpus_per_node": int, "cpus_per_task": int, "mem_gb": (int, float),
           "timeout_min": int, "array_parallelism": int, "additional_parameters": dict, "setup": (list, tuple)}
 
 
@@ -85,7 +88,8 @@ def merge(options: LaunchOptions, cli: Mapping[str, Any]) -> LaunchOptions:
 def executor_parameters(options: LaunchOptions, name: str) -> Dict[str, Any]:
     """Parameters for `submitit.AutoExecutor.update_parameters` (slurm_* ones are ignored locally)."""
     params: Dict[str, Any] = {"name": name, "timeout_min": options.timeout_min}
-    generic = {"gpus_per_node": options.gpus_per_node, "cpus_per_task": options.cpus_per_task,
+    generic = {"nodes": options.nodes, "tasks_per_node": options.tasks_per_node,
+               "gpus_per_node": options.gpus_per_node, "cpus_per_task": options.cpus_per_task,
                "mem_gb": options.mem_gb, "slurm_partition": options.partition,
                "slurm_array_parallelism": options.array_parallelism}
     params.update({k: v for k, v in generic.items() if v is not None})
@@ -103,6 +107,16 @@ def make_executor(folder: Path, cluster: str, options: LaunchOptions, name: str)
     except Exception as err:  # e.g. cluster=slurm where no sbatch is installed
         raise LaunchError(f"cannot use cluster '{cluster}': {str(err).strip().splitlines()[-1]}") from None
     return executor
+
+
+def sbatch_preview(folder: Path, options: LaunchOptions, name: str) -> List[str]:
+    """The `#SBATCH` lines and the `srun` line submitit would write for one run of these options (built
+    by submitit itself, so what a dry run prints is what is submitted). Nothing is queued or created:
+    submitit renders into a temporary folder, whose name is then replaced by `folder`."""
+    with tempfile.TemporaryDirectory() as tmp:
+        executor = make_executor(Path(tmp), "slurm", options, name)
+        text = executor._executor._make_submission_file_text(f"python -m submitit.core._submit {tmp}", "%j")
+    return [line.replace(tmp, str(folder)) for line in text.splitlines() if line.startswith(("#SBATCH", "srun"))]
 
 
 def submit(executor: Any, run_dirs: Sequence[Path], run_fn: Any) -> List[Any]:
