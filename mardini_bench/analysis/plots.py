@@ -213,12 +213,11 @@ def smoothed(log: pd.DataFrame, window: int) -> pd.Series:
     return log.set_index("step")["loss"].sort_index().rolling(window, min_periods=1).mean()
 
 
-def steps_to_loss(groups: Dict[str, List[pd.DataFrame]], window: int = 10) -> Optional[pd.DataFrame]:
-    """The first step at which each seed's smoothed loss reaches a fixed level, per variant.
+def seed_steps_to_loss(groups: Dict[str, List[pd.DataFrame]], window: int = 10) -> Optional[tuple]:
+    """(level, {variant: [first step each seed's smoothed loss reaches the level, NaN if never]}).
 
     The level is 90% of the way from the start to the end of the slowest variant's mean curve: every
-    variant gets there within the run when training still helps, and a faster-converging one earlier.
-    A seed that never reaches it counts as NaN (said in the `reached` column)."""
+    variant gets there within the run when training still helps, and a faster-converging one earlier."""
     if len(groups) < 2:
         return None
     curves = {label: [smoothed(log, window) for log in logs] for label, logs in groups.items()}
@@ -226,23 +225,39 @@ def steps_to_loss(groups: Dict[str, List[pd.DataFrame]], window: int = 10) -> Op
     start = max(m.iloc[0] for m in means.values())
     worst_end = max(m.iloc[-1] for m in means.values())
     level = worst_end + 0.1 * (start - worst_end)
+    return level, {label: [float(c.index[np.argmax(c.to_numpy() <= level)]) if (c <= level).any() else math.nan
+                           for c in seeds] for label, seeds in sorted(curves.items())}
+
+
+def steps_to_loss(groups: Dict[str, List[pd.DataFrame]], window: int = 10) -> Optional[pd.DataFrame]:
+    """`seed_steps_to_loss` as a table: per variant, the mean step and its 95% interval over the seeds
+    that reached the level (a seed that never does is said in the `reached` column)."""
+    timed = seed_steps_to_loss(groups, window)
+    if timed is None:
+        return None
+    level, per_variant = timed
     rows = []
-    for label, seeds in sorted(curves.items()):
-        steps = [float(c.index[np.argmax(c.to_numpy() <= level)]) if (c <= level).any() else math.nan for c in seeds]
+    for label, steps in per_variant.items():
         ok = [v for v in steps if not math.isnan(v)]
         half = 1.96 * np.std(ok, ddof=1) / math.sqrt(len(ok)) if len(ok) > 1 else math.nan
-        rows.append({"variant": label, "loss level": round(level, 4), "seeds": len(seeds),
-                     "reached": f"{len(ok)}/{len(seeds)}",
+        rows.append({"variant": label, "loss level": round(level, 4), "seeds": len(steps),
+                     "reached": f"{len(ok)}/{len(steps)}",
                      "step (mean)": round(float(np.mean(ok)), 1) if ok else math.nan,
                      "± (95%, normal)": round(half, 1) if not math.isnan(half) else math.nan,
                      "per seed": ", ".join("–" if math.isnan(v) else f"{v:.0f}" for v in steps)})
     return pd.DataFrame(rows)
 
 
+def identity_curves(df: pd.DataFrame, sweep: Path) -> Dict[str, List[pd.DataFrame]]:
+    """Training logs grouped by the Identity Attention switches ({} when the sweep does not vary them)."""
+    axes = _identity_axes(df)
+    return _curves(df, sweep, axes) if axes else {}
+
+
 def fig6c_table(df: pd.DataFrame, sweep: Path) -> Optional[pd.DataFrame]:
     """Steps to a fixed loss with vs without Identity Attention (None when the sweep does not vary it)."""
-    axes = _identity_axes(df)
-    return steps_to_loss(_curves(df, sweep, axes)) if axes else None
+    groups = identity_curves(df, sweep)
+    return steps_to_loss(groups) if groups else None
 
 
 def fig6c_identity(df: pd.DataFrame, sweep: Path, out: Path) -> Optional[Path]:

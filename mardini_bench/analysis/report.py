@@ -19,6 +19,7 @@ from typing import Dict, List, Optional, Sequence
 import pandas as pd
 
 from mardini_bench.analysis import plots, tables
+from mardini_bench.analysis.claims import CLAIMS_FILE, claim_rows
 from mardini_bench.analysis.reference import (ReferenceError, compare_reference, load_reference, per_video_frame,
                                               reference_lines, save_reference)
 from mardini_bench.analysis.results import (CollectError, ProtocolMismatchError, collect,
@@ -58,6 +59,9 @@ def build_report(sweep_dir: Path | str, allow_mixed_protocols: bool = False, n_b
     if steps is not None:
         sections.append(("Steps to a fixed training loss, Identity Attention on/off (cf. paper Fig. 6c)", "table",
                          steps))
+    verdicts = claim_rows(sweep.name, comparisons, plots.seed_steps_to_loss(plots.identity_curves(df, sweep)))
+    if len(verdicts):
+        sections.insert(3, ("Paper claims tested by this grid", "table", verdicts))
     if ref is not None:
         beside = compare_reference(df, per_video_frame(sweep, sorted(df["run_id"].dropna().unique())), ref, n_boot)
         sections[2:2] = [(f"Beside the reference {ref['name']}", "text", reference_lines(ref)),
@@ -66,6 +70,9 @@ def build_report(sweep_dir: Path | str, allow_mixed_protocols: bool = False, n_b
     write_text(sweep / "report.html", _html(sweep, sections, figures))
     if save_as_reference:
         save_reference(sweep, save_as_reference, df)
+        if len(verdicts):
+            with atomic_file(Path(save_as_reference) / CLAIMS_FILE) as tmp:
+                verdicts.to_csv(tmp, index=False)
     return {"md": sweep / "report.md", "html": sweep / "report.html"}
 
 

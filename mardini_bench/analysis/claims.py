@@ -1,0 +1,144 @@
+"""The paper's claims, each tested on the grid that re-runs its experiment: one verdict row per claim.
+
+A claim names its grid (the sweep folder's name), the paper's numbers, and how ours are read:
+
+    pairwise    "A beats B" on a task and metric: both variants' means over seeds from the sweep's own
+                paired comparisons (significance.csv: paired bootstrap over clips, seeds outer, Holm)
+    convergence "A reaches a fixed training loss in fewer steps than B": the steps each seed takes
+                (`plots.seed_steps_to_loss`), Welch's t-test over the seeds
+
+Verdict: *reproduced* when ours goes the paper's way and the test says significant at 0.05;
+*contradicted* when significant the other way; otherwise *inconclusive*, with the direction said.
+The report of a sweep whose name is a claim's grid shows its rows ("Paper claims"); the same rows,
+with the frozen numbers, come from a reference folder (`results/reference/<grid>`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Dict, List, Mapping, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from mardini_bench.analysis.significance import lower_is_better
+
+ALPHA = 0.05
+CLAIMS_FILE = "claims.csv"  # the verdict rows, frozen beside a reference's results
+VERDICT_COLUMNS = ["claim", "paper", "ours", "test", "verdict"]
+
+
+@dataclass(frozen=True)
+class Pairwise:
+    """`better` beats `worse` on `metric` of `task`; each side picks one variant by its axis values."""
+
+    grid: str
+    claim: str
+    paper: str
+    better: Mapping[str, str]
+    worse: Mapping[str, str]
+    task: str = "interpolation"
+    metric: str = "fvd"
+
+
+@dataclass(frozen=True)
+class Convergence:
+    """`faster` reaches the fixed training loss in fewer steps than `slower` (labels of the loss groups)."""
+
+    grid: str
+    claim: str
+    paper: str
+    faster: Mapping[str, str]
+    slower: Mapping[str, str]
+
+
+MAR_DM = {"planner.name": "mar", "generator.name": "dit"}
+CLAIMS = (
+    Pairwise("table2", "Table 2: MAR+DM beats DM-only", "DAVIS FVD 224 vs 321 (UCF101 258 vs 383)",
+             {**MAR_DM, "planner.depth": "4"}, {"planner.name": "none"}),
+    Pairwise("table2", "Table 2: DM-only beats MAR-only", "DAVIS FVD 321 vs 428 (UCF101 383 vs 742)",
+             {"planner.name": "none"}, {"generator.name": "none", "planner.depth": "4"}),
+    Pairwise("table2", "Table 2: a bigger planner helps MAR+DM", "DAVIS FVD 103 (MAR-3B) vs 224 (MAR-1B)",
+             {**MAR_DM, "planner.depth": "8"}, {**MAR_DM, "planner.depth": "4"}),
+    Pairwise("table2", "Table 2: a bigger planner helps MAR-only", "DAVIS FVD 373 (MAR-3B) vs 428 (MAR-1B)",
+             {"generator.name": "none", "planner.depth": "8"}, {"generator.name": "none", "planner.depth": "4"}),
+    Convergence("fig6c_identity", "Fig. 6c: Identity Attention speeds convergence",
+                "without it the DM fails to converge in the first 10k steps (no table)",
+                {"planner.identity_attention": "True", "generator.identity_attention": "True"},
+                {"planner.identity_attention": "False", "generator.identity_attention": "False"}),
+)
+
+
+def claims_for(grid: str) -> List[object]:
+    return [c for c in CLAIMS if c.grid == grid]
+
+
+def parse_label(label: str) -> Dict[str, str]:
+    """'planner.depth=4, planner.name=mar' -> {'planner.depth': '4', 'planner.name': 'mar'}."""
+    pairs = [part.strip().partition("=") for part in str(label).split(",")]
+    return {key.removeprefix("model."): value for key, _, value in pairs if key}
+
+
+def _matches(label: str, pick: Mapping[str, str]) -> bool:
+    axes = parse_label(label)
+    return all(axes.get(key) == value for key, value in pick.items())
+
+
+def _verdict(right_way: bool, significant: bool) -> str:
+    if significant:
+        return "reproduced" if right_way else "contradicted"
+    return f"inconclusive ({'right' if right_way else 'wrong'} direction)"
+
+
+def pairwise_row(claim: Pairwise, comparisons: pd.DataFrame) -> Optional[Dict[str, str]]:
+    """The claim's row from the sweep's pairwise comparisons; None when the sweep lacks either variant."""
+    rows = comparisons[(comparisons["task"] == claim.task) & (comparisons["metric"] == claim.metric)]
+    for _, row in rows.iterrows():
+        a, b = str(row["variant_a"]), str(row["variant_b"])
+        if _matches(a, claim.better) and _matches(b, claim.worse):
+            better, worse, n_better, n_worse = row["mean_a"], row["mean_b"], row["seeds_a"], row["seeds_b"]
+        elif _matches(b, claim.better) and _matches(a, claim.worse):
+            better, worse, n_better, n_worse = row["mean_b"], row["mean_a"], row["seeds_b"], row["seeds_a"]
+        else:
+            continue
+        right_way = better < worse if lower_is_better(claim.metric) else better > worse
+        p = float(row["p_holm"])
+        return {"claim": claim.claim, "paper": claim.paper,
+                "ours": f"{claim.task} {claim.metric.upper()} {better:.4g} vs {worse:.4g} "
+                        f"({int(n_better)} vs {int(n_worse)} seeds)",
+                "test": f"paired bootstrap, Holm p {'< 1/resamples' if p == 0 else f'= {p:.3g}'}",
+                "verdict": _verdict(right_way, p < ALPHA)}
+    return None
+
+
+def convergence_row(claim: Convergence, level: float, steps: Mapping[str, Sequence[float]]) -> Optional[Dict[str, str]]:
+    """The claim's row from the steps each seed took to reach `level`; a seed that never did counts as
+    the slowest possible (it is left out of the mean, and the row says how many reached it)."""
+    fast = next((v for k, v in steps.items() if _matches(k, claim.faster)), None)
+    slow = next((v for k, v in steps.items() if _matches(k, claim.slower)), None)
+    if fast is None or slow is None:
+        return None
+    f, s = (np.array([x for x in v if not math.isnan(x)]) for v in (fast, slow))
+    if len(f) < 2 or len(s) < 2:
+        return {"claim": claim.claim, "paper": claim.paper, "test": "-",
+                "ours": f"reached loss {level:.4g} in {len(f)}/{len(fast)} vs {len(s)}/{len(slow)} seeds",
+                "verdict": "inconclusive (too few seeds reached the level)"}
+    p = float(stats.ttest_ind(f, s, equal_var=False).pvalue)
+    return {"claim": claim.claim, "paper": claim.paper,
+            "ours": f"steps to loss {level:.4g}: {f.mean():.0f} vs {s.mean():.0f} "
+                    f"({len(f)}/{len(fast)} vs {len(s)}/{len(slow)} seeds)",
+            "test": f"Welch t over seeds, p = {p:.3g}", "verdict": _verdict(f.mean() < s.mean(), p < ALPHA)}
+
+
+def claim_rows(grid: str, comparisons: pd.DataFrame, timed: Optional[tuple] = None) -> pd.DataFrame:
+    """Every claim of `grid` this sweep can answer: `comparisons` (significance.csv) and `timed`
+    (`plots.seed_steps_to_loss`: level and steps per variant, None when the sweep has no such curves)."""
+    rows = []
+    for claim in claims_for(grid):
+        if isinstance(claim, Pairwise) and len(comparisons):
+            rows.append(pairwise_row(claim, comparisons))
+        elif isinstance(claim, Convergence) and timed is not None:
+            rows.append(convergence_row(claim, *timed))
+    return pd.DataFrame([r for r in rows if r is not None], columns=VERDICT_COLUMNS)

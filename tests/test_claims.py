@@ -1,0 +1,57 @@
+"""One verdict per paper claim, read from a sweep's own comparisons or its training curves."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from mardini_bench.analysis.claims import claim_rows, parse_label
+
+MAR_DM_4 = "generator.name=dit, planner.depth=4, planner.mlp_dim=384, planner.name=mar"
+MAR_DM_8 = "generator.name=dit, planner.depth=8, planner.mlp_dim=768, planner.name=mar"
+DM_ONLY = "generator.name=dit, planner.depth=4, planner.mlp_dim=384, planner.name=none"
+MAR_ONLY_4 = "generator.name=none, planner.depth=4, planner.mlp_dim=384, planner.name=mar"
+
+
+def _comparison(a: str, b: str, mean_a: float, mean_b: float, p: float, metric: str = "fvd") -> dict:
+    return {"dataset": "synthetic", "task": "interpolation", "metric": metric, "variant_a": a, "variant_b": b,
+            "seeds_a": 3, "seeds_b": 3, "mean_a": mean_a, "mean_b": mean_b, "delta": mean_b - mean_a,
+            "p_value": p, "p_holm": p, "significant": p < 0.05}
+
+
+def test_parse_label_drops_the_model_prefix():
+    assert parse_label("model.planner.depth=4, seed=1") == {"planner.depth": "4", "seed": "1"}
+
+
+def test_pairwise_claims_read_either_order_and_give_the_three_verdicts():
+    frame = pd.DataFrame([
+        _comparison(DM_ONLY, MAR_DM_4, 885.0, 813.0, 0.08),    # MAR+DM better, not significant
+        _comparison(DM_ONLY, MAR_ONLY_4, 885.0, 1304.0, 0.0),  # DM-only better, significant
+        _comparison(MAR_DM_4, MAR_DM_8, 700.0, 900.0, 0.01),   # bigger planner worse, significant
+        _comparison(DM_ONLY, MAR_DM_4, 0.5, 0.6, 0.01, metric="ssim"),  # another metric: not read
+    ])
+    rows = claim_rows("table2", frame).set_index("claim")["verdict"]
+    assert rows["Table 2: MAR+DM beats DM-only"] == "inconclusive (right direction)"
+    assert rows["Table 2: DM-only beats MAR-only"] == "reproduced"
+    assert rows["Table 2: a bigger planner helps MAR+DM"] == "contradicted"
+    assert "Table 2: a bigger planner helps MAR-only" not in rows  # the sweep lacks MAR-only depth 8
+    ours = claim_rows("table2", frame).set_index("claim")["ours"]["Table 2: MAR+DM beats DM-only"]
+    assert ours.startswith("interpolation FVD 813 vs 885")
+
+
+def test_convergence_claim_uses_the_seeds_steps_to_the_level():
+    on = "planner.identity_attention=True, generator.identity_attention=True"
+    off = "planner.identity_attention=False, generator.identity_attention=False"
+    fast = claim_rows("fig6c_identity", pd.DataFrame(), (0.4, {on: [100.0, 110.0, 105.0], off: [200.0, 190.0, 210.0]}))
+    assert fast["verdict"].tolist() == ["reproduced"] and "105 vs 200" in fast["ours"].iloc[0]
+    same = claim_rows("fig6c_identity", pd.DataFrame(), (0.4, {on: [100.0, 200.0, 150.0], off: [160.0, 140.0, 150.0]}))
+    assert same["verdict"].iloc[0].startswith("inconclusive")
+    few = claim_rows("fig6c_identity", pd.DataFrame(), (0.4, {on: [100.0, math.nan, math.nan], off: [1.0, 2.0, 3.0]}))
+    assert few["verdict"].iloc[0] == "inconclusive (too few seeds reached the level)"
+
+
+@pytest.mark.parametrize("grid", ["quickstart", "planner_depth"])
+def test_a_grid_without_claims_has_no_rows(grid):
+    assert claim_rows(grid, pd.DataFrame([_comparison(DM_ONLY, MAR_DM_4, 1.0, 2.0, 0.01)])).empty
