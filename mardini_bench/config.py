@@ -586,6 +586,21 @@ def identity_dict(cfg: RunConfig) -> Dict[str, Any]:
     return data
 
 
+# Fields read only after training (how the trained model is sampled and scored): runs that differ in
+# nothing else train the same weights.
+SAMPLING_FIELDS = (("model", "diffusion", "sample_steps"), ("model", "diffusion", "cfg_scale"),
+                   ("model", "diffusion", "eta"))
+
+
+def training_dict(cfg: RunConfig) -> Dict[str, Any]:
+    """`identity_dict(cfg)` without `eval` and SAMPLING_FIELDS: what decides the trained weights."""
+    data = identity_dict(cfg)
+    data.pop("eval", None)
+    for section, child, key in SAMPLING_FIELDS:
+        data[section][child].pop(key, None)
+    return data
+
+
 def config_hash(cfg: Any, length: int = 10) -> str:
     """Stable short hash of the resolved config: the run id of a sweep point."""
     data = identity_dict(cfg) if isinstance(cfg, RunConfig) else to_dict(cfg)

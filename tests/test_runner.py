@@ -11,10 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from mardini_bench.config import RunConfig, apply_overrides
+from mardini_bench.config import RunConfig, apply_overrides, config_hash, to_dict
+from mardini_bench.io import write_json
 from mardini_bench.metrics.distribution import FrechetMetric
 from mardini_bench.registry import BASELINES, TASKS
 from mardini_bench.run import baselines, evaluate, runner
+from mardini_bench.run.state import CONFIG
 from mardini_bench.weights import WeightsError
 
 TINY = ["model=tiny", "model.diffusion.sample_steps=2", "data.frames=5", "data.resolution=16",
@@ -144,6 +146,27 @@ def test_result_json_is_the_last_file_written(tmp_path):
     files = [p for p in (tmp_path / "r").rglob("*") if p.is_file()]
     newest = max(files, key=lambda p: p.stat().st_mtime_ns)
     assert newest.name == "result.json" and not [p for p in files if p.name.endswith(".tmp")]
+
+
+def _sweep_point(root: Path, cfg: RunConfig) -> Path:
+    """A run folder as the sweep writes it: named by the config hash, holding config.json."""
+    run_dir = root / config_hash(cfg)
+    write_json(run_dir / CONFIG, to_dict(cfg))
+    return run_dir
+
+
+def test_a_point_differing_only_in_sampling_reuses_its_siblings_training(tmp_path):
+    base = tiny_cfg("eval.baselines=[]", "eval.tasks=[interpolation]")
+    first = _sweep_point(tmp_path, base)
+    runner.run(base, first)
+    steps = _sweep_point(tmp_path, apply_overrides(base, ["model.diffusion.sample_steps=1", "eval.num_videos=2"]))
+    result = runner.run(apply_overrides(base, ["model.diffusion.sample_steps=1", "eval.num_videos=2"]), steps)
+    assert result["train"]["trained_in"] == first.name and result["status"] == "DONE"
+    a, b = (torch.load(d / "last.pt", weights_only=True) for d in (first, steps))
+    assert all(torch.equal(a["ema"][k], b["ema"][k]) for k in a["ema"])
+    assert b["config"]["model"]["diffusion"]["sample_steps"] == 1
+    other = apply_overrides(base, ["train.lr=0.01"])  # trains something else: no reuse
+    assert "trained_in" not in runner.run(other, _sweep_point(tmp_path, other))["train"]
 
 
 def test_run_takes_its_thread_count_from_the_environment(tmp_path, monkeypatch):

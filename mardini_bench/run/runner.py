@@ -22,15 +22,16 @@ import torch
 
 from mardini_bench.args import ArgumentParser
 from mardini_bench.cli import user_errors
-from mardini_bench.config import RunConfig, apply_overrides, to_dict, validate
+from mardini_bench.config import RunConfig, apply_overrides, from_dict, to_dict, training_dict, validate
 from mardini_bench.cost import run_cost
 from mardini_bench.cost.perf import configure_threads
 from mardini_bench.data.video_io import VideoReadError
-from mardini_bench.io import write_json
+from mardini_bench.io import append_jsonl, load_json, write_json, write_text
 from mardini_bench.run import distributed
 from mardini_bench.run.evaluate import check_eval_config, check_weights, evaluate
 from mardini_bench.run.result_file import COST_KEYS, RESULT
-from mardini_bench.run.train import NonFiniteError, train
+from mardini_bench.run.state import CONFIG
+from mardini_bench.run.train import CHECKPOINT, LOG, NonFiniteError, atomic_torch_save, train
 
 
 
@@ -48,6 +49,7 @@ def run(cfg: RunConfig, run_dir: Path, until: Optional[int] = None) -> Dict[str,
     env = distributed.detect()
     distributed.init(env, distributed.device_for(env))
     fresh = not run_dir.exists()
+    sibling = reuse_sibling_training(cfg, run_dir) if env.is_main and not env.distributed else None
     try:
         trained = train(cfg, run_dir, until=until, env=env)
     except BaseException:
@@ -56,9 +58,46 @@ def run(cfg: RunConfig, run_dir: Path, until: Optional[int] = None) -> Dict[str,
         raise
     finally:
         distributed.shutdown(env)
+    if sibling is not None:
+        trained.summary["trained_in"] = sibling
     if not env.is_main or trained.summary["steps"] < cfg.train.steps:
         return {"run_id": run_dir.name, "status": "PARTIAL", "train": trained.summary}
     return finish(cfg, run_dir, trained.model, trained.summary)
+
+
+def reuse_sibling_training(cfg: RunConfig, run_dir: Path) -> Optional[str]:
+    """Start from a finished sibling's final checkpoint when it trained exactly what `cfg` trains.
+
+    A sweep point that differs from another only in how the trained model is sampled or scored
+    (`config.SAMPLING_FIELDS`, `eval.*`; e.g. Fig. 6a's DDIM steps) has the same config, seed and data
+    order for training, so it would train the same weights again. Instead the sibling's `last.pt` (its
+    config set to this run's) and its training log are copied in, and the run goes straight to
+    evaluation; `result.json` names the sibling under `train.trained_in`. Siblings are the other
+    folders of the sweep (`run_dir`'s parent) with a `result.json`. Returns the sibling's run id, or
+    None (a fresh or partly trained run, the fsdp checkpoint format, or no such sibling)."""
+    if cfg.train.parallel != "ddp" or run_dir.joinpath(CHECKPOINT).exists() or not run_dir.parent.is_dir():
+        return None
+    key = training_dict(cfg)
+    for sibling in sorted(run_dir.parent.iterdir()):
+        if sibling == run_dir or not (sibling / RESULT).is_file() or not (sibling / CHECKPOINT).is_file():
+            continue
+        try:
+            other = from_dict(RunConfig, load_json(sibling / CONFIG))
+            if training_dict(other) != key:
+                continue
+            ckpt = torch.load(sibling / CHECKPOINT, map_location="cpu", weights_only=True)
+        except Exception:  # a damaged or foreign sibling is not a source; its own status reports it
+            continue
+        if ckpt.get("step", 0) < cfg.train.steps:
+            continue
+        ckpt["config"] = to_dict(cfg)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if (sibling / LOG).is_file():
+            write_text(run_dir / LOG, (sibling / LOG).read_text())
+        atomic_torch_save(ckpt, run_dir / CHECKPOINT)
+        append_jsonl(run_dir / LOG, {"event": "trained_in", "run_id": sibling.name, "step": ckpt["step"]})
+        return sibling.name
+    return None
 
 
 def finish(cfg: RunConfig, run_dir: Path, model: Any, summary: Dict[str, Any]) -> Dict[str, Any]:
