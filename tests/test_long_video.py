@@ -1,5 +1,5 @@
 """The long-video demo: a finished tiny run makes clips longer than its window (given key frames kept),
-writes the GIF, MP4 and FVD JSON, and refuses bad input in one line."""
+writes the GIF, MP4 and FVD JSON, shows them in the report, and refuses bad input in one line."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
+from mardini_bench.analysis.report import long_video_sections
 from mardini_bench.cli import main as cli_main
 from mardini_bench.config import RunConfig, apply_overrides
 from mardini_bench.run import long_video
@@ -90,6 +91,10 @@ def test_the_demo_writes_gif_mp4_and_both_fvd_rows(finished, weights_dir, monkey
         assert gif.n_frames == FRAMES
     with av.open(str(out / long_video.MP4)) as video:
         assert sum(1 for _ in video.decode(video=0)) == FRAMES
+    sections, figures = long_video_sections(finished.parent, ["nothing here", "run"])  # the report's part
+    assert [title for title, _, _ in sections] == ["Long video, run run", "Long video FVD, run run (9 frames, 2 clips)"]
+    assert "2 real key frame(s) at [0, 4]" in sections[0][2][0] and "has the lower FVD" in sections[0][2][1]
+    assert list(sections[1][2]["method"]) == ["model", "repeat_last"] and figures == [out / long_video.GIF]
 
 
 def no_output(run: Path) -> bool:
