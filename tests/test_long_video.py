@@ -34,9 +34,16 @@ def runs(tmp_path_factory) -> dict:
     root, cfg = tmp_path_factory.mktemp("long"), apply_overrides(RunConfig(), TINY)
     train(cfg, root / "done", until=1)
     shutil.copytree(root / "done", root / "unfinished")
-    train(cfg, root / "done")
+    trained = train(cfg, root / "done")
     torch.set_num_threads(threads)
-    return {"done": root / "done", "unfinished": root / "unfinished"}
+    return {"done": root / "done", "unfinished": root / "unfinished", "model": trained.model}
+
+
+def test_the_loaded_model_is_the_one_training_evaluates(runs):
+    cfg, model, step = long_video.load_run(runs["done"])
+    assert step == cfg.train.steps == 2 and not model.training
+    want = runs["model"].state_dict()  # the EMA copy
+    assert all(torch.equal(v, want[k]) for k, v in model.state_dict().items()) and model.state_dict().keys() == want.keys()
 
 
 @pytest.fixture()
@@ -81,8 +88,8 @@ def test_the_demo_writes_gif_mp4_and_both_fvd_rows(finished, weights_dir, monkey
     for rec in result["records"]:
         assert rec["metric"] == "fvd" and np.isfinite(rec["value"]) and rec["protocol"]["frames"] == FRAMES
         assert rec["protocol"]["num_real"] == rec["protocol"]["num_fake"] == 2
-    assert {k: result["protocol"][k] for k in ("frames", "window", "clips", "seed", "keyframes", "keyframe_positions")} \
-        == {"frames": FRAMES, "window": WINDOW, "clips": 2, "seed": 3, "keyframes": 2, "keyframe_positions": [0, 4]}
+    want = {"frames": FRAMES, "window": WINDOW, "clips": 2, "seed": 3, "keyframes": 2, "keyframe_positions": [0, 4]}
+    assert {k: result["protocol"][k] for k in want} == want
     assert result["run_id"] == "run" and result["media"] == [long_video.GIF, long_video.MP4]
     samples = np.load(out / long_video.SAMPLES)
     assert samples["output"].shape[:2] == (2, FRAMES)
@@ -93,7 +100,7 @@ def test_the_demo_writes_gif_mp4_and_both_fvd_rows(finished, weights_dir, monkey
         assert sum(1 for _ in video.decode(video=0)) == FRAMES
     sections, figures = long_video_sections(finished.parent, ["nothing here", "run"])  # the report's part
     assert [title for title, _, _ in sections] == ["Long video, run run", "Long video FVD, run run (9 frames, 2 clips)"]
-    assert "2 real key frame(s) at [0, 4]" in sections[0][2][0] and "has the lower FVD" in sections[0][2][1]
+    assert "2 real key frame(s) at [0, 4]" in sections[0][2][0] and "has the lower FVD" in sections[0][2][-1]
     assert list(sections[1][2]["method"]) == ["model", "repeat_last"] and figures == [out / long_video.GIF]
 
 

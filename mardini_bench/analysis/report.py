@@ -160,7 +160,7 @@ def long_video_sections(sweep: Path, run_ids: Sequence[str]) -> Tuple[List[tuple
                  f"{p['seed']}); the model ({p['weights']} weights, step {p['checkpoint_step']}) is given "
                  f"{p['keyframes']} real key frame(s) at {p['keyframe_positions']} and fills the rest with "
                  f"{p['sampler_calls']} calls of its {p['window']}-frame window; FVD against the real clips.")
-        sections += [(f"Long video, run {run_id}", "text", [label, long_video.verdict(test)]),
+        sections += [(f"Long video, run {run_id}", "text", [label, "", long_video.verdict(test)]),
                      (f"Long video FVD, run {run_id} ({p['frames']} frames, {p['clips']} clips)", "table", rows)]
         figures += [folder / name for name in result["media"] if name.endswith(".gif")]
     return sections, figures

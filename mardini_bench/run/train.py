@@ -455,5 +455,5 @@ def _device() -> torch.device:
     return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
 
 
-__all__ = ["train", "load_trained", "ema_copy", "Trainer", "TrainResult", "NonFiniteError", "derived_generator", "lr_factor", "stage_at",
-           "batch_indices", "micro_batch", "CHECKPOINT", "PREVIOUS", "LOG"]
+__all__ = ["train", "load_trained", "ema_copy", "Trainer", "TrainResult", "NonFiniteError", "derived_generator",
+           "lr_factor", "stage_at", "batch_indices", "micro_batch", "CHECKPOINT", "PREVIOUS", "LOG"]
