@@ -54,6 +54,7 @@ COMMANDS: Dict[str, Tuple[str, Tuple[str, ...], str]] = {
     "collect": ("mardini_bench.sweep.__main__", ("collect",), "tidy results.csv of a sweep"),
     "report": ("mardini_bench.analysis.report", (), "tables, significance tests, plots and report.html"),
     "run": ("mardini_bench.run.runner", (), "train, evaluate and cost one config in a folder"),
+    "long-video": ("mardini_bench.run.long_video", (), "long clips from a finished run: GIF, MP4, FVD"),
     "metrics": ("mardini_bench.metrics.cli", (), "FVD / FID / PSNR / SSIM of two sets of videos"),
     "data": ("mardini_bench.data.__main__", (), "build datasets, latent statistics"),
     "params": ("mardini_bench.cost.params", (), "parameter counts of presets"),
@@ -65,7 +66,7 @@ COMMANDS: Dict[str, Tuple[str, Tuple[str, ...], str]] = {
 def usage() -> str:
     lines = ["usage: mardini-bench <command> [args...]   (mardini-bench <command> --help for its options)", "",
              "commands:"]
-    lines += [f"  {name:<8} {what}" for name, (_, _, what) in COMMANDS.items()]
+    lines += [f"  {name:<11} {what}" for name, (_, _, what) in COMMANDS.items()]
     return "\n".join(lines)
 
 

@@ -211,11 +211,11 @@ def test_frechet_scorer_low_rank_route_when_fewer_videos_than_dims(tmp_path):
     rng = np.random.default_rng(3)
     real, fake = rng.normal(size=(10, 40)), rng.normal(0.5, 1.2, size=(10, 40))
     np.savez(tmp_path / "f.npz", real=real, fake=fake)
-    scorer = significance._frechet_scorer(tmp_path / "f.npz", ddof=1)
+    scorer = significance.frechet_scorer(tmp_path / "f.npz", ddof=1)
     want = frechet_distance(*gaussian_stats(real), *gaussian_stats(fake))
     assert scorer(np.arange(10)) == pytest.approx(want, rel=1e-5)
     np.savez(tmp_path / "g.npz", fake=fake, real_mu=real.mean(0), real_cov=np.cov(real, rowvar=False))
-    assert significance._frechet_scorer(tmp_path / "g.npz", ddof=1)(np.arange(10)) == pytest.approx(want, rel=1e-5)
+    assert significance.frechet_scorer(tmp_path / "g.npz", ddof=1)(np.arange(10)) == pytest.approx(want, rel=1e-5)
 
 
 def test_holm_is_monotone_and_bounded():

@@ -3,7 +3,8 @@
 metric vs each ablation axis (CI error bars), one bar per variant beside the baselines per task
 (the shape of Table 2), quality vs cost with the Pareto front, training
 curves, the paper's Fig. 6a (FVD vs DDIM steps) and Fig. 6c (loss with/without Identity
-Attention) when the sweep has those axes, and per-task sample grids (PNG) and GIFs (PIL).
+Attention) when the sweep has those axes, and per-task sample grids (PNG) and GIFs (PIL); MP4s of
+samples with PyAV when it is installed.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from PIL import Image, ImageDraw  # noqa: E402
 
 from mardini_bench.analysis.results import axis_columns, variant_label  # noqa: E402
 from mardini_bench.analysis.significance import lower_is_better  # noqa: E402
-from mardini_bench.io import read_jsonl  # noqa: E402
+from mardini_bench.io import atomic_file, read_jsonl  # noqa: E402
 from mardini_bench.metrics.info import metric_info, metric_names  # noqa: E402
 
 DDIM_AXIS = "model.diffusion.sample_steps"
@@ -300,9 +301,10 @@ def fig6a_ddim(summary: pd.DataFrame, out: Path) -> Optional[Path]:
 # Samples: PNG grid and GIF per task
 # ----------------------------------------------------------------------------------------------
 def load_samples(path: Path) -> Dict[str, np.ndarray]:
-    """samples.npz as uint8 (N, T, H, W, 3) clips plus a (N, T) mask (1 = generated frame)."""
+    """samples.npz as uint8 (N, T, H, W, 3) clips (`input`, `output`, `real` when saved) plus a (N, T) mask
+    (1 = generated frame)."""
     with np.load(path) as data:
-        clips = {k: _nthwc(data[k]) for k in ("input", "output") if k in data}
+        clips = {k: _nthwc(data[k]) for k in ("input", "output", "real") if k in data}
         mask = np.asarray(data["mask"]) if "mask" in data else np.zeros(clips["output"].shape[:2])
     if mask.ndim > 2:  # a per-pixel mask: a frame counts as generated if any of it is
         mask = mask.reshape(*mask.shape[:2], -1).max(-1)
@@ -349,18 +351,38 @@ def sample_grid(samples: Dict[str, np.ndarray], title: str, path: Path, videos: 
     return _save(fig, path)
 
 
-def sample_gif(samples: Dict[str, np.ndarray], path: Path, videos: int = 3, scale: int = 4) -> Path:
-    """Animated GIF: per frame, [input | output] for each clip side by side; red border = generated."""
+def sample_frames(samples: Dict[str, np.ndarray], videos: int = 3, scale: int = 4,
+                  kinds: Sequence[str] = ("input", "output")) -> List[np.ndarray]:
+    """Per frame, one (H, W, 3) uint8 image: the `kinds` of each clip side by side, upscaled `scale`x;
+    red border = generated frame, green = given."""
     n, t = min(videos, len(samples["output"])), samples["output"].shape[1]
-    frames = []
-    for f in range(t):
-        tiles = [_bordered(samples[k][v, f], samples["mask"][v, f], scale)
-                 for v in range(n) for k in ("input", "output") if k in samples]
-        frames.append(Image.fromarray(np.concatenate(tiles, axis=1)))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.gif")
-    frames[0].save(tmp, save_all=True, append_images=frames[1:], duration=250, loop=0)
-    tmp.replace(path)
+    return [np.concatenate([_bordered(samples[k][v, f], samples["mask"][v, f], scale)
+                            for v in range(n) for k in kinds if k in samples], axis=1) for f in range(t)]
+
+
+def sample_gif(samples: Dict[str, np.ndarray], path: Path, videos: int = 3, scale: int = 4, fps: float = 4.0,
+               kinds: Sequence[str] = ("input", "output")) -> Path:
+    """Animated GIF of `sample_frames`, looping."""
+    frames = [Image.fromarray(f) for f in sample_frames(samples, videos, scale, kinds)]
+    with atomic_file(path) as tmp:
+        frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:], duration=round(1000 / fps), loop=0)
+    return path
+
+
+def sample_mp4(samples: Dict[str, np.ndarray], path: Path, videos: int = 3, scale: int = 4, fps: int = 4,
+               kinds: Sequence[str] = ("input", "output")) -> Path:
+    """H.264 MP4 of `sample_frames`. Needs PyAV: ModuleNotFoundError (name 'av') in an environment
+    installed before it became a dependency (`pip install av`)."""
+    import av
+
+    frames = sample_frames(samples, videos, scale, kinds)
+    with atomic_file(path) as tmp, av.open(str(tmp), "w", format="mp4") as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.height, stream.width = frames[0].shape[:2]  # even: tiles are `scale`x a frame, scale 4
+        stream.pix_fmt, stream.options = "yuv420p", {"crf": "18"}  # yuv420p: what every player decodes
+        for frame in frames:
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")))
+        out.mux(stream.encode())  # flush the encoder's delayed frames
     return path
 
 

@@ -3,7 +3,8 @@
 Writes into the sweep folder: results.csv/.parquet, significance.csv, table.md, tables.tex,
 tables/*.csv, plots/*, report.md (images linked) and report.html (self-contained: images embedded
 as base64 data URIs, so the one file can be mailed or attached to an issue). Both reports carry
-one line per task saying where the model variants stand against the trivial baselines.
+one line per task saying where the model variants stand against the trivial baselines, and the
+long-video FVD table and GIF of every run that has them (`run/long_video.py`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import re
 import sys
 import warnings
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import pandas as pd
 
@@ -26,7 +27,8 @@ from mardini_bench.analysis.results import (CollectError, ProtocolMismatchError,
                                             column_keys, summarise)
 from mardini_bench.analysis.significance import BASELINE_PREFIX, compare, lower_is_better, mark_best
 from mardini_bench.args import ArgumentParser
-from mardini_bench.io import DamagedFileError, NoSpaceError, atomic_file, write_text
+from mardini_bench.io import DamagedFileError, NoSpaceError, atomic_file, load_json, write_text
+from mardini_bench.run import long_video
 
 _MIME = {".png": "image/png", ".gif": "image/gif"}
 
@@ -55,6 +57,8 @@ def build_report(sweep_dir: Path | str, allow_mixed_protocols: bool = False, n_b
     tables.write_tables(sweep, built, protocols)
     figures = plots.make_all(df, summary, sweep)
     sections = _sections(df, built, comparisons, protocols, notes, allow_mixed_protocols, baseline_lines(marked))
+    long_sections, long_figures = long_video_sections(sweep, sorted(df["run_id"].dropna().unique()))
+    sections, figures = sections + long_sections, figures + long_figures
     steps = plots.fig6c_table(df, sweep)
     if steps is not None:
         sections.append(("Steps to a fixed training loss, Identity Attention on/off (cf. paper Fig. 6c)", "table",
@@ -143,6 +147,30 @@ def _column_label(key: Dict[str, object], varying: Sequence[str]) -> str:
     """'PSNR', or 'PSNR (synthetic, frames=13)' when the task spans several datasets or eval settings."""
     extra = [str(key[k]) if k == "dataset" else f"{k.split('.')[-1]}={key[k]}" for k in varying]
     return str(key["metric"]).upper() + (f" ({', '.join(extra)})" if extra else "")
+
+
+def long_video_sections(sweep: Path, run_ids: Sequence[str]) -> Tuple[List[tuple], List[Path]]:
+    """For each run with a whole long-video demo (`python -m mardini_bench.run.long_video`): its FVD
+    table, model beside repeating the last given frame, labelled with the protocol; and its GIF."""
+    sections: List[tuple] = []
+    figures: List[Path] = []
+    for run_id in run_ids:
+        folder = sweep / str(run_id) / long_video.FOLDER
+        if not (folder / long_video.RESULT).is_file():
+            continue
+        result = load_json(folder / long_video.RESULT)
+        p, test = result["protocol"], result["comparison"]
+        rows = pd.DataFrame([{"method": r["method"], "FVD": tables.number(r["value"], "fvd"),
+                              "95% CI": " to ".join(tables.number(v, "fvd") for v in r["ci"]) if r["ci"] else "n/a"}
+                             for r in result["records"]])
+        label = (f"Protocol: {p['clips']} held-out clips of {p['frames']} frames ({p['split']} split, seed "
+                 f"{p['seed']}); the model ({p['weights']} weights, step {p['checkpoint_step']}) is given "
+                 f"{p['keyframes']} real key frame(s) at {p['keyframe_positions']} and fills the rest with "
+                 f"{p['sampler_calls']} calls of its {p['window']}-frame window; FVD against the real clips.")
+        sections += [(f"Long video, run {run_id}", "text", [label, "", long_video.verdict(test)]),
+                     (f"Long video FVD, run {run_id} ({p['frames']} frames, {p['clips']} clips)", "table", rows)]
+        figures += [folder / name for name in result["media"] if name.endswith(".gif")]
+    return sections, figures
 
 
 def _sections(df: pd.DataFrame, built: Dict[str, tuple], comparisons: pd.DataFrame, protocols: str,

@@ -50,7 +50,7 @@ def per_video_scorer(per_video: Sequence[float]) -> Scorer:
     return lambda idx: float(np.nanmean(values[idx]))
 
 
-def _frechet_scorer(npz_path: Path, ddof: int) -> Scorer:
+def frechet_scorer(npz_path: Path, ddof: int) -> Scorer:
     """FD of the chosen videos' features; rows belong to videos through `video_index`.
 
     The real set is resampled with the fake one (same clips) when its features were saved (`real`);
@@ -90,7 +90,7 @@ def load_scorer(sweep_dir: Path, run_id: str, task: str, method: str, metric: st
     if is_distribution(metric) and rec.get("features"):
         proto = rec.get("protocol") or {}
         ddof = int(proto.get("ddof", proto.get("covariance_ddof", 1)))
-        scorer = _frechet_scorer(path.parent / rec["features"], ddof)
+        scorer = frechet_scorer(path.parent / rec["features"], ddof)
         return scorer, scorer.num_videos  # type: ignore[attr-defined]
     return None
 

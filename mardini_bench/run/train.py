@@ -22,7 +22,7 @@ import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -34,7 +34,7 @@ from mardini_bench.config import (ConfigError, MaskConfig, RunConfig, TrainConfi
                                   validate)
 from mardini_bench.data import build_dataset, latent_stats
 from mardini_bench.factory import build_model
-from mardini_bench.io import append_jsonl, atomic_file, read_jsonl, write_jsonl
+from mardini_bench.io import DamagedFileError, append_jsonl, atomic_file, read_jsonl, write_jsonl
 from mardini_bench.run import distributed, fsdp
 from mardini_bench.run.distributed import DistEnv
 from models.masks import build_mask_schedule
@@ -151,6 +151,12 @@ def set_rng_state(state: Dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
+def fault(err: BaseException) -> str:
+    """'Type: first line of the message' (at most 120 characters of it), for one-line reports."""
+    lines = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {lines[0][:120]}" if lines else type(err).__name__
+
+
 def append_log(run_dir: Path, entry: Dict[str, Any]) -> None:
     append_jsonl(run_dir / LOG, entry)
 
@@ -195,6 +201,13 @@ def ema_with_warmup(decay: float) -> Callable[..., None]:
     return update
 
 
+def ema_copy(model: torch.nn.Module, decay: float) -> Optional[AveragedModel]:
+    """The EMA of `model`'s weights and buffers (`ema.module` is evaluated); None when `decay` <= 0."""
+    if decay <= 0:
+        return None
+    return AveragedModel(model, multi_avg_fn=ema_with_warmup(decay), use_buffers=True)
+
+
 class Trainer:
     """One run's model, EMA, optimiser and LR schedule, restored from `last.pt` when present."""
 
@@ -221,9 +234,7 @@ class Trainer:
         """Hook for how the processes hold the model: every process the whole model (this class)."""
 
     def _build_ema(self) -> Optional[AveragedModel]:
-        if self.cfg.train.ema_decay <= 0:
-            return None
-        return AveragedModel(self.model, multi_avg_fn=ema_with_warmup(self.cfg.train.ema_decay), use_buffers=True)
+        return ema_copy(self.model, self.cfg.train.ema_decay)
 
     def mask_config(self) -> MaskConfig:
         """`cfg.mask` with its task mix resolved: no `mask.tasks` means the tasks the run evaluates."""
@@ -263,7 +274,7 @@ class Trainer:
             except FileNotFoundError:
                 continue
             except Exception as err:  # torch raises RuntimeError, EOFError, UnpicklingError... on a bad file
-                damaged.append((name, f"{type(err).__name__}: {str(err).strip().splitlines()[0][:120]}"))
+                damaged.append((name, fault(err)))
                 continue
             if isinstance(ckpt, dict) and CHECKPOINT_KEYS <= set(ckpt):
                 self._drop_damaged(damaged, f"resuming from {name} (step {ckpt['step']})")
@@ -525,9 +536,32 @@ def train(cfg: RunConfig, run_dir: Path, until: Optional[int] = None, env: Optio
     return TrainResult(trainer.eval_model(), summary, env)
 
 
+def load_trained(run_dir: Path, device: Optional[torch.device] = None) -> Tuple[RunConfig, torch.nn.Module, int]:
+    """(config, weights to evaluate, step) of the run's `last.pt`, as `train` returns them: the EMA copy,
+    or the raw model without EMA, in eval mode. Reads only: a damaged checkpoint is a `DamagedFileError`
+    naming the file (training resumes from `prev.pt` instead; a finished run's weights are these or none)."""
+    path = Path(run_dir) / CHECKPOINT
+    try:
+        ckpt = torch.load(path, map_location=device or _device(), weights_only=True)
+        cfg = from_dict(RunConfig, ckpt["config"])
+    except FileNotFoundError:
+        raise
+    except ConfigError as err:
+        raise DamagedFileError(f"{path}: its config no longer loads ({err})") from None
+    except Exception as err:  # torch raises RuntimeError, EOFError, UnpicklingError... on a bad file
+        raise DamagedFileError(f"{path}: not a readable training checkpoint ({fault(err)})") from None
+    model = build_model(cfg, device=device or _device())
+    model.load_state_dict(ckpt["model"])
+    ema = ema_copy(model, cfg.train.ema_decay)
+    if ema is not None:
+        ema.load_state_dict(ckpt["ema"])
+        model = ema.module
+    return cfg, model.eval(), int(ckpt["step"])
+
+
 def _device() -> torch.device:
     return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
 
 
-__all__ = ["train", "Trainer", "FSDPTrainer", "TrainResult", "NonFiniteError", "derived_generator", "lr_factor", "stage_at",
-           "batch_indices", "micro_batch", "CHECKPOINT", "PREVIOUS", "LOG"]
+__all__ = ["train", "load_trained", "ema_copy", "Trainer", "FSDPTrainer", "TrainResult", "NonFiniteError",
+           "derived_generator", "lr_factor", "stage_at", "batch_indices", "micro_batch", "CHECKPOINT", "PREVIOUS", "LOG"]
