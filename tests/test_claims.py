@@ -55,3 +55,10 @@ def test_convergence_claim_uses_the_seeds_steps_to_the_level():
 @pytest.mark.parametrize("grid", ["quickstart", "planner_depth"])
 def test_a_grid_without_claims_has_no_rows(grid):
     assert claim_rows(grid, pd.DataFrame([_comparison(DM_ONLY, MAR_DM_4, 1.0, 2.0, 0.01)])).empty
+
+
+def test_fig6a_reads_ten_steps_against_a_hundred():
+    frame = pd.DataFrame([_comparison("diffusion.sample_steps=100", "diffusion.sample_steps=10", 2680.0, 2510.0, 0.01),
+                          _comparison("diffusion.sample_steps=1", "diffusion.sample_steps=10", 1000.0, 2510.0, 0.0)])
+    row = claim_rows("fig6a_ddim_steps", frame).iloc[0]
+    assert row["verdict"] == "reproduced" and row["ours"].startswith("interpolation FVD 2510 vs 2680")
