@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
 from pathlib import Path
 
 import torch
 import torch.multiprocessing as mp
 
+from gloo import free_port, join
 from mardini_bench.config import RunConfig, apply_overrides
 from mardini_bench.run import distributed
 from mardini_bench.run.train import CHECKPOINT, LOG, train
@@ -20,18 +19,8 @@ OVERRIDES = ["model=tiny", "data.frames=5", "data.resolution=16", "data.num_trai
              "train.ema_decay=0.9", 'train.schedule=[["generator_warmup",1],["joint_task",1],["joint",2]]']
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _worker(rank: int, world: int, port: int, run_dir: str) -> None:
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.set_num_threads(1)
-    env = distributed.detect()
-    distributed.init(env, torch.device("cpu"))
+    env = join(rank, world, port)
     try:
         train(apply_overrides(RunConfig(), OVERRIDES), Path(run_dir), env=env)
     finally:
@@ -43,7 +32,7 @@ def _curve(run_dir: Path) -> list:
 
 
 def test_two_gloo_processes_match_one_process(tmp_path):
-    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path / "ddp")), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, free_port(), str(tmp_path / "ddp")), nprocs=2, join=True)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

@@ -4,8 +4,6 @@ checkpoint resumes on another number of processes."""
 from __future__ import annotations
 
 import json
-import os
-import socket
 from pathlib import Path
 
 import pytest
@@ -13,6 +11,7 @@ import torch
 import torch.distributed.checkpoint
 import torch.multiprocessing as mp
 
+from gloo import free_port, join
 from mardini_bench.config import ConfigError, RunConfig, apply_overrides, config_hash
 from mardini_bench.factory import build_model
 from mardini_bench.run import distributed, fsdp
@@ -28,18 +27,8 @@ FSDP = ["train.parallel=fsdp"]
 STOP = 10  # the interrupted run stops (and checkpoints) here
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _worker(rank: int, world: int, port: int, root: str) -> None:
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.set_num_threads(1)
-    env = distributed.detect()
-    distributed.init(env, torch.device("cpu"))
+    env = join(rank, world, port)
     try:
         cfg = apply_overrides(RunConfig(), OVERRIDES + FSDP)
         result = train(cfg, Path(root) / "sharded", env=env)
@@ -79,7 +68,7 @@ def _single_thread(fn):
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("fsdp")
-    mp.spawn(_worker, args=(2, _free_port(), str(root)), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, free_port(), str(root)), nprocs=2, join=True)
     single = _single_thread(lambda: train(apply_overrides(RunConfig(), OVERRIDES), root / "single"))
     torch.save(single.model.state_dict(), root / "single_eval.pt")
     # the checkpoint written by 2 processes, resumed by 1 (unsharded, same checkpoint format)

@@ -255,8 +255,12 @@ class Trainer:
     # -- checkpoints -------------------------------------------------------------------------
     def state(self) -> Dict[str, Any]:
         return {"model": self.model.state_dict(), "ema": self.ema.state_dict() if self.ema else None,
-                "opt": self.opt.state_dict(), "sched": self.sched.state_dict(), "step": self.step,
-                "config": to_dict(self.cfg), "rng": {**rng_state(), "data_position": self.step * self.cfg.train.batch_size},
+                "opt": self.opt.state_dict(), **self.plain_state()}
+
+    def plain_state(self) -> Dict[str, Any]:
+        """Everything in a checkpoint but the weights, optimiser and EMA tensors."""
+        return {"sched": self.sched.state_dict(), "step": self.step, "config": to_dict(self.cfg),
+                "rng": {**rng_state(), "data_position": self.step * self.cfg.train.batch_size},
                 "loss": self.loss, "loss_step": self.loss_step, "skipped": self.skipped, "wall_s": self.wall_s}
 
     def save(self) -> None:
@@ -466,19 +470,11 @@ class FSDPTrainer(Trainer):
             root.reshard()
 
     # -- checkpoints -------------------------------------------------------------------------
-    def _trainer_state(self) -> Dict[str, Any]:
-        return {key: value for key, value in self.state().items() if key not in ("model", "ema", "opt")}
-
     def state(self) -> Dict[str, Any]:
-        plain = {"sched": self.sched.state_dict(), "step": self.step, "config": to_dict(self.cfg),
-                 "rng": {**rng_state(), "data_position": self.step * self.cfg.train.batch_size},
-                 "loss": self.loss, "loss_step": self.loss_step, "skipped": self.skipped, "wall_s": self.wall_s}
-        return {**fsdp.tensor_state(self.model, self.opt, self.ema), **plain}
+        return {**fsdp.tensor_state(self.model, self.opt, self.ema), **self.plain_state()}
 
     def save(self) -> None:
-        state = self.state()
-        tensors = {key: state.pop(key) for key in ("model", "opt", "ema") if key in state}
-        fsdp.save(self.run_dir, tensors, state, self.env)
+        fsdp.save(self.run_dir, fsdp.tensor_state(self.model, self.opt, self.ema), self.plain_state(), self.env)
 
     def load_checkpoint(self) -> Optional[Dict[str, Any]]:
         """The newest of `last.dcp/`, `prev.dcp/` that loads, its tensors already in the model, optimiser
