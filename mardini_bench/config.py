@@ -88,6 +88,12 @@ class GeneratorConfig:
     # learning to find them through attention first; "none" is the paper's input.
     ref_channels: str = "none"
     qk_norm: bool = True  # as in the planner; keeps attention logits bounded at bf16
+    # Not in the paper: what turns tokens back into latents. "linear" (DiT): one projection per token.
+    # "conv": that projection refined by two 3x3 convolutions over the latent grid that also read the
+    # generator's input (noisy frame and, with ref_channels, its references) at full precision, with
+    # the timestep as adaLN (U-ViT ends in a 3x3 conv for the same reason). A token narrower than its
+    # input cannot carry the per-value noise it must remove at low noise levels; the convolution can.
+    head: str = "linear"
 
 
 @dataclass(frozen=True)
@@ -423,7 +429,7 @@ STAGES = ("generator_warmup", "planner_warmup", "joint", "joint_task")
 CHOICES: Dict[str, Tuple[str, ...]] = {
     "identity_scope": ("token", "frame"), "input": ("frames", "pooled"),
     "normalize": ("fixed", "estimate"), "loss_weight": ("uniform", "min_snr"),
-    "ref_channels": ("none", "neighbours"),
+    "ref_channels": ("none", "neighbours"), "head": ("linear", "conv"),
     "prior": ("none", *PRIOR_BASELINES),
     "motion": ("ballistic", "drift"),
     "on_error": ("raise", "skip"),
@@ -578,11 +584,24 @@ def from_dict(cls: type, data: Dict[str, Any], prefix: str = "") -> Any:
 RUN_ID_EXCLUDES = (("train", "parallel"), ("train", "activation_checkpointing"))
 
 
+# Fields added after results were published, left out of the run id while they hold their default
+# (the behaviour every earlier run had): a new option must not rename every existing run.
+RUN_ID_NEW_DEFAULTS = {("model", "generator", "head"): "linear"}
+
+
 def identity_dict(cfg: RunConfig) -> Dict[str, Any]:
-    """`to_dict(cfg)` without RUN_ID_EXCLUDES: what names the experiment (run id, resume check)."""
+    """`to_dict(cfg)` without RUN_ID_EXCLUDES, nor RUN_ID_NEW_DEFAULTS at their default: what names
+    the experiment (run id, resume check)."""
     data = to_dict(cfg)
     for section, key in RUN_ID_EXCLUDES:
         data.get(section, {}).pop(key, None)
+    for path, default in RUN_ID_NEW_DEFAULTS.items():
+        *parents, key = path
+        node = data
+        for name in parents:
+            node = node.get(name, {})
+        if node.get(key) == default:
+            node.pop(key)
     return data
 
 

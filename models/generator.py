@@ -27,9 +27,9 @@ from torch.utils.checkpoint import checkpoint
 
 from mardini_bench.config import ROPE_THETA, GeneratorConfig
 from mardini_bench.registry import GENERATORS
-from mardini_bench.run.baselines import neighbours
 from models.attention import (AttentionContext, init_linears, CrossAttention, Mlp, SelfAttention, build_video_attention,
                               grid_positions, rope_angles)
+from models.masks import neighbours
 
 
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -119,6 +119,29 @@ class FinalLayer(nn.Module):
         return self.linear(modulate(self.norm(x), shift, scale))
 
 
+class ConvHead(nn.Module):
+    """Refines the per-token projection on the latent grid (GeneratorConfig.head="conv").
+
+    Two 3x3 convolutions read the projection and the generator's own input (noisy frame, references)
+    at full precision, modulated by the timestep; the second starts at zero, so training begins from
+    the plain DiT head. Removing per-value noise at low noise levels needs the noisy values themselves,
+    which a token narrower than its input no longer holds (U-ViT ends in a 3x3 conv likewise)."""
+
+    def __init__(self, latent_channels: int, in_channels: int, dim: int, hidden: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(latent_channels + in_channels, hidden, 3, padding=1)
+        self.ada = nn.Sequential(nn.SiLU(), nn.Linear(dim, 2 * hidden))
+        self.conv2 = nn.Conv2d(hidden, latent_channels, 3, padding=1)
+
+    def forward(self, out: torch.Tensor, x_in: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """out (B,T,C,H,W) projected tokens; x_in (B,T,Cin,H,W) the generator's input; c (B,T,D) timestep."""
+        B, T = out.shape[:2]
+        h = self.conv1(torch.cat((out, x_in), dim=2).flatten(0, 1))  # (B*T, hidden, H, W)
+        shift, scale = self.ada(c).flatten(0, 1)[:, :, None, None].chunk(2, dim=1)
+        h = self.conv2(F.silu(h * (1 + scale) + shift))
+        return out + h.unflatten(0, (B, T))
+
+
 class Generator(nn.Module):
     """G(Z_high^{noise,t}, Z_cond, t) -> v-prediction, all frames (the loss masks references out)."""
 
@@ -136,6 +159,7 @@ class Generator(nn.Module):
         self.plan_proj = nn.Linear(plan_dim, d) if cfg.plan_scale else None
         self.blocks = nn.ModuleList(GeneratorBlock(cfg, plan_dim) for _ in range(cfg.depth))
         self.final = FinalLayer(d, latent_channels * p * p)
+        self.head = ConvHead(latent_channels, in_channels, d, d) if cfg.head == "conv" else None
         self.grad_checkpointing = False  # recompute each block in backward (train.activation_checkpointing)
         self.initialize_weights()
 
@@ -151,6 +175,9 @@ class Generator(nn.Module):
                 nn.init.zeros_(block.plan_scale.weight)
         for layer in (self.final.ada[-1], self.final.linear):
             nn.init.zeros_(layer.weight), nn.init.zeros_(layer.bias)
+        if self.head is not None:  # starts as the plain DiT head
+            for layer in (self.head.ada[-1], self.head.conv2):
+                nn.init.zeros_(layer.weight), nn.init.zeros_(layer.bias)
 
     def conditioning(self, plan: Optional[torch.Tensor], shape, dtype: torch.dtype,
                      uncond: Optional[torch.Tensor]) -> torch.Tensor:
@@ -216,7 +243,8 @@ class Generator(nn.Module):
             else:
                 x = block(x, **inputs)
         out = self.final(x, c)  # (B, T, N, C*p*p)
-        return rearrange(out, "b t (gh gw) (c p1 p2) -> b t c (gh p1) (gw p2)", gh=gh, p1=p, p2=p)
+        out = rearrange(out, "b t (gh gw) (c p1 p2) -> b t c (gh p1) (gw p2)", gh=gh, p1=p, p2=p)
+        return out if self.head is None else self.head(out, x_in, c)
 
 
 @GENERATORS.register

@@ -12,7 +12,7 @@ sample the *number of reference frames* directly, which is unambiguous and what 
 from __future__ import annotations
 
 import math
-from typing import Callable, Optional
+from typing import Callable, Optional, Tuple
 
 import torch
 
@@ -21,6 +21,15 @@ from mardini_bench.registry import MASK_SCHEDULES, TASKS
 from tasks.base import multitask_train_mask
 
 MaskFn = Callable[..., torch.Tensor]
+
+
+def neighbours(mask: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Nearest reference index at or before / at or after each frame: (B, T) each, -1 / T when none."""
+    B, T = mask.shape
+    t = torch.arange(T, device=mask.device).expand(B, T)
+    before = torch.where(~mask, t, -1).cummax(dim=1).values
+    after = torch.where(~mask, t, T).flip(1).cummin(dim=1).values.flip(1)
+    return before, after
 
 
 def _rand(shape, generator: Optional[torch.Generator], device) -> torch.Tensor:

@@ -96,6 +96,12 @@ def test_dict_round_trip_and_stable_hash():
     assert config_hash(cfg) != config_hash(apply_overrides(cfg, ["seed=4"]))
 
 
+def test_a_new_field_at_its_default_keeps_every_earlier_run_id():
+    small = apply_overrides(RunConfig(), ["model=small"])
+    assert config_hash(small) == "fcb034a4fd"  # its run id before GeneratorConfig.head existed
+    assert config_hash(apply_overrides(small, ["model.generator.head=conv"])) != config_hash(small)
+
+
 def test_params_cli_prints_counts_and_fails_in_one_line():
     ok = subprocess.run([sys.executable, "-m", "mardini_bench.params", "mardini_s_st", "--json"],
                         capture_output=True, text=True)

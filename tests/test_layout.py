@@ -131,6 +131,14 @@ def test_only_sweep_reads_and_writes_run_folders():
     assert outside == set()
 
 
+def test_models_and_tasks_use_only_the_vocabulary():
+    # the networks and the task masks are what every stage builds on; they reach no stage's code
+    stage = {(name, target) for name, targets in import_graph().items() for target in targets
+             if name.split(".")[0] in ("models", "tasks") and target.startswith("mardini_bench.")
+             and target.split(".")[1] in STAGES}
+    assert stage == set()
+
+
 def test_every_module_imports_on_its_own():
     """Each module imported with no other project module loaded first (third-party ones stay cached:
     what could break is our own import order)."""

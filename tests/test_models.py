@@ -240,6 +240,28 @@ def test_build_model_accepts_names_and_configs():
         build_model(42)
 
 
+def test_conv_head_trains_and_starts_as_the_linear_head():
+    model = build_model(tiny("model.generator.head=conv"))
+    train_step_and_sample(model)
+    fresh = build_model(tiny("model.generator.head=conv"))
+    video, mask = clip_batch()
+    z = fresh.encode(video)
+    signal, hw, _, _ = fresh.plan(z, mask, fresh.encode_low(video))
+    t = torch.full((video.shape[0],), 500)
+    x_t = torch.where(mask[:, :, None, None, None], torch.randn_like(z), z)
+    gen = fresh.generator
+    with torch.no_grad():
+        gen.final.linear.weight.normal_(std=0.1)  # a non-zero DiT projection, so the check can fail
+        gen.head.conv1.weight.normal_(std=0.1)
+        with_head = gen(x_t, t, signal, hw, mask)
+        head, gen.head = gen.head, None
+        without = gen(x_t, t, signal, hw, mask)
+        assert torch.equal(with_head, without), "the zero-initialised conv head must start as the identity"
+        gen.head = head
+        head.conv2.weight.normal_(std=0.1)
+        assert not torch.allclose(gen(x_t, t, signal, hw, mask), without)
+
+
 def test_diffusion_prior_is_a_baselines_entry():
     """`diffusion.prior` names a training-free baseline; its config values (part of run ids) stay short."""
     assert CHOICES["prior"] == ("none", "nearest", "blend")

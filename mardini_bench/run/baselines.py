@@ -7,20 +7,10 @@ A model that does not beat these has not learnt motion.
 
 from __future__ import annotations
 
-from typing import Tuple
-
 import torch
 
 from mardini_bench.registry import BASELINES
-
-
-def neighbours(mask: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Nearest reference index at or before / at or after each frame: (B, T) each, -1 / T when none."""
-    B, T = mask.shape
-    t = torch.arange(T, device=mask.device).expand(B, T)
-    before = torch.where(~mask, t, -1).cummax(dim=1).values
-    after = torch.where(~mask, t, T).flip(1).cummin(dim=1).values.flip(1)
-    return before, after
+from models.masks import neighbours
 
 
 def _frames(video: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
