@@ -15,7 +15,7 @@ from gloo import free_port, join
 from mardini_bench.config import ConfigError, RunConfig, apply_overrides, config_hash
 from mardini_bench.factory import build_model
 from mardini_bench.run import distributed, fsdp
-from mardini_bench.run.train import CHECKPOINT, LOG, train
+from mardini_bench.run.train import CHECKPOINT, LOG, load_trained, train, trained_checkpoint
 
 # Every stage of the Fig. 4 curriculum, micro-batches (gradient accumulation without sync) and the EMA;
 # micro_batch fixes the unit of randomness, so 1 process x 2 micro-batches == 2 processes x 1.
@@ -100,6 +100,16 @@ def test_checkpoint_saved_on_two_processes_resumes_on_one(runs):
     after = [e for e in resumed if e["step"] > STOP]
     for e, ref in zip(after, single[STOP:]):
         assert e["loss"] == pytest.approx(ref["loss"], rel=1e-5), e["step"]
+
+
+def test_a_finished_sharded_run_loads_whole_for_evaluation(runs):
+    # the EMA weights read back from the shards 2 processes wrote are the ones the run evaluated
+    cfg, model, step = load_trained(runs / "sharded")
+    assert step == 20 and cfg.train.parallel == "fsdp"
+    evaluated = torch.load(runs / "sharded_eval.pt")
+    assert model.state_dict().keys() == evaluated.keys()
+    assert all(torch.equal(t, evaluated[name]) for name, t in model.state_dict().items())
+    assert trained_checkpoint(runs / "sharded") == runs / "sharded" / fsdp.CHECKPOINT
 
 
 def test_parallel_mode_is_not_part_of_the_run_id():

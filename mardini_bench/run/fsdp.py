@@ -160,6 +160,12 @@ def save(run_dir: Path, tensors: Dict[str, Any], trainer_state: Dict[str, Any], 
         barrier(env)
 
 
+def load_subset(folder: Path, tensors: Dict[str, Any]) -> None:
+    """Fill `tensors`, a part of what `tensor_state` saved (e.g. only the EMA), in place from `folder`,
+    gathered whole: evaluation on one process of a run sharded over many."""
+    dcp.load(tensors, checkpoint_id=folder)
+
+
 def load(folder: Path, tensors: Dict[str, Any], device: torch.device) -> Dict[str, Any]:
     """Fill `tensors` (from `tensor_state`) in place from `folder`; returns the trainer state."""
     trainer_state = torch.load(folder / TRAINER_STATE, map_location=device, weights_only=True)

@@ -43,7 +43,8 @@ from mardini_bench.io import write_json
 from mardini_bench.metrics.i3d import MIN_FRAMES
 from mardini_bench.registry import METRICS
 from mardini_bench.run.evaluate import eval_clips, model_sampler, save_npz, save_samples, task_seed
-from mardini_bench.run.train import CHECKPOINT, load_trained
+from mardini_bench.run.fsdp import CHECKPOINT as DCP_CHECKPOINT
+from mardini_bench.run.train import CHECKPOINT, load_trained, trained_checkpoint
 from tasks import generate_long, plan_long
 
 FOLDER, RESULT, SAMPLES = "long_video", "long_video.json", "samples.npz"
@@ -64,13 +65,14 @@ class LongVideoError(ValueError):
 def load_run(run_dir: Path) -> Tuple[RunConfig, torch.nn.Module, int]:
     """(config, EMA model, step) of a finished run; LongVideoError when the folder has no usable one."""
     if not run_dir.is_dir():
-        raise LongVideoError(f"{run_dir}: no such run folder (give a run folder holding {CHECKPOINT})")
-    if not (run_dir / CHECKPOINT).is_file():
-        raise LongVideoError(f"{run_dir / CHECKPOINT}: not found; the run has not trained yet "
+        raise LongVideoError(f"{run_dir}: no such run folder (give a run folder holding {CHECKPOINT} or {DCP_CHECKPOINT})")
+    checkpoint = trained_checkpoint(run_dir)
+    if not checkpoint.exists():
+        raise LongVideoError(f"{checkpoint}: not found; the run has not trained yet "
                              "(finish it first: launching its sweep again resumes it)")
     cfg, model, step = load_trained(run_dir)
     if step < cfg.train.steps:
-        raise LongVideoError(f"{run_dir / CHECKPOINT}: the run stopped at step {step} of train.steps="
+        raise LongVideoError(f"{checkpoint}: the run stopped at step {step} of train.steps="
                              f"{cfg.train.steps}; finish it first (launching its sweep again resumes it)")
     return cfg, model, step
 
@@ -214,7 +216,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = ArgumentParser(prog="python -m mardini_bench.run.long_video",
                             description="Long clips from a finished run's model, scored by FVD beside "
                                         "repeating the last given frame; written into RUN_DIR/long_video/.")
-    parser.add_argument("run_dir", type=Path, help=f"a finished run folder (holding {CHECKPOINT})")
+    parser.add_argument("run_dir", type=Path, help=f"a finished run folder (holding {CHECKPOINT} or {DCP_CHECKPOINT})")
     parser.add_argument("--frames", type=int, default=36, help="frames per long clip (default 36)")
     parser.add_argument("--clips", type=int, default=32, help="held-out clips to generate and score (default 32)")
     parser.add_argument("--seed", type=int, default=None, help="picks the clips and the noise (default eval.seed)")

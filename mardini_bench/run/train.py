@@ -532,21 +532,33 @@ def train(cfg: RunConfig, run_dir: Path, until: Optional[int] = None, env: Optio
     return TrainResult(trainer.eval_model(), summary, env)
 
 
+def trained_checkpoint(run_dir: Path) -> Path:
+    """The run's final checkpoint: `last.pt` (ddp), else `last.dcp/` (fsdp); `last.pt`'s path when neither
+    exists, so a missing file is named as the default format's."""
+    run_dir = Path(run_dir)
+    dcp_folder = run_dir / fsdp.CHECKPOINT
+    return dcp_folder if not (run_dir / CHECKPOINT).exists() and dcp_folder.is_dir() else run_dir / CHECKPOINT
+
+
 def load_trained(run_dir: Path, device: Optional[torch.device] = None) -> Tuple[RunConfig, torch.nn.Module, int]:
-    """(config, weights to evaluate, step) of the run's `last.pt`, as `train` returns them: the EMA copy,
-    or the raw model without EMA, in eval mode. Reads only: a damaged checkpoint is a `DamagedFileError`
-    naming the file (training resumes from `prev.pt` instead; a finished run's weights are these or none)."""
-    path = Path(run_dir) / CHECKPOINT
+    """(config, weights to evaluate, step) of the run's final checkpoint (`trained_checkpoint`), as `train`
+    returns them: the EMA copy, or the raw model without EMA, in eval mode. Reads only: a damaged
+    checkpoint is a `DamagedFileError` naming it (training resumes from its `prev` instead; a finished
+    run's weights are these or none). A sharded `last.dcp/` is gathered whole onto this one process."""
+    path = trained_checkpoint(run_dir)
+    device = device or _device()
     try:
-        ckpt = torch.load(path, map_location=device or _device(), weights_only=True)
+        if path.suffix == ".dcp":
+            return _load_trained_dcp(path, device)
+        ckpt = torch.load(path, map_location=device, weights_only=True)
         cfg = from_dict(RunConfig, ckpt["config"])
-    except FileNotFoundError:
+    except (FileNotFoundError, DamagedFileError):
         raise
     except ConfigError as err:
         raise DamagedFileError(f"{path}: its config no longer loads ({err})") from None
     except Exception as err:  # torch raises RuntimeError, EOFError, UnpicklingError... on a bad file
         raise DamagedFileError(f"{path}: not a readable training checkpoint ({fault(err)})") from None
-    model = build_model(cfg, device=device or _device())
+    model = build_model(cfg, device=device)
     model.load_state_dict(ckpt["model"])
     ema = ema_copy(model, cfg.train.ema_decay)
     if ema is not None:
@@ -555,9 +567,27 @@ def load_trained(run_dir: Path, device: Optional[torch.device] = None) -> Tuple[
     return cfg, model.eval(), int(ckpt["step"])
 
 
+def _load_trained_dcp(folder: Path, device: torch.device) -> Tuple[RunConfig, torch.nn.Module, int]:
+    """`load_trained` for `train.parallel=fsdp`: only the weights to evaluate are read from the shards (the
+    EMA averages, else the model), whatever the number of processes that wrote them."""
+    if not (folder / fsdp.TRAINER_STATE).is_file():
+        raise DamagedFileError(f"{folder}: no {fsdp.TRAINER_STATE} in it (a checkpoint folder cut short)")
+    try:
+        state = torch.load(folder / fsdp.TRAINER_STATE, map_location=device, weights_only=True)
+        cfg = from_dict(RunConfig, state["config"])
+    except ConfigError as err:
+        raise DamagedFileError(f"{folder}: its config no longer loads ({err})") from None
+    model = build_model(cfg, device=device)
+    weights = {name: t.detach().clone() for name, t in fsdp.ShardedEMA._tensors(model)}
+    wanted = {"ema": {"averages": weights}} if cfg.train.ema_decay > 0 else {"model": weights}
+    fsdp.load_subset(folder, wanted)
+    model.load_state_dict({name: weights[name] for name in model.state_dict()})
+    return cfg, model.eval(), int(state["step"])
+
+
 def _device() -> torch.device:
     return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
 
 
-__all__ = ["train", "load_trained", "ema_copy", "Trainer", "FSDPTrainer", "TrainResult", "NonFiniteError",
+__all__ = ["train", "load_trained", "trained_checkpoint", "ema_copy", "Trainer", "FSDPTrainer", "TrainResult", "NonFiniteError",
            "derived_generator", "lr_factor", "stage_at", "batch_indices", "micro_batch", "CHECKPOINT", "PREVIOUS", "LOG"]
