@@ -558,3 +558,12 @@ def test_damaged_sweep_json_is_one_line(body, needle, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert exit_info.value.code == 2 and len(err.splitlines()) == 1 and err.startswith("error: ")
     assert "sweep.json" in err and needle in err
+
+
+def test_local_runs_share_the_cores_within_their_cpus_per_task():
+    assert launch.local_threads(1, None, cores=2) == 2  # one run owns the machine
+    assert launch.local_threads(2, None, cores=2) == 1
+    assert launch.local_threads(4, 2, cores=2) == 1  # never more threads than cores
+    assert launch.local_threads(1, 1, cores=2) == 1  # --cpus-per-task 1 beside other work
+    assert launch.local_threads(1, 2, cores=16) == 2
+

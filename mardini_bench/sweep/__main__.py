@@ -112,12 +112,12 @@ def submit_points(sweep_dir: Path, grid: Grid, todo: Sequence[plan.Point], args:
     executor = launch.make_executor(sweep_dir / "submitit", args.cluster, options, grid.name)
     window = options.array_parallelism
     if args.cluster == "local" and window and window < len(todo):
-        launch.share_cores(window)
+        launch.share_cores(window, options.cpus_per_task)
         print(f"running {len(todo)} runs locally, at most {window} at once (array_parallelism)")
         launch.submit_windowed(executor, dirs, args.run_fn, window, jobs=jobs)
     else:
         if args.cluster == "local":
-            launch.share_cores(len(todo))
+            launch.share_cores(len(todo), options.cpus_per_task)
         jobs += launch.submit(executor, dirs, args.run_fn)
     print(f"submitted {len(jobs)} runs to {args.cluster}: job ids {' '.join(str(j.job_id) for j in jobs)}")
 
