@@ -62,3 +62,17 @@ def test_fig6a_reads_ten_steps_against_a_hundred():
                           _comparison("diffusion.sample_steps=1", "diffusion.sample_steps=10", 1000.0, 2510.0, 0.0)])
     row = claim_rows("fig6a_ddim_steps", frame).iloc[0]
     assert row["verdict"] == "reproduced" and row["ours"].startswith("interpolation FVD 2510 vs 2680")
+
+
+def test_table3_cost_claims_read_the_ratio_against_the_margin():
+    label = "generator.attention={}, planner.downsample={}, data.frames={}".format
+    latency = {label("spatiotemporal", 2, 9): 0.07, label("spatiotemporal", 1, 9): 0.10,  # x0.70: reproduced
+               label("temporal", 2, 13): 0.095, label("spatiotemporal", 2, 13): 0.10}     # x0.95: inconclusive
+    memory = {label("temporal", 2, 13): 400.0, label("spatiotemporal", 1, 13): 300.0}     # x1.33: contradicted
+    rows = claim_rows("table3", pd.DataFrame(), None, {"latency_sample_s": latency, "peak_mem_mb": memory})
+    verdicts = rows.set_index("claim")["verdict"]
+    assert verdicts["Table 3: asymmetric resolution cuts sampling latency (9 frames)"] == "reproduced"
+    assert verdicts["Table 3: asymmetric attention cuts sampling latency (13 frames)"].startswith("inconclusive")
+    assert verdicts["Table 3: both asymmetries cut peak memory (13 frames)"] == "contradicted"
+    assert "(x0.70)" in rows["ours"].iloc[0]
+    assert claim_rows("table3", pd.DataFrame(), None, {"latency_sample_s": {}}).empty

@@ -6,8 +6,12 @@ A claim names its grid (the sweep folder's name), the paper's numbers, and how o
                 paired comparisons (significance.csv: paired bootstrap over clips, seeds outer, Holm)
     convergence "A reaches a fixed training loss in fewer steps than B": the steps each seed takes
                 (`plots.seed_steps_to_loss`), Welch's t-test over the seeds
+    cost        "A costs less than B" in sampling latency or peak memory: the ratio of the variants'
+                costs (`results.variant_costs`). A run times its sampling once (the fastest of a few
+                repeats), so there is no test: the ratio must clear COST_MARGIN either way
 
-Verdict: *reproduced* when ours goes the paper's way and the test says significant at 0.05;
+Verdict: *reproduced* when ours goes the paper's way and the test says significant at 0.05 (for a
+cost: the ratio is below 1 - COST_MARGIN);
 *contradicted* when significant the other way; otherwise *inconclusive*, with the direction said.
 The report of a sweep whose name is a claim's grid shows its rows ("Paper claims"); the same rows,
 with the frozen numbers, come from a reference folder (`results/reference/<grid>`).
@@ -26,6 +30,7 @@ from scipy import stats
 from mardini_bench.analysis.significance import lower_is_better
 
 ALPHA = 0.05
+COST_MARGIN = 0.1  # a cost ratio within 1 +- this reads inconclusive (the spread of repeated timings)
 CLAIMS_FILE = "claims.csv"  # the verdict rows, frozen beside a reference's results
 VERDICT_COLUMNS = ["claim", "paper", "ours", "test", "verdict"]
 
@@ -54,6 +59,21 @@ class Convergence:
     slower: Mapping[str, str]
 
 
+@dataclass(frozen=True)
+class CostRatio:
+    """`cheaper` costs less than `dearer` in `column` (latency_sample_s or peak_mem_mb of a run)."""
+
+    grid: str
+    claim: str
+    paper: str
+    cheaper: Mapping[str, str]
+    dearer: Mapping[str, str]
+    column: str = "latency_sample_s"
+
+
+COST_NAMES = {"latency_sample_s": ("sampling latency", "s"), "peak_mem_mb": ("peak memory", "MB")}
+ST, T = {"generator.attention": "spatiotemporal"}, {"generator.attention": "temporal"}
+FULL, LOW = {"planner.downsample": "1"}, {"planner.downsample": "2"}
 MAR_DM = {"planner.name": "mar", "generator.name": "dit"}
 CLAIMS = (
     Pairwise("table2", "Table 2: MAR+DM beats DM-only", "DAVIS FVD 224 vs 321 (UCF101 258 vs 383)",
@@ -73,6 +93,15 @@ CLAIMS = (
                 "without it the DM fails to converge in the first 10k steps (no table)",
                 {"planner.identity_attention": "True", "generator.identity_attention": "True"},
                 {"planner.identity_attention": "False", "generator.identity_attention": "False"}),
+    # Table 3 (512², 25 DDIM steps, one A100): the same comparisons on the CPU grid's 32² clips
+    CostRatio("table3", "Table 3: asymmetric resolution cuts sampling latency (9 frames)",
+              "17.91 s vs 25.09 s (x0.71)", {**ST, **LOW, "data.frames": "9"}, {**ST, **FULL, "data.frames": "9"}),
+    CostRatio("table3", "Table 3: asymmetric attention cuts sampling latency (13 frames)",
+              "6.05 s vs 34.58 s (x0.17), both with asymmetric resolution",
+              {**T, **LOW, "data.frames": "13"}, {**ST, **LOW, "data.frames": "13"}),
+    CostRatio("table3", "Table 3: both asymmetries cut peak memory (13 frames)",
+              "42.57 GB vs out of memory on 80 GB", {**T, **LOW, "data.frames": "13"},
+              {**ST, **FULL, "data.frames": "13"}, column="peak_mem_mb"),
 )
 
 
@@ -137,13 +166,34 @@ def convergence_row(claim: Convergence, level: float, steps: Mapping[str, Sequen
             "test": f"Welch t over seeds, p = {p:.3g}", "verdict": _verdict(f.mean() < s.mean(), p < ALPHA)}
 
 
-def claim_rows(grid: str, comparisons: pd.DataFrame, timed: Optional[tuple] = None) -> pd.DataFrame:
-    """Every claim of `grid` this sweep can answer: `comparisons` (significance.csv) and `timed`
-    (`plots.seed_steps_to_loss`: level and steps per variant, None when the sweep has no such curves)."""
+def cost_row(claim: CostRatio, costs: Mapping[str, float]) -> Optional[Dict[str, str]]:
+    """The claim's row from the variants' costs ({label: cost}); None when the sweep lacks either."""
+    cheap = next((v for k, v in costs.items() if _matches(k, claim.cheaper)), None)
+    dear = next((v for k, v in costs.items() if _matches(k, claim.dearer)), None)
+    if cheap is None or dear is None or not dear > 0 or math.isnan(cheap):
+        return None
+    ratio = cheap / dear
+    name, unit = COST_NAMES.get(claim.column, (claim.column, ""))
+    if abs(ratio - 1) < COST_MARGIN:
+        verdict = f"inconclusive (within {COST_MARGIN:.0%} of equal)"
+    else:
+        verdict = "reproduced" if ratio < 1 else "contradicted"
+    return {"claim": claim.claim, "paper": claim.paper,
+            "ours": f"{name} {cheap:.4g} {unit} vs {dear:.4g} {unit} (x{ratio:.2f})",
+            "test": f"none: one timing per run; ratio must clear 1 +- {COST_MARGIN}", "verdict": verdict}
+
+
+def claim_rows(grid: str, comparisons: pd.DataFrame, timed: Optional[tuple] = None,
+               costs: Optional[Mapping[str, Mapping[str, float]]] = None) -> pd.DataFrame:
+    """Every claim of `grid` this sweep can answer: `comparisons` (significance.csv), `timed`
+    (`plots.seed_steps_to_loss`: level and steps per variant, None when the sweep has no such curves)
+    and `costs` ({column: `results.variant_costs`})."""
     rows = []
     for claim in claims_for(grid):
         if isinstance(claim, Pairwise) and len(comparisons):
             rows.append(pairwise_row(claim, comparisons))
         elif isinstance(claim, Convergence) and timed is not None:
             rows.append(convergence_row(claim, *timed))
+        elif isinstance(claim, CostRatio) and costs and claim.column in costs:
+            rows.append(cost_row(claim, costs[claim.column]))
     return pd.DataFrame([r for r in rows if r is not None], columns=VERDICT_COLUMNS)

@@ -20,11 +20,11 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import pandas as pd
 
 from mardini_bench.analysis import plots, tables
-from mardini_bench.analysis.claims import CLAIMS_FILE, claim_rows
+from mardini_bench.analysis.claims import CLAIMS_FILE, COST_NAMES, claim_rows
 from mardini_bench.analysis.reference import (ReferenceError, compare_reference, load_reference, per_video_frame,
                                               reference_lines, save_reference)
 from mardini_bench.analysis.results import (CollectError, ProtocolMismatchError, collect,
-                                            column_keys, summarise)
+                                            column_keys, summarise, variant_costs)
 from mardini_bench.analysis.significance import BASELINE_PREFIX, compare, lower_is_better, mark_best
 from mardini_bench.args import ArgumentParser
 from mardini_bench.io import DamagedFileError, NoSpaceError, atomic_file, load_json, write_text
@@ -63,7 +63,8 @@ def build_report(sweep_dir: Path | str, allow_mixed_protocols: bool = False, n_b
     if steps is not None:
         sections.append(("Steps to a fixed training loss, Identity Attention on/off (cf. paper Fig. 6c)", "table",
                          steps))
-    verdicts = claim_rows(sweep.name, comparisons, plots.seed_steps_to_loss(plots.identity_curves(df, sweep)))
+    costs = {column: variant_costs(df, column) for column in COST_NAMES if column in df.columns}
+    verdicts = claim_rows(sweep.name, comparisons, plots.seed_steps_to_loss(plots.identity_curves(df, sweep)), costs)
     if len(verdicts):
         sections.insert(3, ("Paper claims tested by this grid", "table", verdicts))
     if ref is not None:

@@ -289,6 +289,14 @@ def _seed_cost(group: pd.DataFrame, column: str) -> float:
     return values.min() if column == "latency_sample_s" else values.mean()
 
 
+def variant_costs(df: pd.DataFrame, column: str) -> Dict[str, float]:
+    """{variant label: its cost in `column` over its finished seeds} (`_seed_cost`), model runs only."""
+    runs = df[(df["method"] == "model") & (df["status"] == "DONE")].drop_duplicates("run_id")
+    axes = axis_columns(df)
+    labels = runs.apply(lambda row: variant_label(row, axes), axis=1) if len(runs) else pd.Series(dtype=str)
+    return {label: float(_seed_cost(group, column)) for label, group in runs.groupby(labels)}
+
+
 def summarise(df: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
     """Mean +- t-interval over seeds per variant x dataset x task x method x metric.
 
