@@ -180,7 +180,7 @@ def cost_row(claim: CostRatio, costs: Mapping[str, float]) -> Optional[Dict[str,
         verdict = "reproduced" if ratio < 1 else "contradicted"
     return {"claim": claim.claim, "paper": claim.paper,
             "ours": f"{name} {cheap:.4g} {unit} vs {dear:.4g} {unit} (x{ratio:.2f})",
-            "test": f"none: one timing per run; ratio must clear 1 +- {COST_MARGIN}", "verdict": verdict}
+            "test": f"none: one measurement per run; the ratio must clear 1 +- {COST_MARGIN}", "verdict": verdict}
 
 
 def claim_rows(grid: str, comparisons: pd.DataFrame, timed: Optional[tuple] = None,
