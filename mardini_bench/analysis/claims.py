@@ -36,12 +36,18 @@ VERDICT_COLUMNS = ["claim", "paper", "ours", "test", "verdict"]
 
 
 @dataclass(frozen=True)
-class Pairwise:
-    """`better` beats `worse` on `metric` of `task`; each side picks one variant by its axis values."""
+class Claim:
+    """What every claim names: the grid that tests it, its wording and the paper's numbers."""
 
     grid: str
     claim: str
     paper: str
+
+
+@dataclass(frozen=True)
+class Pairwise(Claim):
+    """`better` beats `worse` on `metric` of `task`; each side picks one variant by its axis values."""
+
     better: Mapping[str, str]
     worse: Mapping[str, str]
     task: str = "interpolation"
@@ -49,23 +55,17 @@ class Pairwise:
 
 
 @dataclass(frozen=True)
-class Convergence:
+class Convergence(Claim):
     """`faster` reaches the fixed training loss in fewer steps than `slower` (labels of the loss groups)."""
 
-    grid: str
-    claim: str
-    paper: str
     faster: Mapping[str, str]
     slower: Mapping[str, str]
 
 
 @dataclass(frozen=True)
-class CostRatio:
+class CostRatio(Claim):
     """`cheaper` costs less than `dearer` in `column` (latency_sample_s or peak_mem_mb of a run)."""
 
-    grid: str
-    claim: str
-    paper: str
     cheaper: Mapping[str, str]
     dearer: Mapping[str, str]
     column: str = "latency_sample_s"
@@ -105,7 +105,7 @@ CLAIMS = (
 )
 
 
-def claims_for(grid: str) -> List[object]:
+def claims_for(grid: str) -> List[Claim]:
     return [c for c in CLAIMS if c.grid == grid]
 
 
@@ -118,6 +118,11 @@ def parse_label(label: str) -> Dict[str, str]:
 def _matches(label: str, pick: Mapping[str, str]) -> bool:
     axes = parse_label(label)
     return all(axes.get(key) == value for key, value in pick.items())
+
+
+def _pick(values: Mapping[str, object], pick: Mapping[str, str]) -> Optional[object]:
+    """The value of the first variant label in `values` that `pick` matches; None when none does."""
+    return next((v for label, v in values.items() if _matches(label, pick)), None)
 
 
 def _verdict(right_way: bool, significant: bool) -> str:
@@ -150,8 +155,7 @@ def pairwise_row(claim: Pairwise, comparisons: pd.DataFrame) -> Optional[Dict[st
 def convergence_row(claim: Convergence, level: float, steps: Mapping[str, Sequence[float]]) -> Optional[Dict[str, str]]:
     """The claim's row from the steps each seed took to reach `level`; a seed that never did counts as
     the slowest possible (it is left out of the mean, and the row says how many reached it)."""
-    fast = next((v for k, v in steps.items() if _matches(k, claim.faster)), None)
-    slow = next((v for k, v in steps.items() if _matches(k, claim.slower)), None)
+    fast, slow = _pick(steps, claim.faster), _pick(steps, claim.slower)
     if fast is None or slow is None:
         return None
     f, s = (np.array([x for x in v if not math.isnan(x)]) for v in (fast, slow))
@@ -168,8 +172,7 @@ def convergence_row(claim: Convergence, level: float, steps: Mapping[str, Sequen
 
 def cost_row(claim: CostRatio, costs: Mapping[str, float]) -> Optional[Dict[str, str]]:
     """The claim's row from the variants' costs ({label: cost}); None when the sweep lacks either."""
-    cheap = next((v for k, v in costs.items() if _matches(k, claim.cheaper)), None)
-    dear = next((v for k, v in costs.items() if _matches(k, claim.dearer)), None)
+    cheap, dear = _pick(costs, claim.cheaper), _pick(costs, claim.dearer)
     if cheap is None or dear is None or not dear > 0 or math.isnan(cheap):
         return None
     ratio = cheap / dear

@@ -160,10 +160,17 @@ def save(run_dir: Path, tensors: Dict[str, Any], trainer_state: Dict[str, Any], 
         barrier(env)
 
 
-def load_subset(folder: Path, tensors: Dict[str, Any]) -> None:
-    """Fill `tensors`, a part of what `tensor_state` saved (e.g. only the EMA), in place from `folder`,
-    gathered whole: evaluation on one process of a run sharded over many."""
-    dcp.load(tensors, checkpoint_id=folder)
+def load_weights(folder: Path, model: nn.Module, ema: bool) -> None:
+    """Load the weights to evaluate from `folder` into an unsharded `model`, gathered whole whatever the
+    number of processes that wrote them: the EMA averages when `ema`, else the model's own weights
+    (the keys `tensor_state` saved them under; the optimiser state is not read)."""
+    if ema:
+        weights = {name: t.detach().clone() for name, t in ShardedEMA._tensors(model)}
+        dcp.load({"ema": {"averages": weights}}, checkpoint_id=folder)
+    else:
+        weights = {name: t.clone() for name, t in model.state_dict().items()}
+        dcp.load({"model": weights}, checkpoint_id=folder)
+    model.load_state_dict({name: weights[name] for name in model.state_dict()})
 
 
 def load(folder: Path, tensors: Dict[str, Any], device: torch.device) -> Dict[str, Any]:

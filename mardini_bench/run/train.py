@@ -578,10 +578,7 @@ def _load_trained_dcp(folder: Path, device: torch.device) -> Tuple[RunConfig, to
     except ConfigError as err:
         raise DamagedFileError(f"{folder}: its config no longer loads ({err})") from None
     model = build_model(cfg, device=device)
-    weights = {name: t.detach().clone() for name, t in fsdp.ShardedEMA._tensors(model)}
-    wanted = {"ema": {"averages": weights}} if cfg.train.ema_decay > 0 else {"model": weights}
-    fsdp.load_subset(folder, wanted)
-    model.load_state_dict({name: weights[name] for name in model.state_dict()})
+    fsdp.load_weights(folder, model, ema=cfg.train.ema_decay > 0)
     return cfg, model.eval(), int(state["step"])
 
 
