@@ -52,9 +52,18 @@ def test_convergence_claim_uses_the_seeds_steps_to_the_level():
     assert few["verdict"].iloc[0] == "inconclusive (too few seeds reached the level)"
 
 
-@pytest.mark.parametrize("grid", ["quickstart", "planner_depth"])
+@pytest.mark.parametrize("grid", ["quickstart", "generator_size"])
 def test_a_grid_without_claims_has_no_rows(grid):
     assert claim_rows(grid, pd.DataFrame([_comparison(DM_ONLY, MAR_DM_4, 1.0, 2.0, 0.01)])).empty
+
+
+def test_planner_depth_reads_the_deepest_against_twice_shallower_and_the_shallowest():
+    frame = pd.DataFrame([_comparison("planner.depth=4", "planner.depth=8", 820.0, 790.0, 0.2),
+                          _comparison("planner.depth=1", "planner.depth=8", 900.0, 790.0, 0.01),
+                          _comparison("planner.depth=1", "planner.depth=4", 900.0, 820.0, 0.02)])
+    verdicts = claim_rows("planner_depth", frame).set_index("claim")["verdict"]
+    assert verdicts.tolist() == ["inconclusive (right direction)", "reproduced"]
+    assert verdicts.index[1].endswith("(depth 8 vs 1)")
 
 
 def test_fig6a_reads_ten_steps_against_a_hundred():
