@@ -74,25 +74,26 @@ def check_weights(cfg: RunConfig) -> None:
     usable_metrics(cfg)
 
 
-_SKIPPED: Dict[Tuple[str, str], str] = {}  # (metric, weights) -> why: each skip is said once per process
+_OPTIONAL_FOUND: Dict[Tuple[str, str], bool] = {}  # (metric, weights) -> usable: checked (and said) once per process
 
 
 def usable_metrics(cfg: RunConfig) -> List[str]:
     """`cfg.eval.metrics` without the optional-weights metrics whose weights are absent; each one
-    skipped prints one `warning:` line on stderr naming the file and where to put it."""
+    skipped prints one `warning:` line on stderr naming the file and where to put it. The check
+    before training and the one at evaluation share one look-up."""
     usable = []
     for name in cfg.eval.metrics:
-        if metric_info(name).optional_weights:
-            key = (name, str(cfg.eval.weights))
+        key = (name, str(cfg.eval.weights))
+        if metric_info(name).optional_weights and key not in _OPTIONAL_FOUND:
             try:
                 METRICS.build(name, weights=cfg.eval.weights)
+                _OPTIONAL_FOUND[key] = True
             except WeightsError as err:
-                if key not in _SKIPPED:
-                    _SKIPPED[key] = str(err)
-                    print(f"warning: {name} skipped (the run's other metrics are unaffected): {err}",
-                          file=sys.stderr, flush=True)
-                continue
-        usable.append(name)
+                _OPTIONAL_FOUND[key] = False
+                print(f"warning: {name} skipped (the run's other metrics are unaffected): {err}",
+                      file=sys.stderr, flush=True)
+        if _OPTIONAL_FOUND.get(key, True):
+            usable.append(name)
     return usable
 
 
