@@ -105,6 +105,10 @@ class DiffusionConfig:
     sample_steps: int = 25  # DDIM steps; the paper uses 25 for all latency/ablation numbers
     cfg_scale: float = 1.0  # guidance on the planning signal; paper: 2.5 for I2V, none for interp
     eta: float = 0.0  # DDIM stochasticity; 0 = deterministic
+    # Not in the paper: the mean of this many samples, each from its own noise (design §5). 1 = one
+    # sample, the paper's output. K > 1 is a Monte-Carlo estimate of the posterior mean: it removes
+    # what the samples do not share (a short-trained model's speckle, and any real diversity).
+    sample_average: int = 1
     # SD3-style shift of the schedule: every timestep's SNR is divided by shift^2. > 1 is noisier
     # (high resolution, where neighbouring pixels are redundant); < 1 is cleaner (low resolution).
     # "simple diffusion" (Hoogeboom et al. 2023) shifts by base/resolution the same way.
@@ -456,8 +460,8 @@ RANGES: Dict[str, Dict[str, Range]] = {
                       "downsample": AT_LEAST_1, "rope_theta": POSITIVE, "norm_eps": POSITIVE},
     "GeneratorConfig": {"depth": AT_LEAST_1, "dim": AT_LEAST_1, "mlp_dim": AT_LEAST_1, "heads": AT_LEAST_1,
                         "cfg_drop_prob": UNIT, "patch": AT_LEAST_1},
-    "DiffusionConfig": {"train_timesteps": AT_LEAST_1, "sample_steps": AT_LEAST_1, "cfg_scale": NON_NEGATIVE,
-                        "eta": NON_NEGATIVE, "shift": POSITIVE, "min_snr_gamma": POSITIVE},
+    "DiffusionConfig": {"train_timesteps": AT_LEAST_1, "sample_steps": AT_LEAST_1, "sample_average": AT_LEAST_1,
+                        "cfg_scale": NON_NEGATIVE, "eta": NON_NEGATIVE, "shift": POSITIVE, "min_snr_gamma": POSITIVE},
     "CodecConfig": {"patch": AT_LEAST_1, "scale": POSITIVE, "shift": FINITE, "stats_clips": AT_LEAST_1},
     "ModelConfig": {"latent_channels": AT_LEAST_1},
     "MaskConfig": {"task_weights": NON_NEGATIVE, "min_ref": AT_LEAST_1, "max_ref": AT_LEAST_1,
@@ -586,7 +590,7 @@ RUN_ID_EXCLUDES = (("train", "parallel"), ("train", "activation_checkpointing"))
 
 # Fields added after results were published, left out of the run id while they hold their default
 # (the behaviour every earlier run had): a new option must not rename every existing run.
-RUN_ID_NEW_DEFAULTS = {("model", "generator", "head"): "linear"}
+RUN_ID_NEW_DEFAULTS = {("model", "generator", "head"): "linear", ("model", "diffusion", "sample_average"): 1}
 
 
 def identity_dict(cfg: RunConfig) -> Dict[str, Any]:
@@ -608,7 +612,7 @@ def identity_dict(cfg: RunConfig) -> Dict[str, Any]:
 # Fields read only after training (how the trained model is sampled and scored): runs that differ in
 # nothing else train the same weights.
 SAMPLING_FIELDS = (("model", "diffusion", "sample_steps"), ("model", "diffusion", "cfg_scale"),
-                   ("model", "diffusion", "eta"))
+                   ("model", "diffusion", "eta"), ("model", "diffusion", "sample_average"))
 
 
 def training_dict(cfg: RunConfig) -> Dict[str, Any]:

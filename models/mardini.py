@@ -221,8 +221,12 @@ class MarDini(nn.Module):
                                uncond)
             return guided(*v.chunk(2), cfg_scale)
 
-        noise = _randn(z_ref.shape, generator, z_ref.device, z_ref.dtype)
-        z = guess + ddim_sample(velocity, self.schedule, noise, steps, eta, generator)
+        # K > 1: the mean of K samples, a Monte-Carlo posterior mean (design §5); the planner ran once
+        residual = 0
+        for _ in range(d.sample_average):
+            noise = _randn(z_ref.shape, generator, z_ref.device, z_ref.dtype)
+            residual = residual + ddim_sample(velocity, self.schedule, noise, steps, eta, generator)
+        z = guess + residual / d.sample_average
         return torch.where(m, z, z_ref)
 
     def num_params(self) -> Dict[str, int]:

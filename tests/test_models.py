@@ -153,6 +153,23 @@ def test_cfg_sampling_runs_two_branches_and_differs():
     assert not torch.allclose(a, b)
 
 
+def test_sample_average_is_the_mean_of_that_many_samples_drawn_in_turn():
+    torch.manual_seed(0)
+    model = build_model(tiny("model.diffusion.sample_average=3"))
+    with torch.no_grad():  # leave adaLN-Zero's zero output so the samples differ
+        for p in model.generator.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    video, mask = clip_batch(2)
+    z = model.encode(video)
+    mean = model.sample_latents(z, mask, steps=2, generator=torch.Generator().manual_seed(7))
+    one = dataclasses.replace(model.cfg, diffusion=dataclasses.replace(model.cfg.diffusion, sample_average=1))
+    model.cfg = one
+    gen = torch.Generator().manual_seed(7)
+    draws = [model.sample_latents(z, mask, steps=2, generator=gen) for _ in range(3)]
+    assert not torch.allclose(draws[0], draws[1])
+    torch.testing.assert_close(mean, sum(draws) / 3)
+
+
 # -- Identity Attention (paper §2.3) --------------------------------------------------------------
 def _perturbed_generator_outputs(identity: bool, attention: str, scope: str):
     model = build_model(tiny(f"model.generator.identity_attention={identity}",

@@ -16,7 +16,7 @@ Returned fields (`run_cost`):
     flops_train_step    forward + backward of one training step (joint stage, Eq. 3) at
                         train.batch_size x data.frames x data.resolution, on latents (the codec is
                         frozen and not counted); the optimiser update is not counted
-    flops_sample        one video: planner once + sample_steps DDIM generator calls, doubled batch
+    flops_sample        one video: planner once + sample_steps x sample_average DDIM generator calls, doubled batch
                         when diffusion.cfg_scale != 1 (classifier-free guidance)
     latency_sample_s    fastest wall time of `sample_latents` for one video over `repeats` runs
                         after one warm-up run, with this process's torch threads; None on meta
