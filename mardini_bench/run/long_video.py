@@ -205,7 +205,8 @@ def make_long_video(run_dir: Path, frames: int, clips: int, seed: Optional[int] 
                 "keyframe_stride": plan.stride, "sampler_calls": len(plan.steps), "clips": clips, "seed": seed,
                 "split": "val", "data": to_dict(long_cfg.data), "checkpoint_step": step,
                 "weights": "ema" if cfg.train.ema_decay > 0 else "model",
-                "sample_steps": cfg.model.diffusion.sample_steps, "baseline": f"{BASELINE}: {BASELINE_RULE}"}
+                "sample_steps": cfg.model.diffusion.sample_steps, "cfg_scale": cfg.model.diffusion.cfg_scale,
+                "sample_average": cfg.model.diffusion.sample_average, "baseline": f"{BASELINE}: {BASELINE_RULE}"}
     result = {"run_id": run_dir.name, "protocol": protocol, "records": records, "comparison": comparison,
               "media": media, "wall_s": time.perf_counter() - start}
     write_json(out_dir / RESULT, result)
