@@ -187,9 +187,10 @@ class MarDini(nn.Module):
     @torch.no_grad()
     def sample(self, video: torch.Tensor, mask: torch.Tensor, steps: Optional[int] = None,
                cfg_scale: Optional[float] = None, eta: Optional[float] = None,
-               generator: Optional[torch.Generator] = None) -> torch.Tensor:
+               generator: Optional[torch.Generator] = None, sample_average: Optional[int] = None) -> torch.Tensor:
         """Generate the masked frames of `video` (B, T, 3, H, W); reference frames are returned as given."""
-        z = self.sample_latents(self.encode(video), mask, steps, cfg_scale, eta, generator, self.encode_low(video))
+        z = self.sample_latents(self.encode(video), mask, steps, cfg_scale, eta, generator, self.encode_low(video),
+                                sample_average)
         out = self.decode(z)
         return torch.where(mask[:, :, None, None, None], out, video.float())
 
@@ -197,11 +198,12 @@ class MarDini(nn.Module):
     def sample_latents(self, z_ref: torch.Tensor, mask: torch.Tensor, steps: Optional[int] = None,
                        cfg_scale: Optional[float] = None, eta: Optional[float] = None,
                        generator: Optional[torch.Generator] = None,
-                       z_low: Optional[torch.Tensor] = None) -> torch.Tensor:
+                       z_low: Optional[torch.Tensor] = None, sample_average: Optional[int] = None) -> torch.Tensor:
         d = self.cfg.diffusion
         steps = d.sample_steps if steps is None else steps
         cfg_scale = d.cfg_scale if cfg_scale is None else cfg_scale
         eta = d.eta if eta is None else eta
+        sample_average = d.sample_average if sample_average is None else sample_average
         m = mask[:, :, None, None, None]
         signal, hw, recon, _ = self.plan(z_ref, mask, z_low)  # the planner runs once per clip
         if self.generator is None:  # MAR-only: upsample P's low-res reconstruction
@@ -223,10 +225,10 @@ class MarDini(nn.Module):
 
         # K > 1: the mean of K samples, a Monte-Carlo posterior mean (design §5); the planner ran once
         residual = 0
-        for _ in range(d.sample_average):
+        for _ in range(sample_average):
             noise = _randn(z_ref.shape, generator, z_ref.device, z_ref.dtype)
             residual = residual + ddim_sample(velocity, self.schedule, noise, steps, eta, generator)
-        z = guess + residual / d.sample_average
+        z = guess + residual / sample_average
         return torch.where(m, z, z_ref)
 
     def num_params(self) -> Dict[str, int]:
