@@ -120,7 +120,11 @@ class StepBatches:
 
 
 def autocast_dtype(precision: str, device: torch.device) -> Optional[torch.dtype]:
-    """bf16 under `auto` on CUDA only; fp32 (no autocast) on CPU unless bf16 is asked for."""
+    """bf16 under `auto` on CUDA only; fp32 (no autocast) on CPU unless bf16 is asked for.
+
+    Why not bf16 on CPUs with native bf16 matmuls: on a 2-core AVX512-BF16 CPU a bf16 matmul runs at
+    2.1x the fp32 rate, but a `small` training step under autocast takes 699 ms against 535 ms in fp32,
+    because the fused CPU attention's backward at head dim 24 is 3x slower in bf16 than in fp32."""
     if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
         return torch.bfloat16
     return None
