@@ -101,6 +101,8 @@ def test_a_new_field_at_its_default_keeps_every_earlier_run_id():
     small = apply_overrides(RunConfig(), ["model=small", "model.diffusion.cfg_scale=1.0",
                                           "model.diffusion.sample_average=1", "model.diffusion.train_timesteps=1000"])
     assert config_hash(small) == "fcb034a4fd"  # its run id then
+    # the frozen grids name it `small_v1`: the same config, so the same run ids
+    assert apply_overrides(RunConfig(), ["model=small_v1"]) == small
     assert config_hash(apply_overrides(small, ["model.generator.head=conv"])) != config_hash(small)
     assert config_hash(apply_overrides(small, ["model.diffusion.sample_average=2"])) != config_hash(small)
 
