@@ -123,6 +123,17 @@ class DiffusionConfig:
     # What the references already show (a static background) then costs the model nothing, and at
     # initialisation the model samples the baseline itself. Names: "none" or a key of PRIOR_BASELINES.
     prior: str = "none"
+    # Not in the paper's configs, but in its practice: sampling per task (it guides image-to-video at 2.5
+    # and interpolation not at all). (task, value) pairs replace sample_steps / cfg_scale when the model
+    # samples that task's masks; a task not named uses the fields above.
+    task_sample_steps: Tuple[Tuple[str, int], ...] = ()
+    task_cfg_scale: Tuple[Tuple[str, float], ...] = ()
+
+
+def task_sampling(cfg: DiffusionConfig, task: Optional[str]) -> Dict[str, Any]:
+    """`MarDini.sample` keywords for `task`: {"steps", "cfg_scale"}, the task's entries or the defaults."""
+    steps, scale = dict(cfg.task_sample_steps), dict(cfg.task_cfg_scale)
+    return {"steps": steps.get(task, cfg.sample_steps), "cfg_scale": scale.get(task, cfg.cfg_scale)}
 
 
 @dataclass(frozen=True)
@@ -516,6 +527,21 @@ def _check_refs(cfg: "MaskConfig", prefix: str) -> None:
                               "[until_step >= 0, min_ref_frac, max_ref_frac] with 0 <= min <= max <= 1")
 
 
+def _check_task_sampling(cfg: "DiffusionConfig", prefix: str) -> None:
+    """Per-task sampling names registered tasks, once each, with values in the plain fields' ranges."""
+    tasks = REGISTRIES["task"]
+    for key, rule in (("task_sample_steps", AT_LEAST_1), ("task_cfg_scale", NON_NEGATIVE)):
+        pairs = getattr(cfg, key)
+        for i, (task, value) in enumerate(pairs):
+            if task not in tasks:
+                raise ConfigError(f"{prefix}{key}[{i}]: {tasks.unknown_message(task)}")
+            _check_range(f"{prefix}{key}[{i}] ({task})", value, rule)
+        names = [task for task, _ in pairs]
+        if len(set(names)) < len(names):
+            twice = sorted({n for n in names if names.count(n) > 1})
+            raise ConfigError(f"{prefix}{key}: {', '.join(twice)} named more than once; give each task one value")
+
+
 def _check_schedule(cfg: "TrainConfig", prefix: str) -> None:
     """Fig. 4 curriculum: known stages, positive lengths, no more steps than the run has."""
     for i, (stage, steps) in enumerate(cfg.schedule):
@@ -560,6 +586,7 @@ def _check_resolution(cfg: "RunConfig", prefix: str) -> None:
 SHAPE_CHECKS: Dict[str, Tuple[Callable[[Any, str], None], ...]] = {
     "PlannerConfig": (_check_heads,), "GeneratorConfig": (_check_heads,), "MaskConfig": (_check_refs,),
     "TrainConfig": (_check_schedule,), "RunConfig": (_check_resolution,), "DataConfig": (_check_root,),
+    "DiffusionConfig": (_check_task_sampling,),
 }
 
 
@@ -590,7 +617,8 @@ RUN_ID_EXCLUDES = (("train", "parallel"), ("train", "activation_checkpointing"))
 
 # Fields added after results were published, left out of the run id while they hold their default
 # (the behaviour every earlier run had): a new option must not rename every existing run.
-RUN_ID_NEW_DEFAULTS = {("model", "generator", "head"): "linear", ("model", "diffusion", "sample_average"): 1}
+RUN_ID_NEW_DEFAULTS = {("model", "generator", "head"): "linear", ("model", "diffusion", "sample_average"): 1,
+                       ("model", "diffusion", "task_sample_steps"): [], ("model", "diffusion", "task_cfg_scale"): []}
 
 
 def identity_dict(cfg: RunConfig) -> Dict[str, Any]:
@@ -612,7 +640,8 @@ def identity_dict(cfg: RunConfig) -> Dict[str, Any]:
 # Fields read only after training (how the trained model is sampled and scored): runs that differ in
 # nothing else train the same weights.
 SAMPLING_FIELDS = (("model", "diffusion", "sample_steps"), ("model", "diffusion", "cfg_scale"),
-                   ("model", "diffusion", "eta"), ("model", "diffusion", "sample_average"))
+                   ("model", "diffusion", "eta"), ("model", "diffusion", "sample_average"),
+                   ("model", "diffusion", "task_sample_steps"), ("model", "diffusion", "task_cfg_scale"))
 
 
 def training_dict(cfg: RunConfig) -> Dict[str, Any]:

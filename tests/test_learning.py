@@ -8,11 +8,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mardini_bench.config import DataConfig, MaskConfig, RunConfig, apply_overrides
+from mardini_bench.config import (ConfigError, DataConfig, MaskConfig, RunConfig, apply_overrides, task_sampling,
+                                  training_dict)
 from mardini_bench.data import build_dataset, latent_stats
 from mardini_bench.factory import build_model
 from mardini_bench.registry import TASKS
 from mardini_bench.run.baselines import copy_nearest, linear_blend
+from mardini_bench.run.evaluate import model_sampler
 from mardini_bench.run.train import train
 from models.diffusion import cosine, shifted
 from models.masks import build_mask_schedule
@@ -169,3 +171,39 @@ def test_model_preset_brings_its_training_recipe_and_later_keys_refine_it():
     paper = apply_overrides(RunConfig(), ["model=mardini_s_st"])
     assert paper.train.lr == 1.4e-4 and paper.train.batch_size == 1024
     assert apply_overrides(RunConfig(), ["model=tiny"]).train.lr != paper.train.lr
+
+
+# -- sampling per task ---------------------------------------------------------------------------------
+def test_task_sampling_replaces_steps_and_guidance_for_the_named_task_only():
+    cfg = apply_overrides(RunConfig(), ["model=tiny", 'model.diffusion.task_sample_steps=[["expansion",4]]',
+                                        'model.diffusion.task_cfg_scale=[["interpolation",3.0]]'])
+    d = cfg.model.diffusion
+    assert task_sampling(d, "expansion") == {"steps": 4, "cfg_scale": d.cfg_scale}
+    assert task_sampling(d, "interpolation") == {"steps": d.sample_steps, "cfg_scale": 3.0}
+    assert task_sampling(d, None) == task_sampling(d, "image_to_video") == {"steps": d.sample_steps,
+                                                                             "cfg_scale": d.cfg_scale}
+    # how the model is sampled, not what it learns: a run differing only here reuses a sibling's training
+    assert training_dict(cfg) == training_dict(apply_overrides(RunConfig(), ["model=tiny"]))
+
+
+def test_evaluation_samples_each_task_with_its_own_settings():
+    cfg = apply_overrides(RunConfig(), ["model=tiny", 'model.diffusion.task_sample_steps=[["expansion",3]]'])
+    model = build_model(cfg.model)
+    video = torch.rand(2, cfg.data.frames, 3, cfg.data.resolution, cfg.data.resolution)
+    mask = TASKS.build("expansion").eval_mask(cfg.data.frames).expand(2, -1)
+    seen = []
+    model.sample = lambda video, mask, **kw: seen.append(kw) or video
+    model_sampler(model, 0, "expansion")(video, mask)
+    model_sampler(model, 0, "interpolation")(video, mask)
+    assert [kw["steps"] for kw in seen] == [3, cfg.model.diffusion.sample_steps]
+
+
+@pytest.mark.parametrize("override, expected", [
+    ('model.diffusion.task_sample_steps=[["expansoin",4]]', "did you mean 'expansion'"),
+    ('model.diffusion.task_sample_steps=[["expansion",0]]', "task_sample_steps[0] (expansion): got 0, must be >= 1"),
+    ('model.diffusion.task_cfg_scale=[["expansion",1],["expansion",2]]', "expansion named more than once"),
+])
+def test_task_sampling_refuses_unknown_tasks_bad_values_and_repeats_in_one_line(override, expected):
+    with pytest.raises(ConfigError) as err:
+        apply_overrides(RunConfig(), ["model=tiny", override])
+    assert expected in str(err.value) and "\n" not in str(err.value)

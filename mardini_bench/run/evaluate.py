@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 import mardini_bench
-from mardini_bench.config import ConfigError, RunConfig, to_dict
+from mardini_bench.config import ConfigError, RunConfig, task_sampling, to_dict
 from mardini_bench.data import build_dataset
 from mardini_bench.io import atomic_write, exclusive_lock, load_json, write_json
 from mardini_bench.metrics.info import is_distribution, metric_info
@@ -144,9 +144,12 @@ def generate(fn: Sampler, videos: torch.Tensor, mask: torch.Tensor, batch: int,
     return torch.cat(out).clamp(0, 1)
 
 
-def model_sampler(model: torch.nn.Module, seed: int) -> Sampler:
-    gen = torch.Generator().manual_seed(seed)  # one stream per task, consumed batch by batch
-    return lambda video, mask: model.sample(video, mask, generator=gen)
+def model_sampler(model: torch.nn.Module, seed: int, task: Optional[str] = None) -> Sampler:
+    """`model.sample` with `task`'s sampling (`model.diffusion.task_*`); one noise stream per task,
+    consumed batch by batch."""
+    gen = torch.Generator().manual_seed(seed)
+    settings = task_sampling(model.cfg.diffusion, task)
+    return lambda video, mask: model.sample(video, mask, generator=gen, **settings)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -324,7 +327,7 @@ def evaluate(model: torch.nn.Module, cfg: RunConfig, run_dir: Path) -> List[Dict
     build_shared(cfg, prepared, run_dir)
     records: List[Dict[str, Any]] = []
     for task_name, real, mask in prepared:
-        fake = generate(model_sampler(model, task_seed(cfg.eval.seed, task_name)), real, mask,
+        fake = generate(model_sampler(model, task_seed(cfg.eval.seed, task_name), task_name), real, mask,
                         cfg.eval.batch_size, device)
         out_dir = run_dir / "eval" / task_name
         save_samples(out_dir / "samples.npz", real, mask, fake, cfg.eval.samples)
