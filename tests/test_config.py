@@ -97,14 +97,17 @@ def test_dict_round_trip_and_stable_hash():
 
 
 def test_a_new_field_at_its_default_keeps_every_earlier_run_id():
-    # `small` as trained and sampled before DiffusionConfig.sample_average and GeneratorConfig.head existed
+    # `small` as trained and sampled before DiffusionConfig.sample_average, .task_* and GeneratorConfig.head existed
     small = apply_overrides(RunConfig(), ["model=small", "model.diffusion.cfg_scale=1.0",
-                                          "model.diffusion.sample_average=1", "model.diffusion.train_timesteps=1000"])
+                                          "model.diffusion.sample_average=1", "model.diffusion.train_timesteps=1000",
+                                          "model.diffusion.task_cfg_scale=[]", "model.diffusion.task_sample_steps=[]"])
     assert config_hash(small) == "fcb034a4fd"  # its run id then
     # the frozen grids name it `small_v1`: the same config, so the same run ids
     assert apply_overrides(RunConfig(), ["model=small_v1"]) == small
     assert config_hash(apply_overrides(small, ["model.generator.head=conv"])) != config_hash(small)
     assert config_hash(apply_overrides(small, ["model.diffusion.sample_average=2"])) != config_hash(small)
+    assert config_hash(apply_overrides(small, ['model.diffusion.task_cfg_scale=[["interpolation",3.0]]'])) \
+        != config_hash(small)
 
 
 def test_params_cli_prints_counts_and_fails_in_one_line():
