@@ -529,9 +529,9 @@ def _check_refs(cfg: "MaskConfig", prefix: str) -> None:
 
 def _check_task_sampling(cfg: "DiffusionConfig", prefix: str) -> None:
     """Per-task sampling names registered tasks, once each, with values in the plain fields' ranges."""
-    tasks = REGISTRIES["task"]
-    for key, rule in (("task_sample_steps", AT_LEAST_1), ("task_cfg_scale", NON_NEGATIVE)):
-        pairs = getattr(cfg, key)
+    tasks, ranges = REGISTRIES["task"], RANGES["DiffusionConfig"]
+    for key, plain in (("task_sample_steps", "sample_steps"), ("task_cfg_scale", "cfg_scale")):
+        pairs, rule = getattr(cfg, key), ranges[plain]
         for i, (task, value) in enumerate(pairs):
             if task not in tasks:
                 raise ConfigError(f"{prefix}{key}[{i}]: {tasks.unknown_message(task)}")
