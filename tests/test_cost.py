@@ -62,6 +62,15 @@ def test_sample_flops_grow_with_steps_and_cfg_doubles_the_generator(tiny):
     assert guided - base == pytest.approx(2 * per_step, rel=0.02)  # each of 2 steps runs G twice
 
 
+def test_sample_cost_uses_the_interpolation_tasks_own_sampling(tiny):
+    """The costed clip is an interpolation clip: its per-task steps and guidance count, others' do not."""
+    flops = lambda *o: count_flops(sample_fn(tiny, _cfg("model.diffusion.sample_steps=2", *o)))  # noqa: E731
+    base = flops()
+    assert flops('model.diffusion.task_sample_steps=[["interpolation",4]]') > base
+    assert flops('model.diffusion.task_cfg_scale=[["interpolation",2.0]]') > base
+    assert flops('model.diffusion.task_sample_steps=[["expansion",4]]') == base
+
+
 def test_train_flops_match_a_hand_count_for_one_linear():
     """FlopCounterMode convention: 2*m*n*k forward, twice that backward (input and weight grads)."""
     layer = torch.nn.Linear(64, 32, bias=False)

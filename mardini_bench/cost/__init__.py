@@ -16,8 +16,9 @@ Returned fields (`run_cost`):
     flops_train_step    forward + backward of one training step (joint stage, Eq. 3) at
                         train.batch_size x data.frames x data.resolution, on latents (the codec is
                         frozen and not counted); the optimiser update is not counted
-    flops_sample        one video: planner once + sample_steps x sample_average DDIM generator calls, doubled batch
-                        when diffusion.cfg_scale != 1 (classifier-free guidance)
+    flops_sample        one interpolation video (first and last frames given), sampled as evaluation samples
+                        that task (`config.task_sampling`): planner once + steps x sample_average DDIM
+                        generator calls, doubled batch when the guidance scale != 1
     latency_sample_s    fastest wall time of `sample_latents` for one video over `repeats` runs
                         after one warm-up run, with this process's torch threads; None on meta
     peak_mem_mb         training step (forward + backward, no optimiser state). CUDA:
@@ -38,7 +39,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 from torch.utils.flop_counter import FlopCounterMode
 
-from mardini_bench.config import RunConfig, latent_geometry
+from mardini_bench.config import RunConfig, latent_geometry, task_sampling
 from mardini_bench.cost.perf import timing_lock
 from models.masks import fixed_mask
 
@@ -99,10 +100,12 @@ def train_step_fn(model: torch.nn.Module, cfg: RunConfig, batch: Optional[int] =
 
 
 def sample_fn(model: torch.nn.Module, cfg: RunConfig) -> Callable[[], torch.Tensor]:
-    """A closure sampling one video with the config's DDIM steps and guidance scale."""
+    """A closure sampling one interpolation video with that task's DDIM steps and guidance scale, as
+    evaluation samples it (`model.diffusion.task_*` entries replace the defaults)."""
     z, mask = _inputs(model, cfg, 1)
     d = cfg.model.diffusion
-    return lambda: model.sample_latents(z, mask, steps=d.sample_steps, cfg_scale=d.cfg_scale, eta=d.eta)
+    settings = task_sampling(d, "interpolation")
+    return lambda: model.sample_latents(z, mask, eta=d.eta, **settings)
 
 
 def count_flops(fn: Callable[[], Any]) -> int:
