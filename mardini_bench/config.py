@@ -62,6 +62,9 @@ class PlannerConfig:
     qk_norm: bool = True  # LayerNorm on projected q/k (§2.2, a stability trick)
     rope_theta: float = ROPE_THETA  # RoPE base frequency
     recon_head: bool = True  # projection f for the masked-reconstruction warm-up (Eq. 2)
+    # weight of P's masked reconstruction (Eq. 2) added to the joint-stage diffusion loss; 0 = the
+    # paper, whose joint stage trains on Eq. 3 alone (design §5: deep supervision of the planner)
+    recon_weight: float = 0.0
     norm_eps: float = 1e-6  # RMSNorm epsilon
 
 
@@ -468,7 +471,8 @@ UNIT_OPEN: Range = (lambda v: 0 <= v < 1, "in [0, 1)")
 # `--dry-run`, the runner and a sweep's submission refuse the same values before anything runs.
 RANGES: Dict[str, Dict[str, Range]] = {
     "PlannerConfig": {"depth": AT_LEAST_1, "dim": AT_LEAST_1, "mlp_dim": AT_LEAST_1, "heads": AT_LEAST_1,
-                      "downsample": AT_LEAST_1, "rope_theta": POSITIVE, "norm_eps": POSITIVE},
+                      "downsample": AT_LEAST_1, "rope_theta": POSITIVE, "norm_eps": POSITIVE,
+                      "recon_weight": NON_NEGATIVE},
     "GeneratorConfig": {"depth": AT_LEAST_1, "dim": AT_LEAST_1, "mlp_dim": AT_LEAST_1, "heads": AT_LEAST_1,
                         "cfg_drop_prob": UNIT, "patch": AT_LEAST_1},
     "DiffusionConfig": {"train_timesteps": AT_LEAST_1, "sample_steps": AT_LEAST_1, "sample_average": AT_LEAST_1,
@@ -618,7 +622,8 @@ RUN_ID_EXCLUDES = (("train", "parallel"), ("train", "activation_checkpointing"))
 # Fields added after results were published, left out of the run id while they hold their default
 # (the behaviour every earlier run had): a new option must not rename every existing run.
 RUN_ID_NEW_DEFAULTS = {("model", "generator", "head"): "linear", ("model", "diffusion", "sample_average"): 1,
-                       ("model", "diffusion", "task_sample_steps"): [], ("model", "diffusion", "task_cfg_scale"): []}
+                       ("model", "diffusion", "task_sample_steps"): [], ("model", "diffusion", "task_cfg_scale"): [],
+                       ("model", "planner", "recon_weight"): 0.0}
 
 
 def identity_dict(cfg: RunConfig) -> Dict[str, Any]:

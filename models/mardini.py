@@ -119,7 +119,8 @@ class MarDini(nn.Module):
         if self.planner is not None:
             self.planner.requires_grad_(stage != "generator_warmup" or mar_only)
             if self.planner.recon_head is not None:
-                self.planner.recon_head.requires_grad_(stage == "planner_warmup" or mar_only)
+                aux = self.cfg.planner.recon_weight > 0 and stage != "generator_warmup"
+                self.planner.recon_head.requires_grad_(stage == "planner_warmup" or mar_only or aux)
         if self.generator is not None:
             self.generator.requires_grad_(stage != "planner_warmup")
 
@@ -181,7 +182,13 @@ class MarDini(nn.Module):
         d = self.cfg.diffusion
         weight = min_snr_weight(self.schedule, t, d.min_snr_gamma) if d.loss_weight == "min_snr" else None
         loss = masked_mse(v_pred, self.schedule.velocity(x0, noise, t), mask, weight)  # Eq. 3
-        return {"loss": loss, "diffusion_loss": loss.detach()}
+        out = {"diffusion_loss": loss.detach()}
+        w = self.cfg.planner.recon_weight
+        if w > 0 and recon is not None and self.stage != "generator_warmup":
+            recon_loss = masked_mse(recon, z_low, mask)  # Eq. 2 beside Eq. 3: P learns to predict directly
+            loss = loss + w * recon_loss
+            out["recon_loss"] = recon_loss.detach()
+        return {"loss": loss, **out}
 
     # -- sampling -----------------------------------------------------------------------------
     @torch.no_grad()

@@ -131,6 +131,24 @@ def test_training_stages_train_their_networks(stage):
         assert model.planner.recon_head.weight.requires_grad
 
 
+def test_planner_reconstruction_joins_the_joint_loss_only_when_weighted():
+    """planner.recon_weight adds Eq. 2 to the joint loss and trains P's projection head; at 0 (the paper)
+    the joint loss is Eq. 3 alone and the head stays frozen."""
+    video, mask = clip_batch()
+    losses = {}
+    for w in (0.0, 0.5):
+        model = build_model(tiny(f"model.planner.recon_weight={w}"))
+        model.set_stage("joint")
+        assert model.planner.recon_head.weight.requires_grad == (w > 0)
+        losses[w] = model.training_losses(video, mask, generator=torch.Generator().manual_seed(0))
+    assert "recon_loss" not in losses[0.0]
+    assert torch.equal(losses[0.0]["loss"], losses[0.0]["diffusion_loss"])
+    aux = losses[0.5]
+    assert aux["recon_loss"] > 0
+    torch.testing.assert_close(aux["loss"].detach(), aux["diffusion_loss"] + 0.5 * aux["recon_loss"])
+    train_step_and_sample(build_model(tiny("model.planner.recon_weight=0.5", "model.generator.cfg_drop_prob=0.5")))
+
+
 def test_mar_only_and_dm_only_ablations():
     mar_only = build_model(tiny("model.generator.name=none"))
     assert mar_only.generator is None
