@@ -522,6 +522,14 @@ def _check_heads(cfg: Any, prefix: str) -> None:
                       f"width; valid: {', '.join(map(str, valid[:12])) or 'none (make dim even)'}")
 
 
+def _check_recon(cfg: "PlannerConfig", prefix: str) -> None:
+    """Eq. 2 in the joint loss needs the projection head that reconstructs frames; never ignore it silently."""
+    if cfg.recon_weight > 0 and (not cfg.recon_head or cfg.name == "none"):
+        raise ConfigError(f"{prefix}recon_weight: got {cfg.recon_weight:g}, needs a planner with "
+                          f"{prefix}recon_head=true (got name={cfg.name}, recon_head={cfg.recon_head}); "
+                          f"valid: 0 or enable the head")
+
+
 def _check_refs(cfg: "MaskConfig", prefix: str) -> None:
     if cfg.max_ref < cfg.min_ref:
         raise ConfigError(f"{prefix}max_ref: got {cfg.max_ref}, must be >= {prefix}min_ref={cfg.min_ref}")
@@ -588,7 +596,7 @@ def _check_resolution(cfg: "RunConfig", prefix: str) -> None:
 
 
 SHAPE_CHECKS: Dict[str, Tuple[Callable[[Any, str], None], ...]] = {
-    "PlannerConfig": (_check_heads,), "GeneratorConfig": (_check_heads,), "MaskConfig": (_check_refs,),
+    "PlannerConfig": (_check_heads, _check_recon), "GeneratorConfig": (_check_heads,), "MaskConfig": (_check_refs,),
     "TrainConfig": (_check_schedule,), "RunConfig": (_check_resolution,), "DataConfig": (_check_root,),
     "DiffusionConfig": (_check_task_sampling,),
 }
@@ -642,19 +650,25 @@ def identity_dict(cfg: RunConfig) -> Dict[str, Any]:
     return data
 
 
-# Fields read only after training (how the trained model is sampled and scored): runs that differ in
-# nothing else train the same weights.
+# Fields read only after training (how the trained model is sampled, and how many val/test clips
+# there are to score it on: each synthetic clip is a function of its seed, split and index, so the
+# val split's size leaves the train split alone): runs that differ in nothing else train the same weights.
 SAMPLING_FIELDS = (("model", "diffusion", "sample_steps"), ("model", "diffusion", "cfg_scale"),
                    ("model", "diffusion", "eta"), ("model", "diffusion", "sample_average"),
                    ("model", "diffusion", "task_sample_steps"), ("model", "diffusion", "task_cfg_scale"))
+EVALUATION_DATA_FIELDS = (("data", "num_eval"),)
 
 
 def training_dict(cfg: RunConfig) -> Dict[str, Any]:
-    """`identity_dict(cfg)` without `eval` and SAMPLING_FIELDS: what decides the trained weights."""
+    """`identity_dict(cfg)` without `eval`, SAMPLING_FIELDS and EVALUATION_DATA_FIELDS: what decides
+    the trained weights."""
     data = identity_dict(cfg)
     data.pop("eval", None)
-    for section, child, key in SAMPLING_FIELDS:
-        data[section][child].pop(key, None)
+    for *parents, key in SAMPLING_FIELDS + EVALUATION_DATA_FIELDS:
+        node = data
+        for name in parents:
+            node = node.get(name, {})
+        node.pop(key, None)
     return data
 
 

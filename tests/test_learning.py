@@ -186,6 +186,15 @@ def test_task_sampling_replaces_steps_and_guidance_for_the_named_task_only():
     assert training_dict(cfg) == training_dict(apply_overrides(RunConfig(), ["model=tiny"]))
 
 
+def test_the_val_split_size_decides_what_is_scored_not_what_is_trained():
+    small, large = (apply_overrides(RunConfig(), ["model=tiny", f"data.num_eval={n}"]) for n in (8, 256))
+    assert training_dict(small) == training_dict(large)  # a larger val split re-scores the same weights
+    for i in (0, 7):  # because the train split's clips do not depend on it ...
+        assert torch.equal(build_dataset(small.data, "train")[i], build_dataset(large.data, "train")[i])
+        assert torch.equal(build_dataset(small.data, "val")[i], build_dataset(large.data, "val")[i])
+    assert training_dict(small) != training_dict(apply_overrides(small, ["data.num_train=512"]))  # ... unlike this
+
+
 def test_evaluation_samples_each_task_with_its_own_settings():
     cfg = apply_overrides(RunConfig(), ["model=tiny", 'model.diffusion.task_sample_steps=[["expansion",3]]'])
     model = build_model(cfg.model)

@@ -147,6 +147,8 @@ def test_planner_reconstruction_joins_the_joint_loss_only_when_weighted():
     assert aux["recon_loss"] > 0
     torch.testing.assert_close(aux["loss"].detach(), aux["diffusion_loss"] + 0.5 * aux["recon_loss"])
     train_step_and_sample(build_model(tiny("model.planner.recon_weight=0.5", "model.generator.cfg_drop_prob=0.5")))
+    with pytest.raises(ConfigError, match="planner.recon_weight: got 0.5, needs a planner with planner.recon_head=true"):
+        tiny("model.planner.recon_weight=0.5", "model.planner.recon_head=false")  # refused, not silently ignored
 
 
 def test_mar_only_and_dm_only_ablations():

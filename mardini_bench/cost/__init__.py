@@ -41,12 +41,15 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from mardini_bench.config import RunConfig, latent_geometry, task_sampling
 from mardini_bench.cost.perf import timing_lock
-from models.masks import fixed_mask
+from mardini_bench.registry import TASKS
 
 
 class CostError(ValueError):
     """A config or argument that cannot be costed; the message names it and what would be valid."""
 
+
+# The task whose mask (and per-task sampling) the costed training step and sampled video use.
+COSTED_TASK = "interpolation"
 
 # The paper's VAE compresses 8x (§2.1); a model built without its codec (meta) has no factor of its own.
 PAPER_LATENT_FACTOR = 8
@@ -74,11 +77,12 @@ def latent_shape(model: torch.nn.Module, cfg: RunConfig, batch: int) -> Tuple[in
 
 
 def _inputs(model: torch.nn.Module, cfg: RunConfig, batch: int):
-    """Random latents and an interpolation-style mask (first and last frames are references)."""
+    """Random latents and COSTED_TASK's evaluation mask (interpolation: first and last frames given)."""
     device = _device(model)
     z = torch.randn(latent_shape(model, cfg, batch), device=device)
-    # built on CPU: fixed_mask validates with .any(), which meta tensors cannot answer
-    return z, fixed_mask((0, -1), batch, cfg.data.frames).to(device)
+    # built on CPU: the task validates its mask with .any(), which meta tensors cannot answer
+    mask = TASKS.build(COSTED_TASK).eval_mask(cfg.data.frames)
+    return z, mask.unsqueeze(0).expand(batch, -1).contiguous().to(device)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -100,11 +104,11 @@ def train_step_fn(model: torch.nn.Module, cfg: RunConfig, batch: Optional[int] =
 
 
 def sample_fn(model: torch.nn.Module, cfg: RunConfig) -> Callable[[], torch.Tensor]:
-    """A closure sampling one interpolation video with that task's DDIM steps and guidance scale, as
+    """A closure sampling one COSTED_TASK video with that task's DDIM steps and guidance scale, as
     evaluation samples it (`model.diffusion.task_*` entries replace the defaults)."""
     z, mask = _inputs(model, cfg, 1)
     d = cfg.model.diffusion
-    settings = task_sampling(d, "interpolation")
+    settings = task_sampling(d, COSTED_TASK)
     return lambda: model.sample_latents(z, mask, eta=d.eta, **settings)
 
 
