@@ -638,16 +638,23 @@ def identity_dict(cfg: RunConfig) -> Dict[str, Any]:
     """`to_dict(cfg)` without RUN_ID_EXCLUDES, nor RUN_ID_NEW_DEFAULTS at their default: what names
     the experiment (run id, resume check)."""
     data = to_dict(cfg)
-    for section, key in RUN_ID_EXCLUDES:
-        data.get(section, {}).pop(key, None)
+    for path in RUN_ID_EXCLUDES:
+        node, key = _parent(data, path)
+        node.pop(key, None)
     for path, default in RUN_ID_NEW_DEFAULTS.items():
-        *parents, key = path
-        node = data
-        for name in parents:
-            node = node.get(name, {})
+        node, key = _parent(data, path)
         if node.get(key) == default:
             node.pop(key)
     return data
+
+
+def _parent(data: Dict[str, Any], path: Tuple[str, ...]) -> Tuple[Dict[str, Any], str]:
+    """(the dict holding the field at `path` in a nested config dict, the field's key); a missing
+    section gives an empty dict, so popping from it is a no-op."""
+    *parents, key = path
+    for name in parents:
+        data = data.get(name, {})
+    return data, key
 
 
 # Fields read only after training (how the trained model is sampled, and how many val/test clips
@@ -664,10 +671,8 @@ def training_dict(cfg: RunConfig) -> Dict[str, Any]:
     the trained weights."""
     data = identity_dict(cfg)
     data.pop("eval", None)
-    for *parents, key in SAMPLING_FIELDS + EVALUATION_DATA_FIELDS:
-        node = data
-        for name in parents:
-            node = node.get(name, {})
+    for path in SAMPLING_FIELDS + EVALUATION_DATA_FIELDS:
+        node, key = _parent(data, path)
         node.pop(key, None)
     return data
 
