@@ -18,7 +18,7 @@ from unittest import mock
 import torch
 import torch.nn.functional as F
 
-from mardini_bench.cost.perf import configure_threads
+from mardini_bench.runtime import configure_threads
 from models.attention import AttentionContext, build_video_attention, grid_positions, rope_angles
 
 PATTERNS = ("spatiotemporal", "factorised", "temporal", "spatial")

@@ -26,7 +26,7 @@ from typing import Dict, List
 
 from mardini_bench.analysis.significance import lower_is_better
 from mardini_bench.config import RunConfig, apply_overrides
-from mardini_bench.cost.perf import configure_threads
+from mardini_bench.runtime import configure_threads
 from mardini_bench.run.evaluate import evaluate
 from mardini_bench.run.train import train
 

@@ -16,7 +16,7 @@ import torch
 
 from mardini_bench.config import RunConfig, apply_overrides
 from mardini_bench.cost import count_flops, best_latency, sample_fn
-from mardini_bench.cost.perf import configure_threads
+from mardini_bench.runtime import configure_threads
 from mardini_bench.factory import build_model
 
 

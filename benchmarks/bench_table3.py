@@ -22,7 +22,7 @@ import torch
 
 from mardini_bench.config import RunConfig, apply_overrides
 from mardini_bench.cost import LiveTensorBytes, best_latency, latent_shape
-from mardini_bench.cost.perf import configure_threads
+from mardini_bench.runtime import configure_threads
 from mardini_bench.cost.table3 import SAMPLE_STEPS, SETTINGS, Setting, table3_rows
 from mardini_bench.factory import build_model
 

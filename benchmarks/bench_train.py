@@ -19,7 +19,8 @@ import torch
 
 from mardini_bench.config import RunConfig, apply_overrides
 from mardini_bench.cost import count_flops, train_step_fn
-from mardini_bench.cost.perf import configure_threads, matmul_peak_flops
+from mardini_bench.cost.perf import matmul_peak_flops
+from mardini_bench.runtime import configure_threads
 from mardini_bench.factory import build_model
 
 

@@ -1,4 +1,4 @@
-"""Thread configuration, the matmul peak used for MFU, and the per-host timing lock."""
+"""The matmul peak used for MFU, and the per-host timing lock."""
 
 from __future__ import annotations
 
@@ -8,39 +8,7 @@ import time
 import pytest
 import torch
 
-from mardini_bench.cost.perf import (OMP_ENV, THREADS_ENV, available_cores, configure_threads, matmul_peak_flops,
-                                 timing_lock)
-
-
-@pytest.fixture(autouse=True)
-def restore_threads():
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
-
-
-def test_explicit_count_wins_over_env(monkeypatch):
-    monkeypatch.setenv(THREADS_ENV, "2")
-    assert configure_threads(1) == 1
-
-
-def test_env_then_omp_then_available_cores(monkeypatch):
-    monkeypatch.setenv(THREADS_ENV, "1")
-    monkeypatch.setenv(OMP_ENV, "2")
-    assert configure_threads() == 1
-    monkeypatch.delenv(THREADS_ENV)
-    assert configure_threads() == 2  # a local sweep's share of the cores, or torchrun's choice
-    monkeypatch.delenv(OMP_ENV)
-    assert configure_threads() == available_cores()
-
-
-@pytest.mark.parametrize("name", [THREADS_ENV, OMP_ENV])
-@pytest.mark.parametrize("bad", ["two", "0"])
-def test_bad_env_names_the_variable(monkeypatch, name, bad):
-    monkeypatch.delenv(THREADS_ENV, raising=False)
-    monkeypatch.setenv(name, bad)
-    with pytest.raises(ValueError, match=rf"\${name}=.*positive integer"):
-        configure_threads()
+from mardini_bench.cost.perf import matmul_peak_flops, timing_lock
 
 
 def test_matmul_peak_is_a_rate():

@@ -4,7 +4,7 @@
     python -m mardini_bench.cost table3 [--json]      # paper Table 3 at paper scale (cost/table3.py)
     python -m mardini_bench.params PRESET             # parameter counts on meta (cost/params.py)
 
-cost/perf.py sets the CPU thread count (`configure_threads`), measures the matmul peak MFU is
+cost/perf.py measures the matmul peak MFU is
 reported against, and holds the per-host lock that keeps concurrent runs from timing together.
 
 FLOPs come from `torch.utils.flop_counter.FlopCounterMode` (matmuls, convolutions and SDPA; the

@@ -41,6 +41,7 @@ from mardini_bench.data import build_dataset
 from mardini_bench.io import atomic_write, exclusive_lock, load_json, write_json
 from mardini_bench.metrics.info import is_distribution, metric_info
 from mardini_bench.registry import BASELINES, METRICS, TASKS
+from mardini_bench.runtime import Runtime
 from mardini_bench.weights import WeightsError, sha256_file
 
 FRAME_PROTOCOLS = ("all_frames", "middle_frame")
@@ -313,7 +314,8 @@ def save_samples(path: Path, real: torch.Tensor, mask: torch.Tensor, fake: torch
              mask=mask[:n].numpy().astype(np.uint8))
 
 
-def evaluate(model: torch.nn.Module, cfg: RunConfig, run_dir: Path) -> List[Dict[str, Any]]:
+def evaluate(model: torch.nn.Module, cfg: RunConfig, run_dir: Path,
+             runtime: Optional[Runtime] = None) -> List[Dict[str, Any]]:
     """Records for every (task, method, metric) of `cfg.eval`; methods = "model" + the baselines."""
     check_eval_config(cfg)
     cfg = replace(cfg, eval=replace(cfg.eval, metrics=usable_metrics(cfg)))

@@ -37,7 +37,7 @@ from mardini_bench.analysis.significance import frechet_scorer, paired_bootstrap
 from mardini_bench.args import ArgumentParser
 from mardini_bench.cli import user_errors
 from mardini_bench.config import RunConfig, to_dict
-from mardini_bench.cost.perf import configure_threads
+from mardini_bench.runtime import configure_threads
 from mardini_bench.data.synthetic import NOMINAL_FPS
 from mardini_bench.io import write_json
 from mardini_bench.metrics.i3d import MIN_FRAMES

@@ -24,7 +24,6 @@ from mardini_bench.args import ArgumentParser
 from mardini_bench.cli import user_errors
 from mardini_bench.config import RunConfig, apply_overrides, from_dict, to_dict, training_dict, validate
 from mardini_bench.cost import run_cost
-from mardini_bench.cost.perf import configure_threads
 from mardini_bench.data.video_io import VideoReadError
 from mardini_bench.io import append_jsonl, load_json, write_json, write_text
 from mardini_bench.run import distributed
@@ -32,6 +31,7 @@ from mardini_bench.run.evaluate import check_eval_config, check_weights, evaluat
 from mardini_bench.run.result_file import COST_KEYS, RESULT
 from mardini_bench.run.state import CONFIG
 from mardini_bench.run.train import CHECKPOINT, LOG, NonFiniteError, atomic_torch_save, train
+from mardini_bench.runtime import Runtime, check_environment
 
 
 
@@ -43,15 +43,16 @@ def run(cfg: RunConfig, run_dir: Path, until: Optional[int] = None) -> Dict[str,
     run_dir = Path(run_dir)
     validate(cfg)  # configs built in code or read back from config.json get the plan-time checks too
     check_eval_config(cfg)  # all before training: a typo or a bad weight file must not cost a training run
+    check_environment()
     if until is None:
         check_weights(cfg)
-    configure_threads()  # before any torch work: $MARDINI_BENCH_THREADS, a sweep's share, or the cores
     env = distributed.detect()
-    distributed.init(env, distributed.device_for(env))
+    runtime = Runtime.resolve(cfg, local_rank=env.local_rank).configure()  # before any torch work
+    distributed.init(env, runtime.device)
     fresh = not run_dir.exists()
     sibling = reuse_sibling_training(cfg, run_dir) if env.is_main and not env.distributed else None
     try:
-        trained = train(cfg, run_dir, until=until, env=env)
+        trained = train(cfg, run_dir, until=until, env=env, runtime=runtime)
     except BaseException:
         if fresh and run_dir.is_dir() and not any(run_dir.iterdir()):
             run_dir.rmdir()  # failed before writing anything (bad data): leave no empty run folder behind
@@ -62,7 +63,7 @@ def run(cfg: RunConfig, run_dir: Path, until: Optional[int] = None) -> Dict[str,
         trained.summary["trained_in"] = sibling
     if not env.is_main or trained.summary["steps"] < cfg.train.steps:
         return {"run_id": run_dir.name, "status": "PARTIAL", "train": trained.summary}
-    return finish(cfg, run_dir, trained.model, trained.summary)
+    return finish(cfg, run_dir, trained.model, trained.summary, runtime)
 
 
 def reuse_sibling_training(cfg: RunConfig, run_dir: Path) -> Optional[str]:
@@ -100,14 +101,17 @@ def reuse_sibling_training(cfg: RunConfig, run_dir: Path) -> Optional[str]:
     return None
 
 
-def finish(cfg: RunConfig, run_dir: Path, model: Any, summary: Dict[str, Any]) -> Dict[str, Any]:
+def finish(cfg: RunConfig, run_dir: Path, model: Any, summary: Dict[str, Any],
+           runtime: Optional[Runtime] = None) -> Dict[str, Any]:
     """Evaluate and cost a trained model, then write `result.json` (the last file of a run)."""
+    runtime = runtime or Runtime.resolve(cfg)
     start = time.perf_counter()
-    records = evaluate(model, cfg, run_dir)
+    records = evaluate(model, cfg, run_dir, runtime)
     eval_s = time.perf_counter() - start
     cost = run_cost(model, cfg)
     result = {"run_id": run_dir.name, "status": "DONE", "config": to_dict(cfg),
-              "train": {**summary, "eval_wall_s": eval_s, "threads": torch.get_num_threads()},
+              "train": {**summary, "eval_wall_s": eval_s, "threads": torch.get_num_threads(),
+                        "device": runtime.describe()["device_name"] or str(runtime.device)},
               "cost": {k: cost.get(k) for k in COST_KEYS}, "records": records}
     write_json(run_dir / RESULT, result)
     return result

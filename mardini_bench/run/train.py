@@ -37,6 +37,7 @@ from mardini_bench.factory import build_model
 from mardini_bench.io import DamagedFileError, append_jsonl, atomic_file, read_jsonl, write_jsonl
 from mardini_bench.run import distributed, fsdp
 from mardini_bench.run.distributed import DistEnv
+from mardini_bench.runtime import Runtime
 from models.masks import build_mask_schedule
 
 CHECKPOINT = "last.pt"
@@ -513,7 +514,8 @@ class FSDPTrainer(Trainer):
         return model.eval()
 
 
-def train(cfg: RunConfig, run_dir: Path, until: Optional[int] = None, env: Optional[DistEnv] = None) -> TrainResult:
+def train(cfg: RunConfig, run_dir: Path, until: Optional[int] = None, env: Optional[DistEnv] = None,
+          runtime: Optional[Runtime] = None) -> TrainResult:
     """Train `cfg` in `run_dir` (resuming from `last.pt`), stopping at `until` steps if given.
 
     The caller owns the process group: `env` defaults to a single process.
@@ -522,7 +524,8 @@ def train(cfg: RunConfig, run_dir: Path, until: Optional[int] = None, env: Optio
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     trainer_class = FSDPTrainer if cfg.train.parallel == "fsdp" else Trainer
-    trainer = trainer_class(cfg, run_dir, env, distributed.device_for(env) if env.distributed else _device())
+    runtime = runtime or Runtime.resolve(cfg, local_rank=env.local_rank)
+    trainer = trainer_class(cfg, run_dir, env, runtime.device)
     resumed = trainer.maybe_resume()
     if not resumed:
         trainer.estimate_latent_stats()

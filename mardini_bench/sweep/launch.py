@@ -15,6 +15,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import submitit
 
+from mardini_bench.runtime import available_cores
 from mardini_bench.sweep import rundir
 from mardini_bench.sweep.grid import GridError
 from mardini_bench.sweep.job import RunJob
@@ -186,7 +187,7 @@ def submit_windowed(executor: Any, run_dirs: Sequence[Path], run_fn: Any, window
 def local_threads(n_jobs: int, cpus_per_task: Optional[int], cores: Optional[int] = None) -> int:
     """Threads of each of `n_jobs` local runs at once: an equal share of the cores, and never more than
     the `cpus_per_task` a run asked for (a sweep beside other work, `--cpus-per-task 1`, keeps to it)."""
-    share = max(1, (cores or os.cpu_count() or 1) // max(1, n_jobs))
+    share = max(1, (cores or available_cores()) // max(1, n_jobs))
     return min(share, cpus_per_task) if cpus_per_task else share
 
 
