@@ -27,11 +27,14 @@ from __future__ import annotations
 import contextlib
 import os
 from dataclasses import dataclass
-from typing import Any, ContextManager, Dict, Mapping, Optional, Union
-
-import torch
+from typing import TYPE_CHECKING, Any, ContextManager, Dict, Mapping, Optional, Union
 
 from mardini_bench.config import ConfigError
+
+# torch is imported inside the functions that need it: the sweep's light commands (status, collect)
+# count cores and check the environment through this module without loading torch.
+if TYPE_CHECKING:
+    import torch
 
 DEVICE_ENV = "MARDINI_BENCH_DEVICE"
 THREADS_ENV = "MARDINI_BENCH_THREADS"
@@ -39,7 +42,7 @@ WORKERS_ENV = "MARDINI_BENCH_WORKERS"
 OMP_ENV = "OMP_NUM_THREADS"
 GPU_WORKERS = 8  # loader workers on CUDA by default (fewer when the process may use fewer cores)
 
-DeviceLike = Union[str, torch.device]
+DeviceLike = Union[str, "torch.device"]
 
 
 class RuntimeSettingError(ConfigError):
@@ -67,6 +70,8 @@ def _positive_int(source: str, value: Any, allow_zero: bool = False) -> int:
 
 def parse_device(text: DeviceLike, source: str = DEVICE_ENV) -> torch.device:
     """`text` as a device this machine has: cpu, meta, cuda or cuda:N (N < the CUDA device count)."""
+    import torch
+
     try:
         device = torch.device(text)
     except (RuntimeError, TypeError):
@@ -85,6 +90,8 @@ def parse_device(text: DeviceLike, source: str = DEVICE_ENV) -> torch.device:
 
 def default_device(local_rank: int = 0) -> torch.device:
     """This process's CUDA device (by local rank) when the machine has one, else the CPU."""
+    import torch
+
     if torch.cuda.is_available() and torch.cuda.device_count() > 0:
         return torch.device("cuda", local_rank % torch.cuda.device_count())
     return torch.device("cpu")
@@ -114,6 +121,8 @@ def autocast_dtype(precision: str, device: torch.device) -> Optional[torch.dtype
     Why not bf16 on CPUs with native bf16 matmuls: on a 2-core AVX512-BF16 CPU a bf16 matmul runs at
     2.1x the fp32 rate, but a `small` training step under autocast takes 699 ms against 535 ms in fp32,
     because the fused CPU attention's backward at head dim 24 is 3x slower in bf16 than in fp32."""
+    import torch
+
     if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
         return torch.bfloat16
     return None
@@ -124,6 +133,8 @@ def configure_threads(count: Optional[int] = None) -> int:
 
     Inter-op threads are set to 1 where torch still allows it: the models run one op at a time, and
     a second pool only competes for the same cores."""
+    import torch
+
     torch.set_num_threads(thread_count() if count is None else _positive_int("threads", count))
     try:
         torch.set_num_interop_threads(1)
@@ -145,8 +156,8 @@ def check_environment(environ: Mapping[str, str] = os.environ) -> None:
 class Runtime:
     """Where and how one process runs: resolved once, then passed down (never guessed again)."""
 
-    device: torch.device
-    dtype: Optional[torch.dtype] = None  # autocast compute dtype; None = no autocast (fp32)
+    device: "torch.device"
+    dtype: Optional["torch.dtype"] = None  # autocast compute dtype; None = no autocast (fp32)
     threads: int = 1  # torch intra-op threads (set on the process by `configure`)
     workers: int = 0  # DataLoader worker processes
 
@@ -168,6 +179,8 @@ class Runtime:
 
     def configure(self) -> "Runtime":
         """Apply the thread count to this process (before any torch work) and select the CUDA device."""
+        import torch
+
         configure_threads(self.threads)
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
@@ -184,12 +197,16 @@ class Runtime:
 
     def autocast(self) -> ContextManager:
         """Mixed precision for model compute (none in fp32)."""
+        import torch
+
         if self.dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.dtype)
 
     def generator(self, seed: int) -> Optional[torch.Generator]:
         """A generator seeded with `seed` on the run's device (None on meta, which draws nothing)."""
+        import torch
+
         if self.device.type == "meta":
             return None
         return torch.Generator(device=self.device).manual_seed(int(seed))
@@ -199,11 +216,15 @@ class Runtime:
         return x.to(self.device, non_blocking=self.is_cuda)
 
     def synchronize(self) -> None:
+        import torch
+
         if self.is_cuda:
             torch.cuda.synchronize(self.device)
 
     def describe(self) -> Dict[str, Any]:
         """JSON-ready summary for `result.json` and benchmark headers."""
+        import torch
+
         name = torch.cuda.get_device_name(self.device) if self.is_cuda else None
         return {"device": str(self.device), "device_name": name, "autocast": str(self.dtype).replace("torch.", "")
                 if self.dtype else None, "threads": self.threads, "workers": self.workers}

@@ -19,6 +19,7 @@ PACKAGES = ("mardini_bench", "models", "tasks")
 VOCABULARY = {
     "__init__", "registry", "config", "presets", "factory",  # registries, configs, presets, config -> model
     "io",  # the one atomic write, JSON read-write, file lock
+    "runtime",  # the device, dtype, threads and loader workers a run executes with
     "args", "cli",  # argparse with one-line errors; `mardini-bench <command>`
     "weights", "weight_conversion",  # weight files: found, verified, fetched (metrics and codecs read them)
 }
