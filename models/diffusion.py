@@ -12,7 +12,8 @@ with alpha_t = sqrt(abar_t), sigma_t = sqrt(1 - abar_t).
 from __future__ import annotations
 
 import math
-from typing import Callable, Optional
+import functools
+from typing import Callable, Dict, Optional, Tuple
 
 import torch
 
@@ -26,10 +27,21 @@ class NoiseSchedule:
         self.name = name
         self.alphas_cumprod = alphas_cumprod.double()
         self.num_timesteps = len(alphas_cumprod)
+        self._tables: Dict[str, torch.Tensor] = {}  # alphas_cumprod by device
+
+    def table(self, device) -> torch.Tensor:
+        """(T,) abar on `device`, copied there once: a training step reads it twice, a DDIM step twice,
+        and a host-to-device copy each time would stall a GPU."""
+        if torch.compiler.is_compiling():  # a traced graph holds its own constant
+            return self.alphas_cumprod.to(device)
+        key = str(device)
+        if key not in self._tables:
+            self._tables[key] = self.alphas_cumprod.to(device)
+        return self._tables[key]
 
     def alpha_sigma(self, t: torch.Tensor, like: torch.Tensor):
         """alpha_t, sigma_t for integer t (B,), shaped to broadcast against `like` (B, ...)."""
-        abar = self.alphas_cumprod.to(t.device)[t.long()].to(like.dtype)
+        abar = self.table(t.device)[t.long()].to(like.dtype)
         shape = (-1,) + (1,) * (like.dim() - 1)
         return abar.sqrt().view(shape), (1 - abar).sqrt().view(shape)
 
@@ -41,9 +53,10 @@ class NoiseSchedule:
         a, s = self.alpha_sigma(t, x0)
         return a * noise - s * x0
 
-    def snr(self) -> torch.Tensor:
+    def snr(self, device=None) -> torch.Tensor:
         """(T,) signal-to-noise ratio abar / (1 - abar) of unit-variance data at each timestep."""
-        return self.alphas_cumprod / (1 - self.alphas_cumprod)
+        abar = self.alphas_cumprod if device is None else self.table(device)
+        return abar / (1 - abar)
 
 
 def shifted(schedule: NoiseSchedule, shift: float) -> NoiseSchedule:
@@ -103,16 +116,21 @@ def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
 
 def min_snr_weight(schedule: NoiseSchedule, t: torch.Tensor, gamma: float) -> torch.Tensor:
     """(B,) Min-SNR-gamma weight for v-prediction (Hang et al. 2023): min(SNR, gamma) / (SNR + 1)."""
-    snr = schedule.snr().to(t.device)[t.long()].float()
+    snr = schedule.snr(t.device)[t.long()].float()
     return snr.clamp(max=gamma) / (snr + 1)
 
 
-def ddim_timesteps(schedule: NoiseSchedule, steps: int) -> torch.Tensor:
+def ddim_timesteps(schedule: NoiseSchedule, steps: int) -> Tuple[int, ...]:
     """`steps` timesteps from T-1 down to 0, evenly spaced ("trailing"), so 1 step starts at pure noise."""
     if steps < 1:
         raise ValueError(f"DDIM needs at least 1 step, got {steps}")
-    T = schedule.num_timesteps
-    return torch.linspace(T - 1, 0, steps).round().long().unique_consecutive()
+    return _trailing(schedule.num_timesteps, steps)
+
+
+@functools.lru_cache(maxsize=64)
+def _trailing(num_timesteps: int, steps: int) -> Tuple[int, ...]:
+    # planned once per (T, steps) on the host; sampling then makes each step's timesteps on its device
+    return tuple(torch.linspace(num_timesteps - 1, 0, steps).round().long().unique_consecutive().tolist())
 
 
 VelocityFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -125,18 +143,18 @@ def ddim_sample(velocity_fn: VelocityFn, schedule: NoiseSchedule, noise: torch.T
 
     `velocity_fn(x_t, t)` returns v for (B, ...) inputs and integer t (B,). Returns x_0.
     """
-    ts = ddim_timesteps(schedule, steps)
+    ts = ddim_timesteps(schedule, steps)  # host integers: each step's (B,) is made on the device
     x = noise
     B = noise.shape[0]
     for i, t in enumerate(ts):
-        t_b = t.expand(B).to(noise.device)
+        t_b = torch.full((B,), t, dtype=torch.long, device=noise.device)
         a, s = schedule.alpha_sigma(t_b, x)
         v = velocity_fn(x, t_b).to(x.dtype)
         x0, eps = a * x - s * v, s * x + a * v
         if i + 1 == len(ts):
             x = x0
             break
-        a_prev, s_prev = schedule.alpha_sigma(ts[i + 1].expand(B).to(noise.device), x)
+        a_prev, s_prev = schedule.alpha_sigma(torch.full((B,), ts[i + 1], dtype=torch.long, device=noise.device), x)
         # eta = 0: deterministic DDIM; eta = 1: DDPM-like ancestral noise
         sigma = eta * (s_prev / s) * (1 - (a / a_prev) ** 2).clamp(min=0).sqrt()
         direction = (s_prev ** 2 - sigma ** 2).clamp(min=0).sqrt() * eps

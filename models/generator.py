@@ -23,12 +23,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
-from torch.utils.checkpoint import checkpoint
 
 from mardini_bench.config import ROPE_THETA, GeneratorConfig
 from mardini_bench.registry import GENERATORS
-from models.attention import (AttentionContext, init_linears, CrossAttention, Mlp, SelfAttention, build_video_attention,
-                              grid_positions, rope_angles)
+from models.attention import (AttentionContext, CrossAttention, Mlp, Rope, SelfAttention, build_video_attention,
+                              init_linears, rope_table, run_block)
 from models.masks import neighbours
 
 
@@ -82,23 +81,23 @@ class GeneratorBlock(nn.Module):
         self.plan_scale = nn.Linear(d, d) if cfg.plan_scale else None
 
     def forward(self, x: torch.Tensor, *, t_emb: torch.Tensor, ctx: AttentionContext, video_ctx: AttentionContext,
-                plan: torch.Tensor, plan_tokens: Optional[torch.Tensor], q_angles: torch.Tensor,
-                k_angles: torch.Tensor, per_frame: bool) -> torch.Tensor:
+                plan: torch.Tensor, plan_tokens: Optional[torch.Tensor], q_rope: Rope, k_rope: Rope,
+                per_frame: bool) -> torch.Tensor:
         """x (B, T, N, D): the N tokens of each of T frames; returns the same shape.
 
         t_emb        (B, T, D) per-frame timestep embedding (adaLN)
-        ctx          within-frame attention: RoPE angles (T*N, head_dim/2) of the tokens
-        video_ctx    cross-frame attention: the same angles and the reference frames (Identity Attention)
+        ctx          within-frame attention: the RoPE table of the T*N tokens
+        video_ctx    cross-frame attention: the same table and the reference frames (Identity Attention)
         plan         (B, T, M, Dp) planning signal: keys and values of the cross-attention
         plan_tokens  (B, T, N, D) planning signal on this grid, for the MLP scale; None without plan_scale
-        q_angles     (T*N, head_dim/2) RoPE angles of the tokens on the planner's grid
-        k_angles     (T*M, head_dim/2) RoPE angles of the planning tokens
+        q_rope       RoPE table of the T*N tokens placed on the planner's grid
+        k_rope       RoPE table of the T*M planning tokens
         per_frame    cross-attention: frame i reads only its own planning signal (cross_attention=frame)
         """
         shift1, scale1, gate1, shift2, scale2, gate2 = self.ada(t_emb)[:, :, None].chunk(6, dim=-1)
         x = x + gate1 * self.spatial(modulate(self.norm1(x), shift1, scale1), ctx)
         x = x + self.video(self.norm2(x), video_ctx)
-        x = x + self.cross(self.norm3(x), plan, q_angles, k_angles, per_frame)
+        x = x + self.cross(self.norm3(x), plan, q_rope, k_rope, per_frame)
         h = modulate(self.norm4(x), shift2, scale2)
         if self.plan_scale is not None:
             h = h * (1 + self.plan_scale(plan_tokens))
@@ -195,16 +194,6 @@ class Generator(nn.Module):
             return z_uncond
         return torch.where(uncond[:, None, None, None], z_uncond, plan)
 
-    def _plan_angles(self, T: int, h: int, w: int, gh: int, gw: int, device):
-        """RoPE positions of generator tokens and planning tokens on the planner's grid."""
-        head_dim = self.cfg.dim // self.cfg.heads
-        k_pos = grid_positions(T, h, w, device)
-        q_pos = grid_positions(T, gh, gw, device)
-        # a generator cell's centre in planner-grid units: (i + 0.5) * (h / gh) - 0.5
-        q_pos[:, 1] = (q_pos[:, 1] + 0.5) * (h / gh) - 0.5
-        q_pos[:, 2] = (q_pos[:, 2] + 0.5) * (w / gw) - 0.5
-        return rope_angles(q_pos, head_dim, ROPE_THETA), rope_angles(k_pos, head_dim, ROPE_THETA)
-
     def _plan_tokens(self, plan: torch.Tensor, h: int, w: int, gh: int, gw: int) -> Optional[torch.Tensor]:
         """Planning signal upsampled to the generator grid and projected: (B, T, gh*gw, D)."""
         if self.plan_proj is None:
@@ -229,19 +218,19 @@ class Generator(nn.Module):
         if self.cfg.ref_timestep == "zero":  # references are clean: condition them on t = 0
             t_frame = torch.where(mask, t_frame, torch.zeros_like(t_frame))
         c = self.t_embed(t_frame)  # (B, T, D)
-        angles = rope_angles(grid_positions(T, gh, gw, x.device), self.cfg.dim // self.cfg.heads, ROPE_THETA)
-        ctx = AttentionContext(angles, None)
-        video_ctx = AttentionContext(angles, ~mask if self.cfg.identity_attention else None, self.cfg.identity_scope)
-        q_angles, k_angles = self._plan_angles(T, h, w, gh, gw, x.device)
+        head_dim = self.cfg.dim // self.cfg.heads
+        rope = rope_table("grid", (T, gh, gw), head_dim, ROPE_THETA, x.device)
+        ctx = AttentionContext(rope, None)
+        video_ctx = AttentionContext(rope, ~mask if self.cfg.identity_attention else None, self.cfg.identity_scope)
+        # cross-attention: generator tokens and planning tokens both placed on the planner's grid
+        q_rope = rope_table("resampled", (T, gh, gw, h, w), head_dim, ROPE_THETA, x.device)
+        k_rope = rope_table("grid", (T, h, w), head_dim, ROPE_THETA, x.device)
         plan_tokens = self._plan_tokens(plan, h, w, gh, gw)
         per_frame = self.cfg.cross_attention == "frame"
         inputs = dict(t_emb=c, ctx=ctx, video_ctx=video_ctx, plan=plan, plan_tokens=plan_tokens,
-                      q_angles=q_angles, k_angles=k_angles, per_frame=per_frame)
+                      q_rope=q_rope, k_rope=k_rope, per_frame=per_frame)
         for block in self.blocks:
-            if self.grad_checkpointing and torch.is_grad_enabled():
-                x = checkpoint(block, x, use_reentrant=False, **inputs)
-            else:
-                x = block(x, **inputs)
+            x = run_block(block, self.grad_checkpointing, x, **inputs)
         out = self.final(x, c)  # (B, T, N, C*p*p)
         out = rearrange(out, "b t (gh gw) (c p1 p2) -> b t c (gh p1) (gw p2)", gh=gh, p1=p, p2=p)
         return out if self.head is None else self.head(out, x_in, c)

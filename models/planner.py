@@ -20,12 +20,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
-from torch.utils.checkpoint import checkpoint
 
 from mardini_bench.config import PlannerConfig
 from mardini_bench.registry import PLANNERS
-from models.attention import (AttentionContext, init_linears, Mlp, RMSNorm, SelfAttention, build_video_attention,
-                              grid_positions, next_token_positions, rope_angles)
+from models.attention import (AttentionContext, Mlp, RMSNorm, Rope, SelfAttention, build_video_attention, init_linears,
+                              rope_table, run_block)
 
 
 class PlannerBlock(nn.Module):
@@ -77,23 +76,19 @@ class Planner(nn.Module):
             x = torch.cat((x, row), dim=3)
         return x.flatten(2, 3)  # (B, T, N', D)
 
-    def _angles(self, T: int, h: int, w: int, device) -> torch.Tensor:
-        pos = next_token_positions(T, h, w, device) if self.next_token else grid_positions(T, h, w, device)
-        return rope_angles(pos, self.cfg.dim // self.cfg.heads, self.cfg.rope_theta)
+    def _rope(self, T: int, h: int, w: int, device) -> Rope:
+        layout = "next_token" if self.next_token else "grid"
+        return rope_table(layout, (T, h, w), self.cfg.dim // self.cfg.heads, self.cfg.rope_theta, device)
 
     def forward(self, z_low: torch.Tensor, mask: torch.Tensor) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         """Returns (planning signal (B,T,h*w,D), reconstruction of z_low (B,T,C,h,w) or None)."""
         B, T, C, h, w = z_low.shape
         x = self._tokens(z_low, mask)
-        angles = self._angles(T, h, w, z_low.device)
-        ctx = AttentionContext(angles, None)
-        video_ctx = AttentionContext(angles, ~mask if self.cfg.identity_attention else None,
-                                     self.cfg.identity_scope)
+        rope = self._rope(T, h, w, z_low.device)
+        ctx = AttentionContext(rope, None)
+        video_ctx = AttentionContext(rope, ~mask if self.cfg.identity_attention else None, self.cfg.identity_scope)
         for block in self.blocks:
-            if self.grad_checkpointing and torch.is_grad_enabled():
-                x = checkpoint(block, x, ctx, video_ctx, use_reentrant=False)
-            else:
-                x = block(x, ctx, video_ctx)
+            x = run_block(block, self.grad_checkpointing, x, ctx, video_ctx)
         x = self.norm(x)
         if self.next_token:  # drop the [NEXT] tokens: one signal per latent cell
             x = x.unflatten(2, (h, w + 1))[:, :, :, :w].flatten(2, 3)  # (B, T, h*w, D)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
-from mardini_bench.cost import CostError
+from mardini_bench.config import RunConfig, apply_overrides
+from mardini_bench.cost import CostError, SavedTensorBytes, train_step_fn
 from mardini_bench.cost.cli import main
-from mardini_bench.cost.memory import COMPONENTS, estimate
+from mardini_bench.cost.memory import COMPONENTS, AutocastEmulation, activation_trace, estimate
+from mardini_bench.factory import build_model
 
 # small enough to trace in a second; the blend prior needs real masks, which meta tensors cannot answer
 TINY = ["model.diffusion.prior=none", "data.resolution=32", "train.batch_size=8"]
@@ -48,3 +51,28 @@ def test_memory_command_prints_each_component(capsys):
 def test_a_bad_split_is_named(gpus, micro, message):
     with pytest.raises(CostError, match=message):
         estimate("tiny", gpus, "fsdp", micro, overrides=TINY)
+
+
+@pytest.mark.parametrize("extra", [[], ["model.generator.attention=temporal", "model.planner.depth=3"],
+                                   ["model.diffusion.prior=blend", "train.batch_size=2"]])
+def test_the_activations_are_what_a_real_step_saves_for_backward(extra):
+    # the meta trace behind `activations` against the bytes autograd saves in a real fp32 step on the CPU
+    cfg = apply_overrides(RunConfig(), ["model=tiny", *TINY, *extra])
+    traced, peak = activation_trace(cfg, cfg.train.batch_size, checkpointing=False, dtype=None)
+    model = build_model(cfg).train()
+    step = train_step_fn(model, cfg)
+    with SavedTensorBytes(model.parameters()) as real:
+        step()
+    assert traced == pytest.approx(real.peak, rel=0.15) and peak > traced
+
+
+def test_bf16_compute_saves_matmul_inputs_in_bf16_and_norm_inputs_in_fp32():
+    linear, norm = torch.nn.Linear(8, 8), torch.nn.LayerNorm(8)
+    x = torch.randn(4, 8, requires_grad=True)
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.dtype) or t, lambda t: t):
+        with AutocastEmulation(torch.bfloat16):
+            out = norm(linear(x))
+    assert out.dtype == torch.float32 and torch.bfloat16 in saved and torch.float32 in saved
+    assert activation_trace(apply_overrides(RunConfig(), ["model=tiny", *TINY]), 8, False)[0] < \
+        activation_trace(apply_overrides(RunConfig(), ["model=tiny", *TINY]), 8, False, dtype=None)[0]

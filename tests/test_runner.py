@@ -106,7 +106,7 @@ def test_build_shared_skips_entries_another_run_holds_then_waits_for_them(tmp_pa
         real = TASKS.build(name).prepare(evaluate.eval_clips(cfg))
         prepared.append((name, real, TASKS.build(name).eval_mask(real.shape[1]).expand(len(real), -1).clone()))
     task, real, mask = prepared[0]
-    fake = evaluate.generate(baselines.copy_nearest, real, mask, 8, torch.device("cpu"))
+    fake = evaluate.generate(baselines.copy_nearest, real, mask, 8)
     held = tmp_path / evaluate.BASELINE_DIR / evaluate.baseline_key(cfg, task, fake)
     built = lambda: sorted(p.parent.name for p in (tmp_path / evaluate.BASELINE_DIR).glob("*/records.json"))  # noqa: E731
     with evaluate.shared_entry(held):  # "another run" is building this entry

@@ -155,6 +155,38 @@ class LiveTensorBytes(TorchDispatchMode):
         weakref.finalize(storage, self._release, key, nbytes)
 
 
+class SavedTensorBytes:
+    """Live and peak bytes of what autograd saves for backward (distinct storages, `params`' own left
+    out): at the end of a forward, the activations a training step holds. Works on any device, meta
+    included; with activation checkpointing the peak is the block inputs plus one recomputed block."""
+
+    def __init__(self, params=()) -> None:
+        self.own = {p.untyped_storage()._cdata for p in params}
+        self.live, self.peak, self._seen = 0, 0, set()
+        self._hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, lambda t: t)
+
+    def __enter__(self) -> "SavedTensorBytes":
+        self._hooks.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._hooks.__exit__(*exc)
+
+    def _release(self, key: int, nbytes: int) -> None:
+        self.live -= nbytes
+        self._seen.discard(key)
+
+    def _pack(self, t: torch.Tensor) -> torch.Tensor:
+        storage = t.untyped_storage()
+        key = storage._cdata
+        if key not in self.own and key not in self._seen:
+            self._seen.add(key)
+            self.live += storage.nbytes()
+            self.peak = max(self.peak, self.live)
+            weakref.finalize(storage, self._release, key, storage.nbytes())
+        return t
+
+
 def peak_train_memory(model: torch.nn.Module, step: Callable[[], None]) -> Tuple[float, str]:
     """(MB, source) for one training step: CUDA max allocated, else params + peak live tensors."""
     device = _device(model)

@@ -73,28 +73,29 @@ def _sample_inputs(model: torch.nn.Module, cfg: RunConfig):
 # A fused-attention stand-in for memory on meta
 # ----------------------------------------------------------------------------------------------
 class _FusedAttentionShape(torch.autograd.Function):
-    """What a fused (flash / memory-efficient) kernel keeps for backward: q, k, v, the output and one
-    fp32 log-sum-exp per query row, never the (L, L) scores; backward makes dq, dk, dv."""
+    """What a fused (flash / memory-efficient) kernel keeps for backward: q, k, v, the output, one fp32
+    log-sum-exp per query row and the additive mask if any, never the (L, L) scores; backward makes
+    dq, dk, dv."""
 
     @staticmethod
-    def forward(ctx, q, k, v):
+    def forward(ctx, q, k, v, bias):
         out = q.new_empty(q.shape[:-1] + v.shape[-1:])
         lse = torch.empty(q.shape[:-1], dtype=torch.float32, device=q.device)
-        ctx.save_for_backward(q, k, v, out, lse)
+        ctx.save_for_backward(q, k, v, out, lse, *(() if bias is None else (bias,)))
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
-        q, k, v, _, _ = ctx.saved_tensors
-        return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+        q, k, v = ctx.saved_tensors[:3]
+        return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v), None
 
 
 def _fused_sdpa(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False):
     """Output-only SDPA on meta; a boolean mask becomes a float bias as the efficient kernel needs."""
     if attn_mask is not None and attn_mask.dtype == torch.bool:
-        attn_mask = torch.zeros(attn_mask.shape, dtype=q.dtype, device=q.device)  # transient, like PyTorch's
+        attn_mask = torch.zeros(attn_mask.shape, dtype=q.dtype, device=q.device)  # made per call, like PyTorch's
     if torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v)):
-        return _FusedAttentionShape.apply(q, k, v)
+        return _FusedAttentionShape.apply(q, k, v, attn_mask)
     return q.new_empty(q.shape[:-1] + v.shape[-1:])
 
 

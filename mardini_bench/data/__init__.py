@@ -11,13 +11,14 @@ from torch.utils.data import Dataset
 
 from mardini_bench.config import DataConfig
 from mardini_bench.data.folder import FrameFolderDataset, VideoFolderDataset
+from mardini_bench.data.resident import resident_split
 from mardini_bench.data.stats import latent_stats
 from mardini_bench.data.synthetic import SyntheticVideos, render_clip
 from mardini_bench.data.video_io import (VIDEO_EXTENSIONS, VideoInfo, VideoReadError, probe_video,
                                          read_frames_folder, read_video)
 from mardini_bench.registry import DATASETS
 
-__all__ = ["build_dataset", "latent_stats", "SyntheticVideos", "render_clip", "VideoFolderDataset", "FrameFolderDataset",
+__all__ = ["build_dataset", "latent_stats", "resident_split", "SyntheticVideos", "render_clip", "VideoFolderDataset", "FrameFolderDataset",
            "VideoInfo", "VideoReadError", "VIDEO_EXTENSIONS", "probe_video", "read_video", "read_frames_folder"]
 
 

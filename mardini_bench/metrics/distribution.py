@@ -13,6 +13,7 @@ protocol field that changes the features; later runs skip the real pass.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any, Dict, Iterator, Optional, Union
 
@@ -33,12 +34,26 @@ from mardini_bench.weights import resolve_weights, sha256_file
 PathLike = Union[str, Path]
 
 
+@contextlib.contextmanager
+def exact_fp32() -> Iterator[None]:
+    """IEEE fp32 convolutions and matmuls inside (no TF32 on Ampere and later): the feature networks must
+    give the reference implementations' features, and TF32 moves I3D logits by about 1e-3."""
+    matmul = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
+            yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = matmul
+
+
 class FrechetMetric:
     """Shared streaming/caching logic; subclasses define the network and its preprocessing."""
 
     name = ""
     weights_name = ""
     dim = 0
+    item_bytes = 0  # device memory one input item takes in the network (sizes batches by free memory)
 
     def __init__(self, weights: Optional[PathLike] = None, ddof: int = 1, batch_size: int = 8,
                  device: Union[str, torch.device] = "cpu", bootstrap: int = 0, seed: int = 0,
@@ -110,8 +125,9 @@ class FrechetMetric:
             return
         self._check_shape(f"input_resolution_{label}", [int(videos.shape[3]), int(videos.shape[4])])
         stats = self.real if label == "real" else self.fake
-        for x in self._net_inputs(videos):
-            stats.update(self.net(x.to(self.device)).double().cpu())
+        with exact_fp32():
+            for x in self._net_inputs(videos.to(self.device)):
+                stats.update(self.net(x.to(self.device)).double().cpu())
 
     def add_features(self, label: str, feats: Any, frames: int, input_resolution: Any) -> None:
         """Add precomputed (B, dim) features of `label` ("real"/"fake") clips, e.g. a real set whose
@@ -198,6 +214,7 @@ class FVD(FrechetMetric):
     name = "fvd"
     weights_name = "i3d_kinetics400_tfhub.pt"
     dim = 400
+    item_bytes = 96 * 2 ** 20  # a 9-frame 224x224 clip: the activations of I3D's first blocks, with margin
 
     def __init__(self, *args: Any, resize: str = "torch_bilinear", **kwargs: Any) -> None:
         if resize not in I3D_RESIZES:
@@ -225,9 +242,11 @@ class FID(FrechetMetric):
     name = "fid"
     weights_name = "inception_v3_fid_tf2015.pt"
     dim = 2048
+    item_bytes = 24 * 2 ** 20  # a 299x299 image through Inception-v3, with margin
 
-    def __init__(self, *args: Any, batch_size: int = 32, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, batch_size: int = 32, resize_threads: int = 1, **kwargs: Any) -> None:
         super().__init__(*args, batch_size=batch_size, **kwargs)
+        self.resize_threads = resize_threads  # PIL resizes release the GIL: threads scale with cores
 
     def _build_net(self) -> torch.nn.Module:
         return load_inception(self.weights_path, self.device)
@@ -245,7 +264,7 @@ class FID(FrechetMetric):
     def _net_inputs(self, videos: torch.Tensor) -> Iterator[torch.Tensor]:
         images = videos.flatten(0, 1)  # the frames of all videos, pooled as images
         for i in range(0, len(images), self.batch_size):
-            yield inception_input(images[i:i + self.batch_size])
+            yield inception_input(images[i:i + self.batch_size], self.resize_threads)
 
 
 _RESIZE_DETAIL = {

@@ -109,9 +109,9 @@ def build_net(net: str, backbone_state: Dict[str, torch.Tensor]) -> LPIPSNet:
 
 
 @functools.lru_cache(maxsize=4)
-def _load(net: str, path: Path) -> LPIPSNet:
-    """Networks by (backbone, verified file): evaluation builds one metric per clip."""
-    return build_net(net, torch.load(path, map_location="cpu", weights_only=True))
+def _load(net: str, path: Path, device: str = "cpu") -> LPIPSNet:
+    """Networks by (backbone, verified file, device): loaded once, however many metrics are built."""
+    return build_net(net, torch.load(path, map_location="cpu", weights_only=True)).to(device)
 
 
 class LPIPS(PairedFrameMetric):
@@ -134,8 +134,10 @@ class LPIPS(PairedFrameMetric):
 
     @torch.no_grad()
     def score_frames(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-        """(M, 3, H, W) float64 in [0, 1] -> (M,) float64 distances (the network runs in float32)."""
-        out = [self.net(real[i:i + self.batch_size].float(), fake[i:i + self.batch_size].float())
+        """(M, 3, H, W) float64 in [0, 1] -> (M,) float64 distances (the network runs in float32, on the
+        frames' device)."""
+        net = _load(self.net_key, self.weights_path, str(real.device))
+        out = [net(real[i:i + self.batch_size].float(), fake[i:i + self.batch_size].float())
                for i in range(0, len(real), self.batch_size)]
         return torch.cat(out).double()
 

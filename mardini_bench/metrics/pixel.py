@@ -10,7 +10,8 @@ SSIM uses torchmetrics' defaults: Gaussian window 11, sigma 1.5, k1 0.01, k2 0.0
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+import math
+from typing import Any, Dict, List, Optional
 
 import torch
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
@@ -50,19 +51,26 @@ class PairedFrameMetric:
         self.total, self.frames, self.videos = 0.0, 0, 0
         self.shape: Dict[str, Any] = {}
 
-    def update(self, real: Any, fake: Any, mask: Optional[Any] = None) -> None:
-        """real, fake: (B, T, 3, H, W) uint8 or float [0, 1]; mask (B, T) bool, True = generated."""
+    def update(self, real: Any, fake: Any, mask: Optional[Any] = None) -> List[float]:
+        """real, fake: (B, T, 3, H, W) uint8 or float [0, 1], on any device; mask (B, T) bool, True =
+        generated. Returns each clip's mean over its scored frames (the values a bootstrap resamples)."""
         real, fake = as_uint8_btchw(real, "real videos"), as_uint8_btchw(fake, "generated videos")
         if real.shape != fake.shape:
             raise ValueError(f"{self.name}: real and generated clips must match, got "
                              f"{tuple(real.shape)} and {tuple(fake.shape)}")
-        keep = self._scored(real.shape[0], real.shape[1], mask)  # (B, T) bool
-        scores = self.score_frames(real[keep].double() / 255, fake[keep].double() / 255)
-        self.total += float(scores.sum())
-        self.frames += int(keep.sum())
-        self.videos += int(real.shape[0])
+        b = real.shape[0]
+        keep = self._scored(b, real.shape[1], mask)  # (B, T) bool, on the CPU
+        counts = keep.sum(1).tolist()
+        scores = self.score_frames(real[keep.to(real.device)].double() / 255, fake[keep.to(fake.device)].double() / 255)
+        clip = torch.arange(b).repeat_interleave(keep.sum(1)).to(scores.device)  # the clip of each scored frame
+        sums = torch.zeros(b, dtype=scores.dtype, device=scores.device).index_add_(0, clip, scores).tolist()
+        for value in sums:  # clip by clip, as streaming one clip at a time adds them
+            self.total += value
+        self.frames += sum(counts)
+        self.videos += b
         self.shape.setdefault("frames_per_clip", int(real.shape[1]))
         self.shape.setdefault("resolution", [int(real.shape[3]), int(real.shape[4])])
+        return [total / n if n else math.nan for total, n in zip(sums, counts)]
 
     def score_frames(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
         """(M, 3, H, W) float64 in [0, 1] -> (M,) one score per frame (subclasses: other scores)."""

@@ -10,6 +10,7 @@ FID uses clean-fid's "clean" resize (PIL bicubic on float channels), taken from 
 
 from __future__ import annotations
 
+import concurrent.futures
 from typing import Any, Tuple
 
 import numpy as np
@@ -81,9 +82,17 @@ def i3d_input(videos: torch.Tensor, resize: str = "torch_bilinear") -> torch.Ten
     return x / 255.0 * 2.0 - 1.0
 
 
-def inception_input(images: torch.Tensor) -> torch.Tensor:
-    """uint8 (M, 3, H, W) -> float32 (M, 3, 299, 299) = (clean resize - 128) / 128."""
+def inception_input(images: torch.Tensor, threads: int = 1) -> torch.Tensor:
+    """uint8 (M, 3, H, W) -> float32 (M, 3, 299, 299) = (clean resize - 128) / 128, on the CPU.
+
+    The resize is PIL's (clean-fid's protocol), so it runs on the CPU whatever the network's device;
+    PIL releases the GIL while it resamples, so `threads` > 1 resizes images in parallel."""
     resize = build_resizer("clean")  # per-channel float PIL bicubic to 299x299, clipped to 0..255
-    hwc = images.permute(0, 2, 3, 1).cpu().numpy()
-    out = np.stack([resize(img) for img in hwc]).astype(np.float32)  # (M, 299, 299, 3)
+    hwc = list(images.permute(0, 2, 3, 1).cpu().numpy())
+    if threads > 1 and len(hwc) > 1:
+        with concurrent.futures.ThreadPoolExecutor(min(threads, len(hwc))) as pool:
+            resized = list(pool.map(resize, hwc))
+    else:
+        resized = [resize(img) for img in hwc]
+    out = np.stack(resized).astype(np.float32)  # (M, 299, 299, 3)
     return (torch.from_numpy(out).permute(0, 3, 1, 2).contiguous() - 128.0) / 128.0

@@ -137,18 +137,18 @@ def task_seed(seed: int, task: str) -> int:
     return seed * 1_000_003 + zlib.crc32(task.encode())
 
 
-def generate(fn: Sampler, videos: torch.Tensor, mask: torch.Tensor, batch: int,
-             device: torch.device) -> torch.Tensor:
-    """Run a sampler over `videos` in batches; output on the CPU, clamped to [0, 1]."""
-    out = [fn(videos[i:i + batch].to(device), mask[i:i + batch].to(device)).float().cpu()
-           for i in range(0, len(videos), batch)]
+def generate(fn: Sampler, videos: torch.Tensor, mask: torch.Tensor, batch: int) -> torch.Tensor:
+    """Run a sampler over `videos` in batches of `batch` clips, on their device; clamped to [0, 1]."""
+    out = [fn(videos[i:i + batch], mask[i:i + batch]).float() for i in range(0, len(videos), batch)]
     return torch.cat(out).clamp(0, 1)
 
 
-def model_sampler(model: torch.nn.Module, seed: int, task: Optional[str] = None) -> Sampler:
-    """`model.sample` with `task`'s sampling (`model.diffusion.task_*`); one noise stream per task,
-    consumed batch by batch."""
-    gen = torch.Generator().manual_seed(seed)
+def model_sampler(model: torch.nn.Module, seed: int, task: Optional[str] = None,
+                  runtime: Optional[Runtime] = None) -> Sampler:
+    """`model.sample` with `task`'s sampling (`model.diffusion.task_*`); one noise stream per task on the
+    run's device, consumed batch by batch (so `eval.batch_size` is part of what is sampled)."""
+    runtime = runtime or Runtime.resolve(device=next(model.parameters()).device)
+    gen = runtime.generator(seed)
     settings = task_sampling(model.cfg.diffusion, task)
     return lambda video, mask: model.sample(video, mask, generator=gen, **settings)
 
@@ -157,19 +157,25 @@ def model_sampler(model: torch.nn.Module, seed: int, task: Optional[str] = None)
 # Scoring
 # ----------------------------------------------------------------------------------------------
 def _uint8(x: torch.Tensor) -> np.ndarray:
-    return (x.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    return (x.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
 
 
-# Feature networks already loaded, by (metric, weights file): one evaluation builds a metric per task
-# and method, and loading I3D or Inception again each time costs seconds.
+# Feature networks already loaded, by (metric, weights file, device): one evaluation builds a metric per
+# task and method, and loading I3D or Inception again each time costs seconds.
 _NETS: Dict[tuple, torch.nn.Module] = {}
 
 
-def build_metric(name: str, cfg: RunConfig) -> Any:
+def build_metric(name: str, cfg: RunConfig, runtime: Optional[Runtime] = None) -> Any:
+    """Metric `name` for `cfg`'s evaluation; a feature network runs on the runtime's device (default: the
+    CPU), in batches as large as its free memory holds there (`eval.batch_size` on the CPU)."""
+    runtime = runtime or Runtime.resolve(device="cpu")
     if is_distribution(name):
+        extra = {"resize_threads": max(1, runtime.workers)} if name == "fid" else {}
         # Features are kept for the saved npz (the results step bootstraps over them).
-        metric = METRICS.build(name, weights=cfg.eval.weights, batch_size=cfg.eval.batch_size, keep_features=True)
-        key = (name, str(metric.weights_path))
+        metric = METRICS.build(name, weights=cfg.eval.weights, batch_size=cfg.eval.batch_size, device=runtime.device,
+                               keep_features=True, **extra)
+        metric.batch_size = runtime.batch_for(metric.item_bytes, cfg.eval.batch_size)
+        key = (name, str(metric.weights_path), str(runtime.device))
         if key not in _NETS:
             _NETS[key] = metric.net
         metric.net = _NETS[key]
@@ -180,18 +186,17 @@ def build_metric(name: str, cfg: RunConfig) -> Any:
 
 
 def real_features(name: str, cfg: RunConfig, task: str, real: torch.Tensor, shared_dir: Path,
-                  block: bool = True) -> Optional[Tuple[np.ndarray, List[int]]]:
+                  block: bool = True, runtime: Optional[Runtime] = None) -> Optional[Tuple[np.ndarray, List[int]]]:
     """The real clips' features and input resolution for metric `name`, computed once per sweep
     (None when `block` is False and another run is computing them)."""
-    metric = build_metric(name, cfg)
+    metric = build_metric(name, cfg, runtime)
     key = spec_key(cfg, task, metric=name, weights=frechet_weights_id(metric))
     with shared_entry(shared_dir / REAL_DIR / key, block) as folder:
         if folder is None:
             return None
         path = folder / f"{name}.npz"
         if not path.exists():
-            for i in range(0, len(real), cfg.eval.batch_size):
-                metric.update(real=real[i:i + cfg.eval.batch_size])
+            metric.update(real=real)  # the metric batches by its own memory-sized batch
             save_npz(path, real=metric.real.all_features(), resolution=np.array(metric.shape["input_resolution_real"]))
         with np.load(path) as data:
             return data["real"], [int(v) for v in data["resolution"]]
@@ -202,15 +207,14 @@ def frechet_weights_id(metric: Any) -> str:
 
 
 def _frechet(name: str, cfg: RunConfig, task: str, real: torch.Tensor, fake: torch.Tensor, frames: List[int],
-             npz: Path, shared_dir: Path) -> Dict[str, Any]:
-    metric = build_metric(name, cfg)
+             npz: Path, shared_dir: Path, runtime: Optional[Runtime]) -> Dict[str, Any]:
+    metric = build_metric(name, cfg, runtime)
     whole = metric_info(name).whole_clips
     if not whole:  # FID pools the scored frames as images; FVD needs whole clips
         real, fake = real[:, frames], fake[:, frames]
-    feats, resolution = real_features(name, cfg, task, real, shared_dir)
+    feats, resolution = real_features(name, cfg, task, real, shared_dir, runtime=runtime)
     metric.add_features("real", feats, frames=real.shape[1], input_resolution=resolution)
-    for i in range(0, len(fake), cfg.eval.batch_size):
-        metric.update(fake=fake[i:i + cfg.eval.batch_size])
+    metric.update(fake=fake)
     result = metric.compute()
     rows_per_video = 1 if whole else real.shape[1]
     save_npz(npz, real=metric.real.all_features(), fake=metric.fake.all_features(),
@@ -219,20 +223,26 @@ def _frechet(name: str, cfg: RunConfig, task: str, real: torch.Tensor, fake: tor
 
 
 def _paired(name: str, cfg: RunConfig, real: torch.Tensor, fake: torch.Tensor, scored: torch.Tensor) -> Dict[str, Any]:
-    metric, per_video = build_metric(name, cfg), []
-    for i in range(len(real)):
-        one = build_metric(name, cfg)
-        one.update(real[i:i + 1], fake[i:i + 1], scored[i:i + 1])
-        per_video.append(one.compute().value)
-        metric.update(real[i:i + 1], fake[i:i + 1], scored[i:i + 1])
+    """The mean over every clip and each clip's own value (for the bootstrap). The built-in paired
+    metrics return the per-clip values from one batched `update`; a registered metric whose `update`
+    returns nothing is scored once more clip by clip."""
+    metric = build_metric(name, cfg)
+    per_video = metric.update(real, fake, scored)
+    if per_video is None:
+        per_video = []
+        for i in range(len(real)):
+            one = build_metric(name, cfg)
+            one.update(real[i:i + 1], fake[i:i + 1], scored[i:i + 1])
+            per_video.append(one.compute().value)
     result = metric.compute()
     return {"value": result.value, "protocol": result.protocol, "per_video": per_video}
 
 
 def score(cfg: RunConfig, task: str, method: str, real: torch.Tensor, fake: torch.Tensor,
-          out_dir: Path, base_dir: Path, shared_dir: Path) -> List[Dict[str, Any]]:
+          out_dir: Path, base_dir: Path, shared_dir: Path, runtime: Optional[Runtime] = None) -> List[Dict[str, Any]]:
     """One record per metric; feature files go to `out_dir`, named relative to `base_dir`; the real
-    clips' features are shared through `shared_dir` (the sweep folder)."""
+    clips' features are shared through `shared_dir` (the sweep folder). Clips stay on their device;
+    the feature networks run on the runtime's."""
     T = real.shape[1]
     frames = TASKS.build(task).scored_frames(T, cfg.eval.protocol)
     scored = torch.zeros(len(real), T, dtype=torch.bool)
@@ -241,7 +251,7 @@ def score(cfg: RunConfig, task: str, method: str, real: torch.Tensor, fake: torc
     for name in cfg.eval.metrics:
         npz = out_dir / f"{method}_{name}.npz"
         distribution = is_distribution(name)
-        rec = (_frechet(name, cfg, task, real, fake, frames, npz, shared_dir) if distribution
+        rec = (_frechet(name, cfg, task, real, fake, frames, npz, shared_dir, runtime) if distribution
                else _paired(name, cfg, real, fake, scored))
         rec["protocol"] = {**rec["protocol"], **_task_protocol(cfg, task, name, frames)}
         features = os.path.relpath(npz, base_dir) if distribution else None
@@ -267,10 +277,11 @@ def baseline_key(cfg: RunConfig, task: str, fake: torch.Tensor) -> str:
 
 
 def baseline_records(cfg: RunConfig, task: str, baseline: str, real: torch.Tensor, mask: torch.Tensor,
-                     run_dir: Path, block: bool = True) -> Optional[List[Dict[str, Any]]]:
+                     run_dir: Path, block: bool = True, runtime: Optional[Runtime] = None) -> Optional[List[Dict[str, Any]]]:
     """The baseline's records, from the sweep's cache when present; feature paths relative to run_dir
-    (None when `block` is False and another run is scoring the same output)."""
-    fake = generate(BASELINES.get(baseline), real, mask, cfg.eval.batch_size, torch.device("cpu"))
+    (None when `block` is False and another run is scoring the same output). The baseline fills the
+    clips where they are (the run's device), all of them at once."""
+    fake = generate(BASELINES.get(baseline), real, mask, len(real))
     with shared_entry(run_dir.parent / BASELINE_DIR / baseline_key(cfg, task, fake), block) as folder:
         if folder is None:
             return None
@@ -278,13 +289,14 @@ def baseline_records(cfg: RunConfig, task: str, baseline: str, real: torch.Tenso
         if cached.exists():
             records = load_json(cached, list)
         else:
-            records = score(cfg, task, "baseline", real, fake, folder, folder, run_dir.parent)
+            records = score(cfg, task, "baseline", real, fake, folder, folder, run_dir.parent, runtime)
             write_json(cached, records)
     return [dict(r, method=baseline, features=os.path.relpath(folder / r["features"], run_dir) if r["features"] else None)
             for r in records]
 
 
-def build_shared(cfg: RunConfig, prepared: List[Tuple[str, torch.Tensor, torch.Tensor]], run_dir: Path) -> None:
+def build_shared(cfg: RunConfig, prepared: List[Tuple[str, torch.Tensor, torch.Tensor]], run_dir: Path,
+                 runtime: Optional[Runtime] = None) -> None:
     """Build the sweep's shared entries: real features first, then baselines.
 
     The runs of a sweep reach this point together, so each takes the entries no other run is
@@ -295,9 +307,9 @@ def build_shared(cfg: RunConfig, prepared: List[Tuple[str, torch.Tensor, torch.T
         frames = TASKS.build(task).scored_frames(real.shape[1], cfg.eval.protocol)
         for name in (m for m in cfg.eval.metrics if is_distribution(m)):
             clips = real if metric_info(name).whole_clips else real[:, frames]
-            todo.append(functools.partial(real_features, name, cfg, task, clips, run_dir.parent))
+            todo.append(functools.partial(real_features, name, cfg, task, clips, run_dir.parent, runtime=runtime))
     for task, real, mask in prepared:
-        todo += [functools.partial(baseline_records, cfg, task, name, real, mask, run_dir)
+        todo += [functools.partial(baseline_records, cfg, task, name, real, mask, run_dir, runtime=runtime)
                  for name in cfg.eval.baselines]
     while todo:
         busy = [job for job in todo if job(block=False) is None]
@@ -311,31 +323,36 @@ def save_samples(path: Path, real: torch.Tensor, mask: torch.Tensor, fake: torch
     n = min(count, len(real))
     given = real[:n] * (~mask[:n])[:, :, None, None, None]
     save_npz(path, input=_uint8(given), output=_uint8(fake[:n]), real=_uint8(real[:n]),
-             mask=mask[:n].numpy().astype(np.uint8))
+             mask=mask[:n].cpu().numpy().astype(np.uint8))
 
 
 def evaluate(model: torch.nn.Module, cfg: RunConfig, run_dir: Path,
              runtime: Optional[Runtime] = None) -> List[Dict[str, Any]]:
-    """Records for every (task, method, metric) of `cfg.eval`; methods = "model" + the baselines."""
+    """Records for every (task, method, metric) of `cfg.eval`; methods = "model" + the baselines.
+
+    Everything runs on the runtime's device (default: the model's): the clips are moved there once, the
+    model and the baselines fill them there, and the feature networks score them there."""
     check_eval_config(cfg)
+    runtime = runtime or Runtime.resolve(cfg, device=next(model.parameters()).device)
     cfg = replace(cfg, eval=replace(cfg.eval, metrics=usable_metrics(cfg)))
-    run_dir, clips = Path(run_dir), eval_clips(cfg)
-    device = next(model.parameters()).device
+    run_dir, clips = Path(run_dir), runtime.to(eval_clips(cfg))
     prepared = []
     for task_name in cfg.eval.tasks:
         task = TASKS.build(task_name)
         real = task.prepare(clips)
-        prepared.append((task_name, real, task.eval_mask(real.shape[1]).expand(len(real), -1).clone()))
-    build_shared(cfg, prepared, run_dir)
+        mask = runtime.to(task.eval_mask(real.shape[1]).expand(len(real), -1).clone())
+        prepared.append((task_name, real, mask))
+    build_shared(cfg, prepared, run_dir, runtime)
     records: List[Dict[str, Any]] = []
     for task_name, real, mask in prepared:
-        fake = generate(model_sampler(model, task_seed(cfg.eval.seed, task_name), task_name), real, mask,
-                        cfg.eval.batch_size, device)
+        sampler = model_sampler(model, task_seed(cfg.eval.seed, task_name), task_name, runtime)
+        with runtime.autocast():
+            fake = generate(sampler, real, mask, cfg.eval.batch_size)
         out_dir = run_dir / "eval" / task_name
         save_samples(out_dir / "samples.npz", real, mask, fake, cfg.eval.samples)
-        records += score(cfg, task_name, "model", real, fake, out_dir, run_dir, run_dir.parent)
+        records += score(cfg, task_name, "model", real, fake, out_dir, run_dir, run_dir.parent, runtime)
         for name in cfg.eval.baselines:
-            records += baseline_records(cfg, task_name, name, real, mask, run_dir)
+            records += baseline_records(cfg, task_name, name, real, mask, run_dir, runtime=runtime)
     return records
 
 

@@ -37,7 +37,7 @@ from mardini_bench.analysis.significance import frechet_scorer, paired_bootstrap
 from mardini_bench.args import ArgumentParser
 from mardini_bench.cli import user_errors
 from mardini_bench.config import RunConfig, to_dict
-from mardini_bench.runtime import configure_threads
+from mardini_bench.runtime import Runtime
 from mardini_bench.data.synthetic import NOMINAL_FPS
 from mardini_bench.io import write_json
 from mardini_bench.metrics.i3d import MIN_FRAMES
@@ -119,24 +119,27 @@ def repeat_last(real: torch.Tensor, positions: List[int]) -> torch.Tensor:
 # Scoring
 # ----------------------------------------------------------------------------------------------
 def fvd_records(cfg: RunConfig, real: torch.Tensor, fakes: Dict[str, torch.Tensor], out_dir: Path,
-                seed: int) -> Tuple[List[Dict[str, Any]], Dict[str, Any]]:
+                seed: int, runtime: Optional[Runtime] = None) -> Tuple[List[Dict[str, Any]], Dict[str, Any]]:
     """One FVD record per method (value, bootstrap interval, protocol; features saved to
-    `out_dir/<method>_fvd.npz`), and the paired bootstrap of FVD(baseline) - FVD(model)."""
-    def metric() -> Any:
-        return METRICS.build("fvd", weights=cfg.eval.weights, batch_size=cfg.eval.batch_size, bootstrap=N_BOOT,
-                             seed=seed)
+    `out_dir/<method>_fvd.npz`), and the paired bootstrap of FVD(baseline) - FVD(model). I3D runs on the
+    runtime's device (default the CPU)."""
+    runtime = runtime or Runtime.resolve(device="cpu")
 
-    ref, batch = metric(), cfg.eval.batch_size
-    for i in range(0, len(real), batch):
-        ref.update(real=real[i:i + batch])
+    def metric() -> Any:
+        fvd = METRICS.build("fvd", weights=cfg.eval.weights, batch_size=cfg.eval.batch_size, bootstrap=N_BOOT,
+                            seed=seed, device=runtime.device)
+        fvd.batch_size = runtime.batch_for(fvd.item_bytes, cfg.eval.batch_size)
+        return fvd
+
+    ref = metric()
+    ref.update(real=real)
     feats, resolution = ref.real.all_features(), ref.shape["input_resolution_real"]
     records, scorers = [], {}
     for method, fake in fakes.items():
         fvd = metric()
         fvd.net = ref.net  # I3D loads once
         fvd.add_features("real", feats, frames=real.shape[1], input_resolution=resolution)
-        for i in range(0, len(fake), batch):
-            fvd.update(fake=fake[i:i + batch])
+        fvd.update(fake=fake)
         result = fvd.compute()
         npz = out_dir / f"{method}_fvd.npz"
         save_npz(npz, real=feats, fake=fvd.fake.all_features())
@@ -199,7 +202,8 @@ def make_long_video(run_dir: Path, frames: int, clips: int, seed: Optional[int] 
              BASELINE: repeat_last(real, positions)}
     out_dir = run_dir / FOLDER
     (out_dir / RESULT).unlink(missing_ok=True)  # until the new one is written, the folder is not whole
-    records, comparison = fvd_records(long_cfg, real, fakes, out_dir, seed)
+    runtime = Runtime.resolve(cfg, device=next(model.parameters()).device)
+    records, comparison = fvd_records(long_cfg, real, fakes, out_dir, seed, runtime)
     media = write_media(out_dir, real, fakes["model"], positions, round(cfg.data.fps or NOMINAL_FPS))
     protocol = {"frames": frames, "window": window, "keyframes": keyframes, "keyframe_positions": positions,
                 "keyframe_stride": plan.stride, "sampler_calls": len(plan.steps), "clips": clips, "seed": seed,
@@ -229,7 +233,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 @user_errors(LongVideoError)
 def main(argv: Optional[List[str]] = None) -> None:
     args = parse_args(argv)
-    configure_threads()  # before any torch work
+    Runtime.resolve().configure()  # before any torch work: threads, and the device the model loads on
     result = make_long_video(args.run_dir, args.frames, args.clips, args.seed, args.keyframes)
     for rec in result["records"]:
         low, high = rec["ci"] or (float("nan"), float("nan"))

@@ -22,21 +22,21 @@ import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
-from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from mardini_bench.config import (ConfigError, MaskConfig, RunConfig, TrainConfig, from_dict, identity_dict, to_dict,
                                   validate)
-from mardini_bench.data import build_dataset, latent_stats
+from mardini_bench.data import build_dataset, latent_stats, resident_split
 from mardini_bench.factory import build_model
 from mardini_bench.io import DamagedFileError, append_jsonl, atomic_file, read_jsonl, write_jsonl
 from mardini_bench.run import distributed, fsdp
 from mardini_bench.run.distributed import DistEnv
+from mardini_bench.run.optim import FlatAdamW, FlatEMA, FlatParameters, ema_weights
 from mardini_bench.runtime import Runtime
 from models.masks import build_mask_schedule
 
@@ -50,10 +50,20 @@ STREAM_DATA, STREAM_MASK, STREAM_NOISE = 0, 1, 2
 # ----------------------------------------------------------------------------------------------
 # Pure pieces: seeds, schedules, stages, batch layout
 # ----------------------------------------------------------------------------------------------
-def derived_generator(seed: int, stream: int, *index: int) -> torch.Generator:
-    """A CPU generator seeded from (seed, stream, *index) via numpy's SeedSequence mixing."""
+def derived_seed(seed: int, stream: int, *index: int) -> int:
+    """A 63-bit seed mixed from (seed, stream, *index) by numpy's SeedSequence."""
     state = np.random.SeedSequence([seed, stream, *index]).generate_state(1, np.uint64)[0]
-    return torch.Generator().manual_seed(int(state) & ((1 << 63) - 1))
+    return int(state) & ((1 << 63) - 1)
+
+
+def derived_generator(seed: int, stream: int, *index: int, device: Optional[torch.device] = None) -> Optional[torch.Generator]:
+    """A generator on `device` (default CPU) seeded with `derived_seed(seed, stream, *index)`: noise and
+    masks are drawn where they are used, so a GPU step copies nothing from the host. A seed draws the
+    same numbers on every run of one device kind (CPU and CUDA generators differ); on `meta`, which
+    draws nothing, None."""
+    if device is not None and torch.device(device).type == "meta":
+        return None
+    return torch.Generator(device=device or "cpu").manual_seed(derived_seed(seed, stream, *index))
 
 
 def lr_factor(cfg: TrainConfig) -> Callable[[int], float]:
@@ -93,13 +103,26 @@ def micro_batch(cfg: TrainConfig, world_size: int) -> int:
     return size
 
 
-def batch_indices(num_clips: int, batch: int, seed: int, step: int) -> torch.Tensor:
-    """Dataset indices of global batch `step`: epochs of seeded permutations, read in order."""
-    pos = step * batch + torch.arange(batch)
+def epoch_permutation(num_clips: int, seed: int, epoch: int) -> torch.Tensor:
+    """The order clips are read in during `epoch`: a seeded permutation of the split."""
+    return torch.randperm(num_clips, generator=derived_generator(seed, STREAM_DATA, epoch))
+
+
+def batch_indices(num_clips: int, batch: int, seed: int, step: int, first: int = 0,
+                  count: Optional[int] = None, perms: Optional[Dict[int, torch.Tensor]] = None) -> torch.Tensor:
+    """Dataset indices of global batch `step` (its `count` clips from position `first`, default all):
+    epochs of seeded permutations, read in order. `perms` caches permutations by epoch."""
+    count = batch if count is None else count
+    pos = step * batch + first + torch.arange(count)
     epochs, offsets = pos // num_clips, pos % num_clips
-    out = torch.empty(batch, dtype=torch.long)
+    out = torch.empty(count, dtype=torch.long)
     for epoch in epochs.unique().tolist():
-        perm = torch.randperm(num_clips, generator=derived_generator(seed, STREAM_DATA, epoch))
+        perm = perms.get(epoch) if perms is not None else None
+        if perm is None:
+            perm = epoch_permutation(num_clips, seed, epoch)
+            if perms is not None:
+                perms.clear()  # a run reads epochs in order: the one before is never read again
+                perms[epoch] = perm
         out[epochs == epoch] = perm[offsets[epochs == epoch]]
     return out
 
@@ -109,26 +132,20 @@ class StepBatches:
 
     def __init__(self, num_clips: int, cfg: RunConfig, env: DistEnv, start: int, stop: int) -> None:
         self.num_clips, self.cfg, self.env, self.start, self.stop = num_clips, cfg, env, start, stop
+        self.share = cfg.train.batch_size // env.world_size
+        self._perms: Dict[int, torch.Tensor] = {}
 
     def __len__(self) -> int:
         return self.stop - self.start
 
+    def indices(self, step: int) -> torch.Tensor:
+        """(share,) dataset indices of this process's part of global batch `step`."""
+        return batch_indices(self.num_clips, self.cfg.train.batch_size, self.cfg.seed, step,
+                             self.env.rank * self.share, self.share, self._perms)
+
     def __iter__(self):
-        share = self.cfg.train.batch_size // self.env.world_size
         for step in range(self.start, self.stop):
-            idx = batch_indices(self.num_clips, self.cfg.train.batch_size, self.cfg.seed, step)
-            yield idx[self.env.rank * share:(self.env.rank + 1) * share].tolist()
-
-
-def autocast_dtype(precision: str, device: torch.device) -> Optional[torch.dtype]:
-    """bf16 under `auto` on CUDA only; fp32 (no autocast) on CPU unless bf16 is asked for.
-
-    Why not bf16 on CPUs with native bf16 matmuls: on a 2-core AVX512-BF16 CPU a bf16 matmul runs at
-    2.1x the fp32 rate, but a `small` training step under autocast takes 699 ms against 535 ms in fp32,
-    because the fused CPU attention's backward at head dim 24 is 3x slower in bf16 than in fp32."""
-    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
-        return torch.bfloat16
-    return None
+            yield self.indices(step).tolist()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -197,49 +214,59 @@ def ema_decay_at(decay: float, num_averaged: int) -> float:
     return min(decay, (1 + num_averaged) / (10 + num_averaged))
 
 
-def ema_with_warmup(decay: float) -> Callable[..., None]:
-    """`AveragedModel` multi_avg_fn: ema <- lerp(ema, param, 1 - decay_t), in place, all tensors at once."""
-    @torch.no_grad()
-    def update(ema_params: List[torch.Tensor], params: List[torch.Tensor], num_averaged: Any) -> None:
-        weight = 1.0 - ema_decay_at(decay, int(num_averaged))
-        torch._foreach_lerp_(ema_params, params, weight)
-    return update
+@dataclass
+class StepStats:
+    """What one step leaves on the device until the host reads it (`Trainer.settle`)."""
 
-
-def ema_copy(model: torch.nn.Module, decay: float) -> Optional[AveragedModel]:
-    """The EMA of `model`'s weights and buffers (`ema.module` is evaluated); None when `decay` <= 0."""
-    if decay <= 0:
-        return None
-    return AveragedModel(model, multi_avg_fn=ema_with_warmup(decay), use_buffers=True)
+    step: int  # 0-based
+    loss: torch.Tensor  # 0-d, averaged over micro-batches and processes
+    grad_norm: torch.Tensor  # 0-d, before clipping
+    lr: float
+    mask: Optional[torch.Tensor] = None  # (B, T) masks, kept on log steps for the reference-frame counts
 
 
 class Trainer:
-    """One run's model, EMA, optimiser and LR schedule, restored from `last.pt` when present."""
+    """One run's model, EMA, optimiser and LR schedule, restored from `last.pt` when present.
 
-    def __init__(self, cfg: RunConfig, run_dir: Path, env: DistEnv, device: torch.device) -> None:
+    A step makes no host sync: the loss, the gradient norm and whether both are finite stay on the
+    device, where a non-finite step skips itself (`FlatAdamW`, `FlatEMA`). The host reads the pending
+    steps in one transfer at log and checkpoint steps (`settle`) and there logs them, counts skipped
+    steps and fails naming the step, exactly as a check after every step would; no checkpoint is
+    written before the steps it holds were read."""
+
+    def __init__(self, cfg: RunConfig, run_dir: Path, env: DistEnv, runtime: Runtime) -> None:
         check_train_config(cfg.train)
-        self.cfg, self.run_dir, self.env, self.device = cfg, Path(run_dir), env, device
+        self.cfg, self.run_dir, self.env, self.runtime = cfg, Path(run_dir), env, runtime
+        self.device = runtime.device
         self.micro = micro_batch(cfg.train, env.world_size)
         torch.manual_seed(cfg.seed)  # model init
-        self.model = build_model(cfg, device=device)
+        self.model = build_model(cfg, device=self.device)
         distributed.broadcast_(self.model.state_dict().values(), env)
         self.model.set_grad_checkpointing(cfg.train.activation_checkpointing)
         self._place()
+        self.opt = self._build_optimizer()
         self.ema = self._build_ema()
-        t = cfg.train
-        self.opt = torch.optim.AdamW(self.model.parameters(), lr=t.lr, betas=t.betas, weight_decay=t.weight_decay)
-        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_factor(t))
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_factor(cfg.train))
         self.step, self.loss, self.wall_s = 0, math.nan, 0.0
         self.loss_step, self.skipped = 0, 0  # step of the last finite loss; non-finite steps skipped
+        self.pending: List[StepStats] = []
+        self._mark = (time.perf_counter(), 0)  # (time, step) the last settled step ended at
         self.mask_fn = build_mask_schedule(self.mask_config())
         self.task_mask_fn = build_mask_schedule(replace(self.mask_config(), name="tasks"))  # joint_task stage
-        self.loss_fn = torch.compile(self.model.training_losses) if t.compile else self.model.training_losses
+        compile_loss = cfg.train.compile
+        self.loss_fn = torch.compile(self.model.training_losses) if compile_loss else self.model.training_losses
 
     def _place(self) -> None:
         """Hook for how the processes hold the model: every process the whole model (this class)."""
 
-    def _build_ema(self) -> Optional[AveragedModel]:
-        return ema_copy(self.model, self.cfg.train.ema_decay)
+    def _build_optimizer(self) -> torch.optim.Optimizer:
+        """AdamW over the model's parameters bound flat (`run/optim.py`): a few ops a step, not one per tensor."""
+        t = self.cfg.train
+        self.flat = FlatParameters(self.model.parameters())
+        return FlatAdamW(self.flat, lr=t.lr, betas=t.betas, weight_decay=t.weight_decay)
+
+    def _build_ema(self) -> Optional[FlatEMA]:
+        return FlatEMA(self.model, self.flat, self.cfg.train.ema_decay) if self.cfg.train.ema_decay > 0 else None
 
     def mask_config(self) -> MaskConfig:
         """`cfg.mask` with its task mix resolved: no `mask.tasks` means the tasks the run evaluates."""
@@ -252,7 +279,7 @@ class Trainer:
             return
         data = build_dataset(self.cfg.data, "train")
         mean, std = latent_stats(self.model.codec, data, self.cfg.model.codec.stats_clips)
-        for model in (self.model, self.ema.module if isinstance(self.ema, AveragedModel) else None):
+        for model in (self.model, getattr(self.ema, "module", None)):
             if model is not None:
                 model.latent_shift.fill_(mean)
                 model.latent_scale.fill_(1.0 / std)
@@ -329,52 +356,79 @@ class Trainer:
 
     # -- one step ----------------------------------------------------------------------------
     def masks(self, step: int, frames: int) -> torch.Tensor:
-        """(B_global, T) masks of step `step`: tasks' samplers in joint_task, else `cfg.mask`."""
-        B, gen = self.cfg.train.batch_size, derived_generator(self.cfg.seed, STREAM_MASK, step)
+        """(B_global, T) masks of step `step` on the device: tasks' samplers in joint_task, else `cfg.mask`."""
+        B, gen = self.cfg.train.batch_size, derived_generator(self.cfg.seed, STREAM_MASK, step, device=self.device)
         fn = self.task_mask_fn if stage_at(self.cfg.train, step) == "joint_task" else self.mask_fn
-        return fn(B, frames, step=step, generator=gen, device="cpu")
+        return fn(B, frames, step=step, generator=gen, device=self.device)
 
-    def train_step(self, step: int, video: torch.Tensor, mask: torch.Tensor) -> Dict[str, float]:
+    def train_step(self, step: int, video: torch.Tensor, mask: torch.Tensor) -> StepStats:
         """Forward/backward over this process's micro-batches, average over processes, update."""
-        self.opt.zero_grad(set_to_none=True)
+        self._zero_grad()
         chunks = list(zip(video.split(self.micro), mask.split(self.micro)))
         first = self.env.rank * len(chunks)  # global index of this process's first micro-batch
         total = torch.zeros((), device=self.device)
         for i, (v, m) in enumerate(chunks):
             self._before_backward(last=i + 1 == len(chunks))
-            gen = derived_generator(self.cfg.seed, STREAM_NOISE, step, first + i)
-            with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None):
+            gen = derived_generator(self.cfg.seed, STREAM_NOISE, step, first + i, device=self.device)
+            with self.runtime.autocast():
                 loss = self.loss_fn(v, m, generator=gen)["loss"] / len(chunks)
             loss.backward()
             total += loss.detach().float()
         return self._update(step, total)
 
+    def _update(self, step: int, loss: torch.Tensor) -> StepStats:
+        """Average over processes, clip, update; a non-finite loss or gradient norm makes the update and
+        the EMA's a no-op on the device (every process sees the same averaged numbers, so all skip)."""
+        lr = self.opt.param_groups[0]["lr"]
+        self._average_gradients(loss)
+        grad_norm = self._clip_gradients()
+        finite = torch.isfinite(loss) & torch.isfinite(grad_norm)
+        self._optimizer_step(finite)
+        self.sched.step()  # a skipped step still moves the schedule: the LR stays a function of the step
+        if self.ema is not None:
+            self._update_ema(finite)
+        return StepStats(step, loss, grad_norm, lr)
+
+    def _zero_grad(self) -> None:
+        self.flat.zero_grad()
+
     def _before_backward(self, last: bool) -> None:
         """Hook before each micro-batch's backward (`last`: the step's final one)."""
 
-    def _average_gradients(self, params: List[torch.nn.Parameter], loss: torch.Tensor) -> None:
-        distributed.mean_([p.grad for p in params] + [loss], self.env)
+    def _average_gradients(self, loss: torch.Tensor) -> None:
+        distributed.mean_([self.flat.grad, loss], self.env)
 
-    def _update(self, step: int, loss: torch.Tensor) -> Dict[str, float]:
-        """Average over processes, clip, step; a non-finite loss or grad norm skips the update
-        (every process sees the same averaged numbers, so all skip or fail together)."""
-        params = [p for p in self.model.parameters() if p.grad is not None]
-        self._average_gradients(params, loss)
-        clip = self.cfg.train.grad_clip if self.cfg.train.grad_clip > 0 else math.inf
-        grad_norm = fsdp.full(torch.nn.utils.clip_grad_norm_(params, clip))
-        stats = {"loss": float(loss), "lr": self.opt.param_groups[0]["lr"], "grad_norm": float(grad_norm)}
-        finite = math.isfinite(stats["loss"]) and math.isfinite(stats["grad_norm"])
-        if finite:
-            self.opt.step()
-        else:
-            self._skip_nonfinite(step, stats)
-        self.sched.step()  # a skipped step still moves the schedule: the LR stays a function of the step
-        if finite and self.ema is not None:
-            self._update_ema()
-        return {**stats, "skipped": not finite}
+    def _clip_gradients(self) -> torch.Tensor:
+        """The global gradient norm (0-d), after scaling the gradients to at most `train.grad_clip`
+        (torch's `clip_grad_norm_` rule: coefficient max / (norm + 1e-6), capped at 1)."""
+        norm = self.flat.grad_norm()
+        if self.cfg.train.grad_clip > 0:
+            self.flat.grad.mul_((self.cfg.train.grad_clip / (norm + 1e-6)).clamp(max=1.0))
+        return norm
 
-    def _update_ema(self) -> None:
-        self.ema.update_parameters(self.model)
+    def _optimizer_step(self, finite: torch.Tensor) -> None:
+        self.opt.step(skip=~finite)
+
+    def _update_ema(self, finite: torch.Tensor) -> None:
+        self.ema.update(finite)
+
+    def settle(self) -> None:
+        """Read the pending steps' loss and gradient norm in one transfer, then log each, count the
+        non-finite ones and fail at the step a per-step check would have failed at."""
+        if not self.pending:
+            return
+        pending, self.pending = self.pending, []
+        values = torch.stack([torch.stack((s.loss.float(), s.grad_norm.float())) for s in pending]).tolist()
+        (then, first), now = self._mark, time.perf_counter()
+        seconds = (now - then) / max(1, self.step - first)  # mean wall time per step since the last read
+        self._mark = (now, self.step)
+        for stats, (loss, grad_norm) in zip(pending, values):
+            numbers = {"loss": loss, "lr": stats.lr, "grad_norm": grad_norm}
+            if math.isfinite(loss) and math.isfinite(grad_norm):
+                self.loss, self.loss_step = loss, stats.step + 1
+                self._log(stats.step, numbers, stats.mask, seconds)
+            else:  # the loss of a skipped step is not finite: never the run's loss
+                self._skip_nonfinite(stats.step, numbers)
 
     def _skip_nonfinite(self, step: int, stats: Dict[str, float]) -> None:
         """Count a non-finite step; raise `NonFiniteError` once more than `train.skip_nonfinite` were."""
@@ -392,51 +446,66 @@ class Trainer:
             append_log(self.run_dir, {"event": "skip_nonfinite", "step": step + 1, "skipped": self.skipped,
                                       "grad_norm": stats["grad_norm"]})
 
-    @property
-    def dtype(self) -> Optional[torch.dtype]:
-        return autocast_dtype(self.cfg.train.precision, self.device)
-
     # -- the loop ----------------------------------------------------------------------------
-    def loader(self, stop: int) -> DataLoader:
+    def batches(self, stop: int) -> Iterator[torch.Tensor]:
+        """This process's clips (share, T, 3, H, W) of every step from `self.step` to `stop`, on the device:
+        gathered from the split held there when it fits (`data.resident`), else streamed by a DataLoader."""
         data = build_dataset(self.cfg.data, "train")  # the data config fixes the clips; the seed their order
         order = StepBatches(len(data), self.cfg, self.env, self.step, stop)
-        return DataLoader(data, batch_sampler=order, num_workers=self.cfg.data.workers)
+        clips = resident_split(data, self.cfg.data, self.runtime, reads=len(order) * order.share)
+        if clips is not None:
+            for step in range(self.step, stop):
+                yield clips.index_select(0, self.runtime.to(order.indices(step)))
+            return
+        loader = DataLoader(data, batch_sampler=order, num_workers=self.runtime.workers,
+                            pin_memory=self.runtime.is_cuda)
+        for video in loader:
+            yield self.runtime.to(video)
 
     def fit(self, until: Optional[int] = None) -> None:
         """Train from `self.step` to `until` (default `train.steps`), then checkpoint."""
-        stop = min(self.cfg.train.steps, until if until is not None else self.cfg.train.steps)
-        bar = tqdm(total=self.cfg.train.steps, initial=self.step, file=sys.stderr, desc="train",
+        t = self.cfg.train
+        stop = min(t.steps, until if until is not None else t.steps)
+        bar = tqdm(total=t.steps, initial=self.step, file=sys.stderr, desc="train",
                    disable=not (self.env.is_main and sys.stderr.isatty()))
-        share, begin = self.cfg.train.batch_size // self.env.world_size, self.step
-        for video in self.loader(stop):
+        share, begin = t.batch_size // self.env.world_size, self.step
+        self._mark = (time.perf_counter(), self.step)
+        for video in self.batches(stop):
             step, start = self.step, time.perf_counter()
             self._set_stage(step)
             mask = self.masks(step, video.shape[1])[self.env.rank * share:(self.env.rank + 1) * share]
-            stats = self.train_step(step, video.to(self.device), mask.to(self.device))
+            stats = self.train_step(step, video, mask)
             self.step = step + 1
-            if not stats.pop("skipped"):  # the loss of a skipped step is not finite: never the run's loss
-                self.loss, self.loss_step = stats["loss"], self.step
-                self._log(step, stats, mask, time.perf_counter() - start)
+            if self._logs(step):
+                stats.mask = mask
+            self.pending.append(stats)
+            if self._logs(step) or self.step % t.checkpoint_every == 0:
+                self.settle()
             self.wall_s += time.perf_counter() - start
             bar.update(1)
-            if self.step % self.cfg.train.checkpoint_every == 0:
+            if self.step % t.checkpoint_every == 0:
                 self.save()
         bar.close()
-        if self.step > begin and self.step % self.cfg.train.checkpoint_every:  # else just saved; prev.pt stays older
+        self.settle()
+        if self.step > begin and self.step % t.checkpoint_every:  # else just saved; prev.pt stays older
             self.save()
+
+    def _logs(self, step: int) -> bool:
+        """Whether step `step` (0-based) gets a log line: every `train.log_every`-th and the last."""
+        return step % self.cfg.train.log_every == 0 or step + 1 == self.cfg.train.steps
 
     def _set_stage(self, step: int) -> None:
         stage = stage_at(self.cfg.train, step)
         if stage != self.model.stage:
             self.model.set_stage(stage)
 
-    def _log(self, step: int, stats: Dict[str, float], mask: torch.Tensor, seconds: float) -> None:
-        if not self.env.is_main or (step % self.cfg.train.log_every and step + 1 != self.cfg.train.steps):
+    def _log(self, step: int, stats: Dict[str, float], mask: Optional[torch.Tensor], seconds: float) -> None:
+        if not self.env.is_main or mask is None:
             return
         refs = (~mask).sum(1).float()  # reference frames per clip of this process's share
-        append_log(self.run_dir, {"step": step + 1, **stats, "stage": self.model.stage,
-                                  "ref_frames_mean": float(refs.mean()), "ref_frames_min": int(refs.min()),
-                                  "ref_frames_max": int(refs.max()), "seconds": seconds})
+        mean, low, high = torch.stack((refs.mean(), refs.min(), refs.max())).tolist()
+        append_log(self.run_dir, {"step": step + 1, **stats, "stage": self.model.stage, "ref_frames_mean": mean,
+                                  "ref_frames_min": int(low), "ref_frames_max": int(high), "seconds": seconds})
 
     def eval_model(self) -> torch.nn.Module:
         model = self.ema.module if self.ema is not None else self.model
@@ -446,15 +515,35 @@ class Trainer:
 class FSDPTrainer(Trainer):
     """`train.parallel=fsdp`: the model, its gradients, AdamW state and the EMA sharded over the processes
     (`run/fsdp.py`); checkpoints in `last.dcp/`. On one process nothing is sharded: the same loop, the same
-    checkpoint format, so a run moves between process counts in either direction."""
+    checkpoint format, so a run moves between process counts in either direction.
+
+    Sharded parameters cannot be bound flat: AdamW is torch's per parameter, and whether a step is
+    finite is read on the host each step (FSDP synchronises the processes every step anyway)."""
 
     def _place(self) -> None:
-        self.roots = fsdp.shard(self.model, self.dtype) if self.env.distributed else []
+        self.roots = fsdp.shard(self.model, self.runtime.dtype) if self.env.distributed else []
+
+    def _build_optimizer(self) -> torch.optim.Optimizer:
+        t = self.cfg.train  # fused: the kernel the unsharded path runs, so the two follow one curve
+        return torch.optim.AdamW(self.model.parameters(), lr=t.lr, betas=t.betas, weight_decay=t.weight_decay,
+                                 fused=True)
 
     def _build_ema(self) -> Optional[fsdp.ShardedEMA]:
         if self.cfg.train.ema_decay <= 0:
             return None
         return fsdp.ShardedEMA(self.model, self.cfg.train.ema_decay, ema_decay_at)
+
+    def _zero_grad(self) -> None:
+        self.opt.zero_grad(set_to_none=True)
+
+    def _clip_gradients(self) -> torch.Tensor:
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        clip = self.cfg.train.grad_clip if self.cfg.train.grad_clip > 0 else math.inf
+        return fsdp.full(torch.nn.utils.clip_grad_norm_(params, clip))
+
+    def _optimizer_step(self, finite: torch.Tensor) -> None:
+        if bool(finite):
+            self.opt.step()
 
     def estimate_latent_stats(self) -> None:
         super().estimate_latent_stats()
@@ -462,13 +551,14 @@ class FSDPTrainer(Trainer):
             for name in ("latent_shift", "latent_scale"):
                 self.ema.averages[name].copy_(getattr(self.model, name))
 
-    def _update_ema(self) -> None:
-        self.ema.update(self.model)
+    def _update_ema(self, finite: torch.Tensor) -> None:
+        if bool(finite):
+            self.ema.update(self.model)
 
     def _before_backward(self, last: bool) -> None:
         fsdp.set_gradient_sync(self.roots, last)
 
-    def _average_gradients(self, params: List[torch.nn.Parameter], loss: torch.Tensor) -> None:
+    def _average_gradients(self, loss: torch.Tensor) -> None:
         distributed.mean_([loss], self.env)  # FSDP averaged the gradients in its reduce-scatter
         # a network that ran forward without backward (the planner in generator_warmup) is still gathered
         for root in self.roots:
@@ -525,7 +615,7 @@ def train(cfg: RunConfig, run_dir: Path, until: Optional[int] = None, env: Optio
     run_dir.mkdir(parents=True, exist_ok=True)
     trainer_class = FSDPTrainer if cfg.train.parallel == "fsdp" else Trainer
     runtime = runtime or Runtime.resolve(cfg, local_rank=env.local_rank)
-    trainer = trainer_class(cfg, run_dir, env, runtime.device)
+    trainer = trainer_class(cfg, run_dir, env, runtime)
     resumed = trainer.maybe_resume()
     if not resumed:
         trainer.estimate_latent_stats()
@@ -553,7 +643,7 @@ def load_trained(run_dir: Path, device: Optional[torch.device] = None) -> Tuple[
     checkpoint is a `DamagedFileError` naming it (training resumes from its `prev` instead; a finished
     run's weights are these or none). A sharded `last.dcp/` is gathered whole onto this one process."""
     path = trained_checkpoint(run_dir)
-    device = device or _device()
+    device = device or Runtime.resolve().device
     try:
         if path.suffix == ".dcp":
             return _load_trained_dcp(path, device)
@@ -566,11 +656,7 @@ def load_trained(run_dir: Path, device: Optional[torch.device] = None) -> Tuple[
     except Exception as err:  # torch raises RuntimeError, EOFError, UnpicklingError... on a bad file
         raise DamagedFileError(f"{path}: not a readable training checkpoint ({fault(err)})") from None
     model = build_model(cfg, device=device)
-    model.load_state_dict(ckpt["model"])
-    ema = ema_copy(model, cfg.train.ema_decay)
-    if ema is not None:
-        ema.load_state_dict(ckpt["ema"])
-        model = ema.module
+    model.load_state_dict(ema_weights(ckpt["ema"]) if cfg.train.ema_decay > 0 else ckpt["model"])
     return cfg, model.eval(), int(ckpt["step"])
 
 
@@ -589,9 +675,5 @@ def _load_trained_dcp(folder: Path, device: torch.device) -> Tuple[RunConfig, to
     return cfg, model.eval(), int(state["step"])
 
 
-def _device() -> torch.device:
-    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
-
-
-__all__ = ["train", "load_trained", "trained_checkpoint", "ema_copy", "Trainer", "FSDPTrainer", "TrainResult", "NonFiniteError",
+__all__ = ["train", "load_trained", "trained_checkpoint", "Trainer", "FSDPTrainer", "TrainResult", "NonFiniteError",
            "derived_generator", "lr_factor", "stage_at", "batch_indices", "micro_batch", "CHECKPOINT", "PREVIOUS", "LOG"]
