@@ -19,16 +19,16 @@ import torch
 import torch.nn.functional as F
 
 from mardini_bench.runtime import configure_threads
-from models.attention import AttentionContext, build_video_attention, grid_positions, rope_angles
+from models.attention import AttentionContext, build_video_attention, rope_table
 
 PATTERNS = ("spatiotemporal", "factorised", "temporal", "spatial")
 
 
 def plain_sdpa(q, k, v, attn_mask=None, **_):
-    """softmax(q k^T / sqrt(d)) v with a boolean mask, as written before fused kernels existed."""
+    """softmax(q k^T / sqrt(d) + mask) v, as written before fused kernels existed (the mask is additive)."""
     scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
     if attn_mask is not None:
-        scores = scores.masked_fill(~attn_mask, float("-inf"))
+        scores = scores + attn_mask
     return scores.softmax(-1) @ v
 
 
@@ -54,10 +54,10 @@ def main() -> None:
     args = ap.parse_args()
     threads = configure_threads(args.threads)
     B, T, N = args.batch, args.frames, args.side ** 2
-    angles = rope_angles(grid_positions(T, args.side, args.side), args.dim // args.heads, 10000.0)
+    rope = rope_table("grid", (T, args.side, args.side), args.dim // args.heads, 10000.0, "cpu")
     ref = torch.zeros(B, T, dtype=torch.bool)
     ref[:, 0] = True
-    ctx = AttentionContext(angles, ref)
+    ctx = AttentionContext(rope, ref)
     x = torch.randn(B, T, N, args.dim, requires_grad=True)
     print(f"B={B} T={T} N={N} dim={args.dim} heads={args.heads}, {threads} threads, fwd+bwd median of {args.repeats}")
     print(f"{'attention':<15} {'fused ms':>9} {'plain ms':>9} {'plain/fused':>11} {'max |diff|':>10}")

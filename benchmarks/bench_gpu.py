@@ -1,7 +1,7 @@
 """One GPU, used fully: training, evaluation and paper-width figures of this code on one device.
 
-    python benchmarks/bench_gpu.py                         # the CUDA device; about 6 minutes on one H200
-    python benchmarks/bench_gpu.py --golden ../shared/golden --out gpu.jsonl
+    python benchmarks/bench_gpu.py                         # the CUDA device (sized to finish within 8 minutes)
+    python benchmarks/bench_gpu.py --golden GOLDEN_DIR --out gpu.jsonl
     python benchmarks/bench_gpu.py --device cpu --smoke    # tiny sizes in seconds (the test suite runs it)
 
 Every figure is printed as it is measured, beside the figure measured on one H200 before this code
@@ -61,7 +61,8 @@ SECTIONS = ("train", "launches", "eval", "golden", "paper")
 GIB = 2 ** 30
 
 # Measured on one H200 (torch 2.11, bf16 autocast) with the earlier release; the profile's step
-# times exclude data ("without"), its whole-loop times include rendering and startup ("with").
+# times exclude data ("without"), its whole-loop times include rendering and startup ("with"). The
+# paper-width figures ran the pixel codec's 64 x 64 latent grid at 256², not the paper's 32 x 32.
 BEFORE = {
     "train_64_without": 64 / 0.0880, "train_256_without": 256 / 0.1552,
     "train_64_with": 64 / 0.1608, "train_256_with": 256 / 0.3912,

@@ -207,7 +207,7 @@ class DataConfig:
     motion: str = "ballistic"  # synthetic: ballistic (fast, curved, bouncing) or drift (the slow first version)
     num_train: int = 2048  # synthetic: clips in the train split
     num_eval: int = 64  # clips in the val/test split used for evaluation
-    workers: int = 0  # DataLoader workers; 0 keeps both cores for the model on CPU
+    workers: int = 0  # DataLoader workers; 0 = the runtime's choice (none on CPU, up to 8 on CUDA)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ Metric protocols (VIDIM-Bench, design §6.1):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -22,6 +22,18 @@ PROTOCOLS = ("all_frames", "middle_frame", "whole_clip")
 
 # (batch, num_frames, generator) -> (B, T) bool mask drawn on the generator's device
 Sampler = Callable[[int, int, Optional[torch.Generator]], torch.Tensor]
+
+
+_CONSTANTS: Dict[Tuple[Any, str], torch.Tensor] = {}
+
+
+def constant_on(key: Any, device: Any, make: Callable[[], torch.Tensor]) -> torch.Tensor:
+    """The tensor `make()` (a function of `key` alone) on `device`, made and copied there once: a copy
+    from pageable host memory every training step can stall a GPU. Callers must not modify it."""
+    where = str(torch.device(device)) if device is not None else "cpu"
+    if (key, where) not in _CONSTANTS:
+        _CONSTANTS[(key, where)] = make().to(where)
+    return _CONSTANTS[(key, where)]
 
 
 def uniform_ints(batch: int, low: int, high: int, generator: Optional[torch.Generator]) -> torch.Tensor:
@@ -67,7 +79,8 @@ class Task:
         same seed gives the same masks on any device.
         """
         if self.sampler is None:
-            return self.eval_mask(num_frames).expand(batch, num_frames).clone().to(device)
+            mask = constant_on(("eval_mask", self.name, num_frames), device, lambda: self.eval_mask(num_frames))
+            return mask.expand(batch, num_frames).clone()
         if num_frames < 2:
             raise ValueError(f"task {self.name} needs at least 2 frames, got {num_frames}")
         return self.sampler(batch, num_frames, generator).to(device)
@@ -86,11 +99,12 @@ def multitask_train_mask(tasks: Sequence[Task], batch: int, num_frames: int, *,
     """
     if not tasks:
         raise ValueError("multitask_train_mask needs at least one task")
-    w = torch.tensor([1.0] * len(tasks) if weights is None else list(weights), dtype=torch.float)
-    if len(w) != len(tasks) or (w < 0).any() or w.sum() <= 0:
+    w = [1.0] * len(tasks) if weights is None else [float(v) for v in weights]
+    if len(w) != len(tasks) or min(w) < 0 or sum(w) <= 0:
         raise ValueError(f"weights must be {len(tasks)} non-negative numbers with a positive sum, got {weights}")
     gen_device = generator.device if generator is not None else "cpu"
-    which = torch.multinomial(w.to(gen_device), batch, replacement=True, generator=generator)
+    probs = constant_on(("task_weights", tuple(w)), gen_device, lambda: torch.tensor(w, dtype=torch.float))
+    which = torch.multinomial(probs, batch, replacement=True, generator=generator)
     masks = torch.stack([t.train_mask(batch, num_frames, generator=generator, device=gen_device) for t in tasks])
     mask = masks[which, torch.arange(batch, device=gen_device)]  # (B, T): clip b takes its task's mask
     return mask.to(device), which.to(device)
