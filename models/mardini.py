@@ -13,7 +13,7 @@ Stages (`set_stage`, Fig. 4): `generator_warmup` (G alone with Z_uncond, Eq. 1),
 
 from __future__ import annotations
 
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, NamedTuple, Optional
 
 import torch
 import torch.nn as nn
@@ -39,6 +39,14 @@ def prior_baseline(name: str) -> Optional[Baseline]:
 def _randn(shape, generator: Optional[torch.Generator], device, dtype=torch.float32) -> torch.Tensor:
     gen_device = generator.device if generator is not None else device
     return torch.randn(shape, generator=generator, device=gen_device, dtype=dtype).to(device)
+
+
+class TrainingDraws(NamedTuple):
+    """One training step's randomness (`MarDini.draw_training`); None where the stage draws none."""
+
+    t: Optional[torch.Tensor]  # (B,) timesteps
+    noise: Optional[torch.Tensor]  # like the latents
+    uncond: Optional[torch.Tensor]  # (B,) bool: clips that read Z_uncond (CFG dropout, generator warm-up)
 
 
 class MarDini(nn.Module):
@@ -161,10 +169,15 @@ class MarDini(nn.Module):
 
     def latent_losses(self, z: torch.Tensor, mask: torch.Tensor, generator: Optional[torch.Generator] = None,
                       z_low: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
-        signal, hw, recon, z_low = self.plan(z, mask, z_low)
+        """`losses` with this step's randomness drawn from `generator` (`draw_training`)."""
+        return self.losses(z, mask, self.draw_training(z, generator), z_low)
+
+    def draw_training(self, z: torch.Tensor, generator: Optional[torch.Generator] = None) -> "TrainingDraws":
+        """The randomness of one training step on latents `z`, drawn before the loss (so a compiled loss is
+        one graph): which clips read Z_uncond, then the timesteps, then the noise, from `generator`'s
+        device. Nothing is drawn where the stage has no diffusion (planner_warmup, MAR-only)."""
         if self.generator is None or self.stage == "planner_warmup":
-            loss = masked_mse(recon, z_low, mask)  # Eq. 2: reconstruct masked frames of Z_low
-            return {"loss": loss, "recon_loss": loss.detach()}
+            return TrainingDraws(None, None, None)
         B = z.shape[0]
         uncond = None
         if self.stage == "generator_warmup":
@@ -173,12 +186,22 @@ class MarDini(nn.Module):
             uncond = self._drop_condition(B, generator, z.device)
         t = torch.randint(0, self.schedule.num_timesteps, (B,), generator=generator,
                           device=generator.device if generator is not None else z.device).to(z.device)
-        noise = _randn(z.shape, generator, z.device, z.dtype)
+        return TrainingDraws(t, _randn(z.shape, generator, z.device, z.dtype), uncond)
+
+    def losses(self, z: torch.Tensor, mask: torch.Tensor, draws: "TrainingDraws",
+               z_low: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
+        """Eq. 3 (and Eq. 2 where the stage trains the planner alone) for latents `z` and a step's `draws`:
+        no randomness of its own, what `train.compile` compiles."""
+        signal, hw, recon, z_low = self.plan(z, mask, z_low)
+        if draws.t is None:
+            loss = masked_mse(recon, z_low, mask)  # Eq. 2: reconstruct masked frames of Z_low
+            return {"loss": loss, "recon_loss": loss.detach()}
+        t, noise = draws.t, draws.noise
         # The diffusion runs on x0 = z - prior (= z under prior=none); G sees the guess plus noisy x0.
         guess = self.prior(z, mask)
         x0 = z - guess
         x_t = torch.where(mask[:, :, None, None, None], guess + self.schedule.add_noise(x0, noise, t), z)
-        v_pred = self.generator(x_t, t, signal, hw, mask, uncond)
+        v_pred = self.generator(x_t, t, signal, hw, mask, draws.uncond)
         d = self.cfg.diffusion
         weight = min_snr_weight(self.schedule, t, d.min_snr_gamma) if d.loss_weight == "min_snr" else None
         loss = masked_mse(v_pred, self.schedule.velocity(x0, noise, t), mask, weight)  # Eq. 3

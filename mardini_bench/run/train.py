@@ -253,8 +253,7 @@ class Trainer:
         self._mark = (time.perf_counter(), 0)  # (time, step) the last settled step ended at
         self.mask_fn = build_mask_schedule(self.mask_config())
         self.task_mask_fn = build_mask_schedule(replace(self.mask_config(), name="tasks"))  # joint_task stage
-        compile_loss = cfg.train.compile
-        self.loss_fn = torch.compile(self.model.training_losses) if compile_loss else self.model.training_losses
+        self.loss_fn = torch.compile(self.model.losses) if cfg.train.compile else self.model.losses
 
     def _place(self) -> None:
         """Hook for how the processes hold the model: every process the whole model (this class)."""
@@ -371,7 +370,9 @@ class Trainer:
             self._before_backward(last=i + 1 == len(chunks))
             gen = derived_generator(self.cfg.seed, STREAM_NOISE, step, first + i, device=self.device)
             with self.runtime.autocast():
-                loss = self.loss_fn(v, m, generator=gen)["loss"] / len(chunks)
+                z, z_low = self.model.encode(v), self.model.encode_low(v)
+                draws = self.model.draw_training(z, gen)  # outside the compiled loss: one graph
+                loss = self.loss_fn(z, m, draws, z_low)["loss"] / len(chunks)
             loss.backward()
             total += loss.detach().float()
         return self._update(step, total)
