@@ -13,7 +13,7 @@ from mardini_bench.config import (ConfigError, RunConfig, apply_overrides, confi
 from mardini_bench.sweep import rundir
 from mardini_bench.sweep.grid import Grid, GridError, check_size, expand
 
-MANIFEST = "sweep.json"
+MANIFEST = rundir.MANIFEST
 
 
 @dataclass(frozen=True)
