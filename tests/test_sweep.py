@@ -454,6 +454,27 @@ def test_failing_run_is_reported_failed_while_the_others_finish(tmp_path):
     assert status.stdout.count(" DONE ") == 1 and "1 DONE, 1 FAILED" in status.stdout
 
 
+def test_a_refused_submission_leaves_the_sweep_folder_as_it_was(tmp_path, capsys, monkeypatch):
+    """The scheduler refuses the job array (a bad sbatch option): nothing was queued, so no new run folder
+    (it would read MISSING), the earlier sweep.json, or no sweep folder at all, is left behind."""
+    def refuse(*args, **kwargs):
+        raise launch.LaunchError("submission to slurm failed, nothing was queued: sbatch: invalid qos")
+
+    monkeypatch.setattr(launch, "submit", refuse)
+    grid = write_grid(tmp_path / "toy.toml", TOY_GRID)
+    argv = [str(grid), "--results", str(tmp_path / "results"), "--cluster", "local", "--run-fn", TOY]
+    with pytest.raises(SystemExit):
+        main(argv)
+    assert capsys.readouterr().err.strip() == "error: submission to slurm failed, nothing was queued: sbatch: invalid qos"
+    assert not (tmp_path / "results").exists()
+    sweep_dir, points = prepared_sweep(tmp_path)  # an earlier launch of the same folder, three runs finished
+    before = {p.name: p.read_bytes() for p in sweep_dir.rglob("*") if p.is_file() and p.parent == sweep_dir}
+    with pytest.raises(SystemExit):
+        main([*argv, "model.planner.depth=3,4"])  # new points: new run folders
+    assert {p.name: p.read_bytes() for p in sweep_dir.rglob("*") if p.is_file() and p.parent == sweep_dir} == before
+    assert sorted(d.name for d in sweep_dir.iterdir() if d.is_dir()) == sorted(p.run_id for p in points)
+
+
 def test_debug_cluster_runs_in_process(tmp_path, capsys):
     grid = write_grid(tmp_path / "toy.toml", TOY_GRID.replace("seeds = [0, 1]", "seeds = [0]"))
     sys.modules.setdefault("test_sweep", sys.modules[__name__])  # the job imports TOY by name
