@@ -84,9 +84,9 @@ def atomic_file(path: PathLike, previous: Optional[PathLike] = None) -> Iterator
         try:
             yield tmp
             os.chmod(tmp, plain_mode())
+            _journal_file(path)
             if previous is not None and path.exists():
                 os.replace(path, previous)
-            _journal_file(path)
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
