@@ -16,7 +16,6 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 import submitit
 
 from mardini_bench.sweep import rundir
-from mardini_bench.sweep.rundir import pid_alive
 from mardini_bench.sweep.grid import GridError
 from mardini_bench.sweep.job import RunJob
 
@@ -143,6 +142,7 @@ def submit(executor: Any, run_dirs: Sequence[Path], run_fn: Any) -> List[Any]:
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 STOP_WAIT_S = 30.0  # how long a stop waits for its local runs to end
 KILL_AFTER_S = 10.0  # a run still alive this long after its SIGINT gets SIGKILL (its checkpoints are atomic)
+alive = rundir.pid_alive
 
 
 @contextlib.contextmanager
@@ -179,14 +179,15 @@ def stop_runs(jobs: Sequence[Any], cluster: str) -> str:
     for job in live:
         job.cancel()
     start = time.time()
-    while time.time() - start < STOP_WAIT_S and (any(not job.done() for job in live) or any(map(pid_alive, pids))):
+    while time.time() - start < STOP_WAIT_S and (any(not job.done() for job in live) or any(map(alive, pids))):
         if time.time() - start > KILL_AFTER_S:  # a controller cut short by a second SIGINT never sends its SIGKILL
-            for pid in filter(pid_alive, pids):
+            for pid in filter(alive, pids):
                 os.kill(pid, signal.SIGKILL)
         time.sleep(0.2)
-    alive = [str(job.job_id) for job in live if not job.done()] + [f"pid {pid}" for pid in pids if pid_alive(pid)]
-    left = f"; still running after {STOP_WAIT_S:g} s: {' '.join(alive)}" if alive else ""
-    return f"stopped {len(live)} local run(s); launching again resumes them{left}"
+    left = [str(job.job_id) for job in live if not job.done()] + [f"pid {pid}" for pid in pids if alive(pid)]
+    if left:
+        return f"stopping {len(live)} local run(s); still running after {STOP_WAIT_S:g} s: {' '.join(left)}"
+    return f"stopped {len(live)} local run(s); launching again resumes them"
 
 
 def run_pid(job: Any) -> Optional[int]:
