@@ -696,8 +696,8 @@ def _check_task_mix(cfg: "RunConfig", prefix: str) -> None:
     weights = cfg.mask.task_weights
     tasks, source = (cfg.mask.tasks, "mask.tasks") if cfg.mask.tasks else (cfg.eval.tasks, "eval.tasks")
     if weights and (len(weights) != len(tasks) or not sum(weights) > 0):
-        raise ConfigError(f"{prefix}mask.task_weights: got {list(weights)}, must be {len(tasks)} weights >= 0, one "
-                          f"per task of {prefix}{source} ({', '.join(tasks)}), with a positive sum; or [] for equal")
+        raise ConfigError(f"{prefix}mask.task_weights: got {list(weights)}, must be one weight >= 0 per task of "
+                          f"{prefix}{source} ({len(tasks)}: {', '.join(tasks)}) with a positive sum; or [] for equal")
 
 
 def _check_task_frames(cfg: "RunConfig", prefix: str) -> None:

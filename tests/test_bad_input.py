@@ -329,7 +329,7 @@ CASES.update({
     # values that passed `validate` and `--dry-run`, then failed at run time: now refused at plan time
     "runner: negative seed": Case(runner("seed=-1"), "seed: got -1, must be a whole number in [0, 4294967295]"),
     "runner: task weights summing to 0": Case(runner("mask.task_weights=[0,0,0]"),
-                                              "mask.task_weights: got [0.0, 0.0, 0.0], must be 3 weights >= 0"),
+                                              "mask.task_weights: got [0.0, 0.0, 0.0], must be one weight >= 0"),
     "runner: fewer val clips than eval videos": Case(runner("data.num_eval=1", "eval.num_videos=2"),
                                                      "data.num_eval: got 1, must be >= eval.num_videos=2"),
     "runner: a frame rate with no sane motion": Case(runner("data.fps=1e-300"),
@@ -367,8 +367,8 @@ CASES.update({
                                           "mine.txt: is a file; OUT must be a folder for the clips"),
     "sweep: SLURM where there is none": Case(sweep("--cluster", "slurm"), "cannot use cluster 'slurm'",
                                              env={"PATH": "{tmp}"}),
-    "grid: a million points on a dry run": Case(grid_file(f'name = "bad"\nbase = ["model=tiny"]\n[grid]\n"train.steps" = '
-                                                          f'[{BIG_AXIS}]\n"seed" = [{BIG_AXIS}]\n'),
+    "grid: a million points on a dry run": Case(grid_file(f'name = "bad"\nbase = ["model=tiny"]\n[grid]\n'
+                                                          f'"train.steps" = [{BIG_AXIS}]\n"seed" = [{BIG_AXIS}]\n'),
                                                 "bad.toml: 1000000 points (train.steps (1000) x seed (1000)) is more "
                                                 "than one sweep plans (10000)"),
     "report: a billion bootstrap replicates": Case(lambda tmp: ["mardini_bench.report", str(tmp), "--n-boot",
@@ -386,8 +386,8 @@ CASES.update({
 CASES.update({
     "runner: eval seed below 0": Case(runner("eval.seed=-3"), "eval.seed: got -3"),
     "runner: seed past 32 bits": Case(runner("seed=4294967296"), "seed: got 4294967296"),
-    "runner: a weight per task missing": Case(runner("mask.task_weights=[1,1]"), "must be 3 weights >= 0, one per "
-                                                                                 "task of eval.tasks"),
+    "runner: a weight per task missing": Case(runner("mask.task_weights=[1,1]"), "one weight >= 0 per task of "
+                                                                                 "eval.tasks (3: "),
     "runner: a task twice in the mix": Case(runner("mask.tasks=[expansion,expansion]"),
                                             "mask.tasks: expansion named more than once"),
     "runner: a baseline twice": Case(runner("eval.baselines=[copy_nearest,copy_nearest]"),
@@ -396,8 +396,8 @@ CASES.update({
     "runner: a frame rate that stills every clip": Case(runner("data.fps=1e6"), "data.fps: got 1e+06"),
     "runner: two frames for interpolation": Case(runner("data.frames=2"),
                                                  "data.frames: got 2, too few for task interpolation"),
-    "runner: a fixed reference frame outside the clip": Case(runner("mask.name=fixed", "mask.ref_frames=[0,20]"),
-                                                             "mask.ref_frames: got [0, 20], must be indices in [-9, 8]"),
+    "runner: a fixed reference frame outside the clip": Case(
+        runner("mask.name=fixed", "mask.ref_frames=[0,20]"), "mask.ref_frames: got [0, 20], must be indices in [-9,"),
     "runner: a micro-batch not dividing the batch": Case(runner("train.micro_batch=3"),
                                                          "train.micro_batch: got 3, must divide train.batch_size=8"),
     "runner: neither planner nor generator": Case(runner("model.planner.name=none", "model.generator.name=none"),
@@ -414,7 +414,7 @@ CASES.update({
                                          env={"OMP_NUM_THREADS": "0", "MARDINI_BENCH_THREADS": ""}),
     "sweep: an unknown metric on a dry run": Case(sweep("--dry-run", "eval.metrics=[fvdd]"),
                                                   "eval.metrics: unknown metric 'fvdd'"),
-    "sweep: a CUDA device this machine lacks": Case(sweep("--dry-run"), "MARDINI_BENCH_DEVICE='cuda:99': this machine has",
+    "sweep: a CUDA device this machine lacks": Case(sweep("--dry-run"), "MARDINI_BENCH_DEVICE='cuda:99': this machine",
                                                     env={"MARDINI_BENCH_DEVICE": "cuda:99"}),
     "sweep: negative loader workers": Case(sweep("--dry-run"), "$MARDINI_BENCH_WORKERS='-1': must be a whole number",
                                            env={"MARDINI_BENCH_WORKERS": "-1"}),
@@ -445,8 +445,8 @@ CASES.update({
 # script's `main`, exit codes, what reaches fd 2 from C code) is the same in the others.
 SUBPROCESS = {"negative steps", "missing grid", "report: missing folder", "metrics: corrupt video",
               "data: info on a corrupt video", "model shape in params", "cost: resolution off the planner grid",
-              "weights: unknown name", "script: unknown command", "sweep: thread count that is no number launches nothing",
-              "metrics: frames of 0x0 pixels", "runner: negative seed"}
+              "weights: unknown name", "script: unknown command", "metrics: frames of 0x0 pixels",
+              "runner: negative seed", "sweep: thread count that is no number launches nothing"}
 
 
 def leftovers(tmp: Path) -> List[str]:
@@ -470,7 +470,8 @@ def run_in_process(argv: List[str], capfd) -> tuple:
 
 def run_subprocess(argv: List[str], env: Optional[Dict[str, str]] = None) -> tuple:
     command = [sys.executable, *SCRIPT, *argv[1:]] if argv[0] == "mardini-bench" else [sys.executable, "-m", *argv]
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120, env={**os.environ, **(env or {})})
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, **(env or {})})
     return done.returncode, done.stdout, done.stderr
 
 

@@ -160,9 +160,9 @@ def test_params_cli_prints_counts_and_fails_in_one_line():
     # values that used to pass validation and fail only once the run was under way
     ("seed=-1", "seed: got -1, must be a whole number in [0, 4294967295]"),
     ("eval.seed=4294967296", "eval.seed: got 4294967296, must be a whole number in [0, 4294967295]"),
-    ("mask.task_weights=[0,0,0]", "mask.task_weights: got [0.0, 0.0, 0.0], must be 3 weights >= 0, one per task of "
-                                  "eval.tasks (interpolation, image_to_video, expansion), with a positive sum"),
-    ("mask.tasks=[expansion] mask.task_weights=[1,2]", "must be 1 weights >= 0, one per task of mask.tasks (expansion)"),
+    ("mask.task_weights=[0,0,0]", "mask.task_weights: got [0.0, 0.0, 0.0], must be one weight >= 0 per task of "
+                                  "eval.tasks (3: interpolation, image_to_video, expansion) with a positive sum"),
+    ("mask.tasks=[expansion] mask.task_weights=[1,2]", "per task of mask.tasks (1: expansion)"),
     ("data.num_eval=1", "data.num_eval: got 1, must be >= eval.num_videos=8"),
     ("data.fps=1e-300", "data.fps: got 1e-300, must be in [1, 240] for synthetic clips"),
     ("data.fps=1e6", "data.fps: got 1e+06, must be in [1, 240]"),
@@ -246,8 +246,8 @@ def test_a_list_of_registered_names_names_each_once(key):
     """One guard for every list of names (the tasks and metrics evaluated, the baselines, the task mix):
     a repeat would score a metric twice under another run id, or weigh a task double."""
     assert {"eval.tasks", "eval.metrics", "eval.baselines", "mask.tasks"} <= set(REGISTRY_LISTS)
-    kind = next(f.metadata["registry"] for f in dataclasses.fields(RunConfig().eval) + dataclasses.fields(RunConfig().mask)
-                if key.endswith("." + f.name))
+    section, name = key.split(".")
+    kind = {f.name: f for f in dataclasses.fields(getattr(RunConfig(), section))}[name].metadata["registry"]
     name = REGISTRIES[kind].list()[0]
     with pytest.raises(ConfigError, match=rf"^{key}: {name} named more than once in \['{name}', '{name}'\]"):
         apply_overrides(RunConfig(), {"model": "tiny", key: [name, name]})

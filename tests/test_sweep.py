@@ -465,7 +465,7 @@ def test_a_refused_submission_leaves_the_sweep_folder_as_it_was(tmp_path, capsys
     argv = [str(grid), "--results", str(tmp_path / "results"), "--cluster", "local", "--run-fn", TOY]
     with pytest.raises(SystemExit):
         main(argv)
-    assert capsys.readouterr().err.strip() == "error: submission to slurm failed, nothing was queued: sbatch: invalid qos"
+    assert capsys.readouterr().err.strip().endswith("nothing was queued: sbatch: invalid qos")
     assert not (tmp_path / "results").exists()
     sweep_dir, points = prepared_sweep(tmp_path)  # an earlier launch of the same folder, three runs finished
     before = {p.name: p.read_bytes() for p in sweep_dir.rglob("*") if p.is_file() and p.parent == sweep_dir}
