@@ -437,6 +437,14 @@ CASES.update({
                                 "--frames: got 1, must be >= 2"),
     "report: one bootstrap replicate too many": Case(lambda tmp: ["mardini_bench.report", str(tmp), "--n-boot",
                                                                   "10001"], "--n-boot 10001 is too large"),
+    "data: stats with a thread count that is no number": Case(lambda tmp: ["mardini_bench.data", "stats", "model=tiny"],
+                                                              "$MARDINI_BENCH_THREADS='abc'", env=THREADS_ABC),
+    "metrics: a thread count that is no number": Case(metrics(good_npy, good_npy, "--frames", "4"),
+                                                      "$MARDINI_BENCH_THREADS='abc'", env=THREADS_ABC),
+    "collect: sweep.json cut short": Case(lambda tmp: [*status_of('{"name": "ba')(tmp)[:1], "collect", str(tmp / "s")],
+                                          "sweep.json: damaged JSON"),
+    "report: sweep.json cut short": Case(lambda tmp: ["mardini_bench.report", status_of('{"name": "ba')(tmp)[-1]],
+                                         "sweep.json: damaged JSON"),
     "report: a file": Case(lambda tmp: ["mardini_bench.report", array("f.csv", raw(b"a\n"))(tmp)],
                            "f.csv' is a file, not a sweep folder"),
 })
@@ -483,7 +491,7 @@ def deny_reading(monkeypatch, path: Path) -> None:
 
 
 def test_the_catalogue_covers_every_command_and_runs_each_as_a_process_once(tmp_path):
-    assert len(CASES) >= 110
+    assert len(CASES) >= 150
     commands = set()
     for i, case in enumerate(sorted(SUBPROCESS)):
         (tmp_path / str(i)).mkdir()

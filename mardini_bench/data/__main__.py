@@ -27,6 +27,7 @@ from mardini_bench.data.stats import latent_stats
 from mardini_bench.data.video_io import VideoReadError, probe_video
 from mardini_bench.data.vidim import build_davis7, build_ucf101_7
 from mardini_bench.factory import build_model
+from mardini_bench.runtime import configure_threads
 
 
 def video_info(path: Path) -> List[Dict]:
@@ -112,6 +113,7 @@ def cmd_build_ucf101_7(args: argparse.Namespace) -> int:
 def cmd_stats(args: argparse.Namespace) -> int:
     """Latent mean and std of the config's codec on its training clips, and the overrides that use them."""
     cfg = apply_overrides(RunConfig(), args.overrides)
+    configure_threads()  # the run's thread setting (a bad $MARDINI_BENCH_THREADS is refused before any work)
     codec = build_model(cfg).codec
     data = build_dataset(cfg.data, "train")
     n = min(args.clips, len(data))

@@ -26,7 +26,7 @@ from mardini_bench.metrics.inputs import InputError, VideoSet
 from mardini_bench.metrics.preprocess import I3D_RESIZES
 from mardini_bench.metrics.result import MetricResult
 from mardini_bench.registry import METRICS
-from mardini_bench.runtime import parse_device
+from mardini_bench.runtime import check_environment, parse_device
 from mardini_bench.weights import WeightsError
 
 
@@ -79,6 +79,7 @@ def check_args(args: argparse.Namespace) -> None:
         raise InputError("--frames and --batch-size must be >= 1 and --bootstrap >= 0")
     if args.size is not None and min(args.size) < 1:
         raise InputError(f"--size {args.size[0]}x{args.size[1]}: both sides must be >= 1 pixel")
+    check_environment()  # the settings every command that computes refuses alike ($MARDINI_BENCH_THREADS...)
     if parse_device(args.device, "--device").type == "meta":  # shapes only: there would be no number
         raise InputError(f"--device={args.device!r}: computes no values; valid: cpu, cuda, cuda:N")
 
