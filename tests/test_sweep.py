@@ -475,6 +475,18 @@ def test_a_refused_submission_leaves_the_sweep_folder_as_it_was(tmp_path, capsys
     assert sorted(d.name for d in sweep_dir.iterdir() if d.is_dir()) == sorted(p.run_id for p in points)
 
 
+def test_what_a_submission_prints_goes_to_its_log_not_the_terminal(tmp_path, capfd):
+    """submitit prints sbatch's refusal on stderr itself, and the local controllers inherit stderr: the
+    terminal shows only the launcher's own lines."""
+    log = tmp_path / "submitit" / launch.SUBMISSION_LOG
+    with launch.submission_stderr(log):
+        print("sbatch: error: Batch job submission failed", file=sys.stderr)
+        subprocess.run([sys.executable, "-c", "import sys; sys.stderr.write('Traceback (controller)\\n')"], check=True)
+    print("error: one line", file=sys.stderr)
+    assert capfd.readouterr().err == "error: one line\n"
+    assert log.read_text() == "sbatch: error: Batch job submission failed\nTraceback (controller)\n"
+
+
 def test_debug_cluster_runs_in_process(tmp_path, capsys):
     grid = write_grid(tmp_path / "toy.toml", TOY_GRID.replace("seeds = [0, 1]", "seeds = [0]"))
     sys.modules.setdefault("test_sweep", sys.modules[__name__])  # the job imports TOY by name

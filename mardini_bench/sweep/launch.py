@@ -20,7 +20,7 @@ from mardini_bench.sweep.grid import GridError
 from mardini_bench.sweep.job import RunJob
 
 CLUSTERS = ("slurm", "local", "debug")
-CONTROLLER_LOG = "local-controllers.err"  # stderr of submitit's local controllers, in the submitit folder
+SUBMISSION_LOG = "submission.err"  # in the submitit folder: stderr of sbatch and of the local controllers
 
 
 class LaunchError(RuntimeError):
@@ -122,11 +122,9 @@ def sbatch_preview(folder: Path, options: LaunchOptions, name: str) -> List[str]
 
 def submit(executor: Any, run_dirs: Sequence[Path], run_fn: Any) -> List[Any]:
     """Submit one `RunJob` per folder as a single job array; record each job id in its folder."""
-    local = executor.cluster == "local"
     try:
-        with children_stderr(executor.folder / CONTROLLER_LOG) if local else contextlib.nullcontext():
-            with executor.batch():
-                jobs = [executor.submit(RunJob(d, run_fn)) for d in run_dirs]
+        with submission_stderr(Path(executor.folder) / SUBMISSION_LOG), executor.batch():
+            jobs = [executor.submit(RunJob(d, run_fn)) for d in run_dirs]
     except Exception as err:  # submitit passes sbatch's stderr through; one line says it all
         lines = [line.strip() for line in str(err).splitlines() if line.strip()]
         raise LaunchError(f"submission to {executor.cluster} failed, nothing was queued: "
@@ -202,21 +200,23 @@ def run_pid(job: Any) -> Optional[int]:
 
 
 @contextlib.contextmanager
-def children_stderr(path: Path) -> Iterator[None]:
-    """Processes started in the body write their stderr to `path` instead of this terminal. submitit's
-    local controller inherits our stderr, and on the SIGINT that stops it (or a Ctrl-C to the process
-    group) it prints a KeyboardInterrupt traceback there; its runs log to their own files anyway."""
+def submission_stderr(path: Path) -> Iterator[None]:
+    """While the body submits, stderr (this process's, and that of the processes it starts) goes to
+    `path`, not the terminal: submitit prints sbatch's refusal itself (the one error line that follows
+    says it), and the local controllers it starts inherit stderr and print a KeyboardInterrupt
+    traceback on the SIGINT that stops them (their runs log to their own files)."""
     sys.stderr.flush()
     saved = os.dup(2)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "ab") as log:
+    with open(path, "a", buffering=1) as log:  # line by line, in order with what the children write
         os.dup2(log.fileno(), 2)
-    try:
-        yield
-    finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
+        try:
+            with contextlib.redirect_stderr(log):
+                yield
+        finally:
+            log.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def submit_windowed(executor: Any, run_dirs: Sequence[Path], run_fn: Any, window: int,
