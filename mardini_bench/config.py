@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import hashlib
 import json
 import math
 import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterable, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from mardini_bench.registry import MODEL_PRESETS, REGISTRIES, TRAIN_RECIPES, UnknownComponentError
 
@@ -247,9 +248,10 @@ class TrainConfig:
 class EvalConfig:
     """What a run scores after training."""
 
-    tasks: Tuple[str, ...] = ("interpolation", "image_to_video", "expansion")
-    metrics: Tuple[str, ...] = ("fvd", "fid", "psnr", "ssim")
-    baselines: Tuple[str, ...] = ("copy_nearest", "linear_blend")
+    tasks: Tuple[str, ...] = field(default=("interpolation", "image_to_video", "expansion"),
+                                   metadata={"registry": "task"})
+    metrics: Tuple[str, ...] = field(default=("fvd", "fid", "psnr", "ssim"), metadata={"registry": "metric"})
+    baselines: Tuple[str, ...] = field(default=("copy_nearest", "linear_blend"), metadata={"registry": "baseline"})
     num_videos: int = 8  # eval clips per task; CPU scale (raise for a paper-style number)
     batch_size: int = 8
     seed: int = 0  # picks the eval clips and the sampling noise; separate from the training seed
@@ -273,7 +275,9 @@ class RunConfig:
 # ----------------------------------------------------------------------------------------------
 # Overrides
 # ----------------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=None)
 def _hints(cls: type) -> Dict[str, Any]:
+    # cached: resolving string annotations is 90% of an override's cost, and a sweep plans every point
     return typing.get_type_hints(cls)
 
 
@@ -413,12 +417,36 @@ def parse_override(text: str) -> Tuple[str, str]:
 
 
 def apply_overrides(cfg: Any, overrides: Union[Iterable[str], Dict[str, Any]]) -> Any:
-    """Return a new config with each dotted override applied in order, then validated."""
+    """Return a new config with each dotted override applied in order, then validated. An override
+    that a later one undoes (`model.planner.depth=2 model=tiny`) is refused, naming both."""
     items = overrides.items() if isinstance(overrides, dict) else (parse_override(o) for o in overrides)
+    applied: Dict[str, Tuple[Any, Any]] = {}  # key -> (text, the value it holds now)
     for key, value in items:
         cfg = _set(cfg, key.split("."), value)
+        _check_kept(cfg, applied, key, value)
+        applied[key] = (value, None)
+        for earlier, (text, _) in applied.items():  # `key` and what it refines (model=tiny, then model.x=1)
+            if earlier == key or key.startswith(earlier + "."):
+                applied[earlier] = (text, _value_at(cfg, earlier))
     validate(cfg)
     return cfg
+
+
+def _value_at(cfg: Any, key: str) -> Any:
+    return functools.reduce(getattr, key.split("."), cfg)
+
+
+def _check_kept(cfg: Any, applied: Dict[str, Tuple[Any, Any]], key: str, text: Any) -> None:
+    """Every earlier override still holds after `key`: a whole sub-config (`model=NAME`, which also
+    sets its training recipe) replaces what was set under it, and the run would silently differ from
+    what the overrides say. The same key again, or a refinement under it, is no conflict (later wins)."""
+    for earlier, (earlier_text, value) in applied.items():
+        if earlier == key or key.startswith(earlier + "."):
+            continue
+        now = _value_at(cfg, earlier)
+        if now is not value and now != value:
+            raise ConfigError(f"{earlier}={earlier_text} is undone by the later {key}={text}, which replaces it; "
+                              f"put {key}={text} first")
 
 
 def validate(cfg: Any, prefix: str = "") -> None:
@@ -430,11 +458,21 @@ def validate(cfg: Any, prefix: str = "") -> None:
         if dataclasses.is_dataclass(value):
             validate(value, key + ".")
         elif "registry" in f.metadata and value is not None:
-            registry = REGISTRIES[f.metadata["registry"]]
-            for name in value if isinstance(value, tuple) else (value,):
-                if name not in registry:
-                    raise ConfigError(f"{key}: {registry.unknown_message(name)}")
+            _check_names(key, value, REGISTRIES[f.metadata["registry"]])
     _check_ranges(cfg, prefix)
+
+
+def _check_names(key: str, value: Any, registry: Any) -> None:
+    """Every name is registered, and a list names each entry once: `eval.metrics=[psnr,psnr]` would
+    score it twice under another run id, and a repeated task would weigh double in a mix."""
+    names = value if isinstance(value, tuple) else (value,)
+    for name in names:
+        if name not in registry:
+            raise ConfigError(f"{key}: {registry.unknown_message(name)}")
+    canonical = [registry.resolve(name) for name in names]  # an old alias and its new name are one entry
+    twice = sorted({name for name in canonical if canonical.count(name) > 1})
+    if twice:
+        raise ConfigError(f"{key}: {', '.join(twice)} named more than once in {list(names)}; name each once")
 
 
 # DiffusionConfig.prior -> the BASELINES entry that makes the guess. The short names are what configs
@@ -466,6 +504,9 @@ NON_NEGATIVE: Range = (lambda v: math.isfinite(v) and v >= 0, "a finite number >
 FINITE: Range = (math.isfinite, "a finite number")
 UNIT: Range = (lambda v: 0 <= v <= 1, "in [0, 1]")
 UNIT_OPEN: Range = (lambda v: 0 <= v < 1, "in [0, 1)")
+# Seeds: the 32-bit range every generator a run seeds takes (numpy's SeedSequence refuses negatives), and
+# small enough that evaluation's per-task seed, seed * 1000003 + crc32(task), fits torch's 64-bit seed.
+SEED: Range = (lambda v: 0 <= v <= 2 ** 32 - 1, f"a whole number in [0, {2 ** 32 - 1}]")
 
 # Field ranges per config class (tuple fields: every element). Checked by `validate`, so
 # `--dry-run`, the runner and a sweep's submission refuse the same values before anything runs.
@@ -488,7 +529,8 @@ RANGES: Dict[str, Dict[str, Range]] = {
                     "betas": UNIT_OPEN, "warmup_steps": AT_LEAST_0, "grad_clip": NON_NEGATIVE,
                     "ema_decay": UNIT_OPEN, "checkpoint_every": AT_LEAST_1, "log_every": AT_LEAST_1,
                     "micro_batch": AT_LEAST_0, "skip_nonfinite": AT_LEAST_0},
-    "EvalConfig": {"num_videos": AT_LEAST_1, "batch_size": AT_LEAST_1, "samples": AT_LEAST_0},
+    "EvalConfig": {"num_videos": AT_LEAST_1, "batch_size": AT_LEAST_1, "samples": AT_LEAST_0, "seed": SEED},
+    "RunConfig": {"seed": SEED},
 }
 
 
@@ -554,6 +596,25 @@ def _check_task_sampling(cfg: "DiffusionConfig", prefix: str) -> None:
             raise ConfigError(f"{prefix}{key}: {', '.join(twice)} named more than once; give each task one value")
 
 
+def _check_sample_steps(cfg: "DiffusionConfig", prefix: str) -> None:
+    """DDIM samples a subset of the training timesteps: asked for more, it would run fewer steps than the
+    config (and result.json) records."""
+    asked = [("sample_steps", cfg.sample_steps)] + [(f"task_sample_steps ({task})", steps)
+                                                    for task, steps in cfg.task_sample_steps]
+    for key, steps in asked:
+        if steps > cfg.train_timesteps:
+            raise ConfigError(f"{prefix}{key}: got {steps}, must be <= {prefix}train_timesteps={cfg.train_timesteps} "
+                              f"(DDIM samples a subset of the training timesteps)")
+
+
+def _check_micro_batch(cfg: "TrainConfig", prefix: str) -> None:
+    """A fixed micro-batch must split the global batch (and, at run time, each process's share of it)."""
+    if cfg.micro_batch and cfg.batch_size % cfg.micro_batch:
+        valid = [m for m in range(1, cfg.batch_size + 1) if cfg.batch_size % m == 0]
+        raise ConfigError(f"{prefix}micro_batch: got {cfg.micro_batch}, must divide {prefix}batch_size="
+                          f"{cfg.batch_size}; valid: 0 (the per-process share) or {', '.join(map(str, valid[:12]))}")
+
+
 def _check_schedule(cfg: "TrainConfig", prefix: str) -> None:
     """Fig. 4 curriculum: known stages, positive lengths, no more steps than the run has."""
     for i, (stage, steps) in enumerate(cfg.schedule):
@@ -576,6 +637,32 @@ def _check_root(cfg: "DataConfig", prefix: str) -> None:
                           f"set {prefix}root=PATH (or {prefix}dataset=synthetic for the built-in clips)")
 
 
+# data.fps of synthetic clips: their motion per frame is the nominal 8 fps motion x 8 / fps. At 1 fps the
+# fastest sprite (0.12 frame widths per frame at 8 fps) moves about a whole frame width between frames,
+# and below it the clip no longer shows one motion (at 1e-300 the positions overflow to NaN). At 240 fps,
+# the fastest slow-motion cameras, the motion is 1/30 of the nominal; far above it every frame rounds to
+# the same picture (copying scores a perfect, infinite PSNR).
+SYNTHETIC_FPS = (1.0, 240.0)
+
+
+def _check_fps(cfg: "DataConfig", prefix: str) -> None:
+    low, high = SYNTHETIC_FPS
+    if cfg.dataset == "synthetic" and cfg.fps is not None and not low <= cfg.fps <= high:
+        raise ConfigError(f"{prefix}fps: got {cfg.fps:g}, must be in [{low:g}, {high:g}] for synthetic clips (or none "
+                          f"for the nominal 8 fps): outside it their motion per frame is no longer one motion, "
+                          f"or none at all")
+
+
+def _check_model_parts(cfg: "ModelConfig", prefix: str) -> None:
+    """Something must predict frames: the generator, or (MAR-only) the planner's reconstruction head."""
+    if cfg.planner.name == "none" and cfg.generator.name == "none":
+        raise ConfigError(f"{prefix}planner.name=none and {prefix}generator.name=none leave no model to train; "
+                          f"keep at least one")
+    if cfg.generator.name == "none" and (cfg.planner.name == "none" or not cfg.planner.recon_head):
+        raise ConfigError(f"{prefix}generator.name=none (MAR-only) predicts frames with the planner's head: set "
+                          f"{prefix}planner.recon_head=true (got {cfg.planner.recon_head})")
+
+
 def latent_geometry(cfg: CodecConfig) -> tuple:
     """(channels, factor) of a codec without loading its weights (meta-device builds, shape checks)."""
     return {"pixel": (3 * cfg.patch ** 2, cfg.patch), "taef2": (32, 8)}.get(cfg.name, (None, None))
@@ -595,10 +682,59 @@ def _check_resolution(cfg: "RunConfig", prefix: str) -> None:
             f"{' or '.join(map(str, near))}")
 
 
+def _check_evaluation(cfg: "EvalConfig", prefix: str) -> None:
+    """A run scores at least one task on at least one metric: an empty list would finish DONE with no
+    scores. (Repeats are refused with the names, by `validate`.)"""
+    for key, kind in (("tasks", "task"), ("metrics", "metric")):
+        if not getattr(cfg, key):
+            raise ConfigError(f"{prefix}{key}: empty; a run scores at least one {kind}; valid: "
+                              f"{', '.join(REGISTRIES[kind].list())}")
+
+
+def _check_task_mix(cfg: "RunConfig", prefix: str) -> None:
+    """mask.task_weights: one weight per task of the training mix (mask.tasks, else eval.tasks), summing > 0."""
+    weights = cfg.mask.task_weights
+    tasks, source = (cfg.mask.tasks, "mask.tasks") if cfg.mask.tasks else (cfg.eval.tasks, "eval.tasks")
+    if weights and (len(weights) != len(tasks) or not sum(weights) > 0):
+        raise ConfigError(f"{prefix}mask.task_weights: got {list(weights)}, must be one weight >= 0 per task of "
+                          f"{prefix}{source} ({len(tasks)}: {', '.join(tasks)}) with a positive sum; or [] for equal")
+
+
+def _check_task_frames(cfg: "RunConfig", prefix: str) -> None:
+    """Every task evaluated or trained on leaves a given and a generated frame in a `data.frames` clip
+    (interpolation gives the first and last frame, so it needs 3)."""
+    frames = cfg.data.frames
+    for name in dict.fromkeys(cfg.eval.tasks + cfg.mask.tasks):
+        refs = {i % frames for i in REGISTRIES["task"].build(name).references(frames)}
+        if not 0 < len(refs) < frames:
+            raise ConfigError(f"{prefix}data.frames: got {frames}, too few for task {name} (it gives {len(refs)} of "
+                              f"{frames} frames and must leave at least one to generate); use more frames")
+    if cfg.mask.name == "fixed":
+        _check_ref_frames(cfg.mask.ref_frames, frames, prefix)
+
+
+def _check_ref_frames(ref_frames: Tuple[int, ...], frames: int, prefix: str) -> None:
+    """mask.name=fixed: reference indices inside the clip, leaving a given and a generated frame."""
+    outside = [i for i in ref_frames if not -frames <= i < frames]
+    refs = {i % frames for i in ref_frames if -frames <= i < frames}
+    if outside or not 0 < len(refs) < frames:
+        raise ConfigError(f"{prefix}mask.ref_frames: got {list(ref_frames)}, must be indices in [-{frames}, "
+                          f"{frames - 1}] (data.frames={frames}) leaving at least one frame given and one generated")
+
+
+def _check_eval_clips(cfg: "RunConfig", prefix: str) -> None:
+    """Evaluation scores eval.num_videos clips of the val split, which holds data.num_eval synthetic clips."""
+    if cfg.data.dataset == "synthetic" and cfg.data.num_eval < cfg.eval.num_videos:
+        raise ConfigError(f"{prefix}data.num_eval: got {cfg.data.num_eval}, must be >= {prefix}eval.num_videos="
+                          f"{cfg.eval.num_videos} (the val clips evaluation scores)")
+
+
 SHAPE_CHECKS: Dict[str, Tuple[Callable[[Any, str], None], ...]] = {
     "PlannerConfig": (_check_heads, _check_recon), "GeneratorConfig": (_check_heads,), "MaskConfig": (_check_refs,),
-    "TrainConfig": (_check_schedule,), "RunConfig": (_check_resolution,), "DataConfig": (_check_root,),
-    "DiffusionConfig": (_check_task_sampling,),
+    "TrainConfig": (_check_schedule, _check_micro_batch),
+    "RunConfig": (_check_resolution, _check_task_mix, _check_task_frames, _check_eval_clips),
+    "DataConfig": (_check_root, _check_fps), "ModelConfig": (_check_model_parts,),
+    "DiffusionConfig": (_check_task_sampling, _check_sample_steps), "EvalConfig": (_check_evaluation,),
 }
 
 

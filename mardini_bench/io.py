@@ -2,18 +2,22 @@
 
 Every file the toolkit writes goes through `atomic_file` (a temp file beside the target, renamed into
 place), so a reader never sees half a file and a write cut short (kill -9, full disk) leaves the old
-file and no temp file behind; a full disk is a `NoSpaceError` naming the folder. Every JSON read goes
+file and no temp file behind; a full disk is a `NoSpaceError` naming the folder. A command that writes
+many files (a report) does so in an `all_or_nothing` block: all of them, or none. Every JSON read goes
 through `load_json`, which names the file and the fault when it is damaged.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import errno
 import fcntl
 import json
 import math
 import os
+import secrets
+import shutil
 import tempfile
 from pathlib import Path
 from typing import IO, Any, Callable, Dict, Iterator, List, Optional, Union
@@ -68,9 +72,11 @@ def atomic_file(path: PathLike, previous: Optional[PathLike] = None) -> Iterator
 
     The file gets the mode a plain `open` would give it (mkstemp's 0600 would hide results from the
     rest of a shared group). `previous`: the file being replaced is kept under that name. If the body
-    raises, the temp file is removed and `path` is untouched; a full disk raises `NoSpaceError`."""
+    raises, the temp file is removed and `path` is untouched; a full disk raises `NoSpaceError`.
+    Inside `all_or_nothing`, what `path` held before is kept until that block ends."""
     path = Path(path)
     with naming_full_disk(path.parent, path.name):
+        _journal_folders(path.parent)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         os.close(fd)
@@ -78,11 +84,80 @@ def atomic_file(path: PathLike, previous: Optional[PathLike] = None) -> Iterator
         try:
             yield tmp
             os.chmod(tmp, plain_mode())
+            _journal_file(path)
             if previous is not None and path.exists():
                 os.replace(path, previous)
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
+
+
+class _Journal:
+    """What an `all_or_nothing` block has replaced: each file's first earlier version (a hidden hard
+    link beside it, or None for a new file) and the folders it made."""
+
+    def __init__(self) -> None:
+        self.files: Dict[Path, Optional[Path]] = {}
+        self.folders: List[Path] = []
+
+
+_JOURNAL: contextvars.ContextVar[Optional[_Journal]] = contextvars.ContextVar("mardini_bench_journal", default=None)
+
+
+@contextlib.contextmanager
+def all_or_nothing() -> Iterator[None]:
+    """Files written with `atomic_file` in the body stay only if the body returns. When it raises (bad
+    input found half-way, a full disk, Ctrl-C), each is put back as it was before the block, or removed
+    if it is new, with the folders the block made: a report either appears whole or leaves the last
+    one as it was, never half of one."""
+    if _JOURNAL.get() is not None:  # inside another block: its outcome decides for these files too
+        yield
+        return
+    journal = _Journal()
+    token = _JOURNAL.set(journal)
+    try:
+        yield
+    except BaseException:
+        _undo(journal)
+        raise
+    else:
+        for backup in journal.files.values():
+            if backup is not None:
+                backup.unlink(missing_ok=True)
+    finally:
+        _JOURNAL.reset(token)
+
+
+def _journal_folders(folder: Path) -> None:
+    journal = _JOURNAL.get()
+    if journal is not None:
+        journal.folders += [p for p in (folder, *folder.parents) if not p.exists()][::-1]  # outermost first
+
+
+def _journal_file(path: Path) -> None:
+    """Keep what `path` holds now, the first time the open `all_or_nothing` block replaces it."""
+    journal = _JOURNAL.get()
+    if journal is None or path in journal.files:
+        return
+    backup = None
+    if path.exists():
+        backup = path.with_name(f".{path.name}.{secrets.token_hex(4)}.old")
+        try:
+            os.link(path, backup)  # the old version's inode stays reachable after the rename replaces `path`
+        except OSError:  # a file system without hard links
+            shutil.copy2(path, backup)
+    journal.files[path] = backup
+
+
+def _undo(journal: _Journal) -> None:
+    for path, backup in journal.files.items():
+        if backup is None:
+            path.unlink(missing_ok=True)
+        else:
+            os.replace(backup, path)
+    for folder in reversed(journal.folders):  # innermost first; a folder something else filled stays
+        with contextlib.suppress(OSError):
+            folder.rmdir()
 
 
 def atomic_write(path: PathLike, write: Callable[[IO[bytes]], Any]) -> None:
@@ -170,13 +245,14 @@ def append_jsonl(path: PathLike, entry: Dict[str, Any]) -> None:
 
 
 def read_jsonl(path: PathLike) -> List[Dict[str, Any]]:
-    """The objects of a JSON-lines file, leaving out any line that is not a whole JSON object: the
-    partial last line of a write cut short by a kill or a full disk."""
+    """The objects of a JSON-lines file, leaving out any line that is not a whole JSON object in UTF-8:
+    the partial last line of a write cut short by a kill or a full disk, or bytes some other program put
+    there (one bad line costs that line, never the file)."""
     entries = []
-    for line in Path(path).read_text().splitlines():
+    for line in Path(path).read_bytes().splitlines():
         try:
-            entry = json.loads(line)
-        except ValueError:
+            entry = json.loads(line.decode("utf-8"))
+        except ValueError:  # UnicodeDecodeError is a ValueError
             continue
         if isinstance(entry, dict):
             entries.append(entry)
@@ -204,6 +280,7 @@ def exclusive_lock(path: PathLike, block: bool = True) -> Iterator[bool]:
         os.close(fd)  # closing drops the flock
 
 
-__all__ = ["DamagedFileError", "NoSpaceError", "naming_full_disk", "plain_mode", "atomic_file", "atomic_write",
+__all__ = ["DamagedFileError", "NoSpaceError", "naming_full_disk", "plain_mode", "atomic_file", "all_or_nothing",
+           "atomic_write",
            "write_text", "json_safe", "to_json", "write_json", "load_json", "read_json", "append_jsonl", "read_jsonl",
            "write_jsonl", "exclusive_lock"]

@@ -49,6 +49,7 @@ class Case:
     needle: str  # text the error line must contain
     once: Optional[str] = None  # text the line must hold exactly once (a file named twice is noise)
     deny: Optional[str] = None  # a path under the scratch folder this user may not read (in-process only)
+    env: Optional[Dict[str, str]] = None  # environment variables set for the command ({tmp}: the scratch folder)
 
 
 def runner(*overrides: str) -> Callable[[Path], List[str]]:
@@ -320,11 +321,140 @@ CASES.update({
                                                "is not a sweep folder"),
 })
 
+BIG_AXIS = ", ".join(map(str, range(1, 1001)))
+ZERO_PIXELS = np.zeros((2, 4, 0, 0, 3), np.uint8)
+THREADS_ABC = {"MARDINI_BENCH_THREADS": "abc"}
+
+CASES.update({
+    # values that passed `validate` and `--dry-run`, then failed at run time: now refused at plan time
+    "runner: negative seed": Case(runner("seed=-1"), "seed: got -1, must be a whole number in [0, 4294967295]"),
+    "runner: task weights summing to 0": Case(runner("mask.task_weights=[0,0,0]"),
+                                              "mask.task_weights: got [0.0, 0.0, 0.0], must be one weight >= 0"),
+    "runner: fewer val clips than eval videos": Case(runner("data.num_eval=1", "eval.num_videos=2"),
+                                                     "data.num_eval: got 1, must be >= eval.num_videos=2"),
+    "runner: a frame rate with no sane motion": Case(runner("data.fps=1e-300"),
+                                                     "data.fps: got 1e-300, must be in [1, 240] for synthetic clips"),
+    "runner: more DDIM steps than training timesteps": Case(
+        runner("model.diffusion.sample_steps=20", "model.diffusion.train_timesteps=9"),
+        "model.diffusion.sample_steps: got 20, must be <= model.diffusion.train_timesteps=9"),
+    "runner: thread count that is no number": Case(runner(), "$MARDINI_BENCH_THREADS='abc': must be a positive whole "
+                                                             "number", env=THREADS_ABC),
+    "sweep: thread count that is no number, on a dry run": Case(sweep("--dry-run"), "$MARDINI_BENCH_THREADS='abc'",
+                                                                env=THREADS_ABC),
+    "sweep: thread count that is no number launches nothing": Case(sweep(), "$MARDINI_BENCH_THREADS='abc'",
+                                                                   env=THREADS_ABC),
+    "sweep: negative seed on a dry run": Case(sweep("--dry-run", "seed=-1"), "bad.toml: seed: got -1"),
+    # an empty or duplicated evaluation, or a grid whose header hides what runs
+    "runner: no task to evaluate": Case(runner("eval.tasks=[]"), "eval.tasks: empty; a run scores at least one task"),
+    "runner: a metric twice": Case(runner("eval.metrics=[psnr,psnr]"), "eval.metrics: psnr named more than once"),
+    "sweep: a metric twice on a dry run": Case(sweep("--dry-run", "eval.metrics=[psnr,psnr]"),
+                                               "eval.metrics: psnr named more than once"),
+    "grid: an override before model=NAME": Case(grid_file('name = "bad"\nbase = ["model.planner.depth=3", '
+                                                          '"model=tiny"]\n'),
+                                                "model.planner.depth=3 is undone by the later model=tiny"),
+    "grid: a key in base and in [grid]": Case(grid_file(GRID.replace('"train.steps=2"]',
+                                                                     '"train.steps=2", "model.planner.depth=3"]')),
+                                              "'model.planner.depth' is set both in base and in [grid]"),
+    "metrics: frames of 0x0 pixels": Case(metrics(array("zero.npy", npy(ZERO_PIXELS)), array("z.npy", npy(ZERO_PIXELS)),
+                                                  "--frames", "4"), "zero.npy: frames of 0x0 pixels hold nothing"),
+    # the edges of the command lines
+    "metrics: a CUDA device this machine lacks": Case(metrics(good_npy, good_npy, "--frames", "4", "--device",
+                                                              "cuda:99"), "--device='cuda:99': this machine has"),
+    "metrics: fvd on a CUDA device this machine lacks": Case(metrics(good_npy, good_npy, "--frames", "4", "--device",
+                                                                     "cuda:99", metric="fvd"), "--device='cuda:99'"),
+    "data: --overwrite over a file": Case(lambda tmp: ["mardini_bench.data", "build-davis7", str(davis(tmp, {"a": 9})),
+                                                       str(array("mine.txt", raw(b"my notes"))(tmp)), "--overwrite"],
+                                          "mine.txt: is a file; OUT must be a folder for the clips"),
+    "sweep: SLURM where there is none": Case(sweep("--cluster", "slurm"), "cannot use cluster 'slurm'",
+                                             env={"PATH": "{tmp}"}),
+    "grid: a million points on a dry run": Case(grid_file(f'name = "bad"\nbase = ["model=tiny"]\n[grid]\n'
+                                                          f'"train.steps" = [{BIG_AXIS}]\n"seed" = [{BIG_AXIS}]\n'),
+                                                "bad.toml: 1000000 points (train.steps (1000) x seed (1000)) is more "
+                                                "than one sweep plans (10000)"),
+    "report: a billion bootstrap replicates": Case(lambda tmp: ["mardini_bench.report", str(tmp), "--n-boot",
+                                                                "1000000000"],
+                                                   "--n-boot 1000000000 is too large; valid: 10 to 10000"),
+    "collect: a file": Case(lambda tmp: ["mardini_bench.sweep", "collect", array("f.csv", raw(b"a\n"))(tmp)],
+                            "f.csv' is a file, not a sweep folder"),
+    "cost: negative micro-batch": Case(lambda tmp: ["mardini_bench.cost", "memory", "tiny", "--micro-batch", "-2"],
+                                       "--micro-batch: got -2, must be >= 1"),
+    "cost: zero resolution": Case(lambda tmp: ["mardini_bench.cost", "table3", "--resolutions", "0"],
+                                  "--resolutions: got 0, must be positive multiples of 256"),
+})
+
+# Further inputs of the same kinds.
+CASES.update({
+    "runner: eval seed below 0": Case(runner("eval.seed=-3"), "eval.seed: got -3"),
+    "runner: seed past 32 bits": Case(runner("seed=4294967296"), "seed: got 4294967296"),
+    "runner: a weight per task missing": Case(runner("mask.task_weights=[1,1]"), "one weight >= 0 per task of "
+                                                                                 "eval.tasks (3: "),
+    "runner: a task twice in the mix": Case(runner("mask.tasks=[expansion,expansion]"),
+                                            "mask.tasks: expansion named more than once"),
+    "runner: a baseline twice": Case(runner("eval.baselines=[copy_nearest,copy_nearest]"),
+                                     "eval.baselines: copy_nearest named more than once"),
+    "runner: no metric": Case(runner("eval.metrics=[]"), "eval.metrics: empty"),
+    "runner: a frame rate that stills every clip": Case(runner("data.fps=1e6"), "data.fps: got 1e+06"),
+    "runner: two frames for interpolation": Case(runner("data.frames=2"),
+                                                 "data.frames: got 2, too few for task interpolation"),
+    "runner: a fixed reference frame outside the clip": Case(
+        runner("mask.name=fixed", "mask.ref_frames=[0,20]"), "mask.ref_frames: got [0, 20], must be indices in [-9,"),
+    "runner: a micro-batch not dividing the batch": Case(runner("train.micro_batch=3"),
+                                                         "train.micro_batch: got 3, must divide train.batch_size=8"),
+    "runner: neither planner nor generator": Case(runner("model.planner.name=none", "model.generator.name=none"),
+                                                  "leave no model to train"),
+    "runner: MAR-only without the reconstruction head": Case(
+        runner("model.generator.name=none", "model.planner.recon_head=false"), "set model.planner.recon_head=true"),
+    "runner: per-task steps past the training timesteps": Case(
+        runner("model.diffusion.train_timesteps=9", 'model.diffusion.task_sample_steps=[["expansion",12]]'),
+        "model.diffusion.task_sample_steps (expansion): got 12, must be <= model.diffusion.train_timesteps=9"),
+    "runner: a training key before the preset's recipe": Case(
+        lambda tmp: ["mardini_bench.runner", str(tmp / "run"), "train.lr=0.1", "model=tiny"],
+        "train.lr=0.1 is undone by the later model=tiny"),
+    "runner: OMP_NUM_THREADS of 0": Case(runner(), "$OMP_NUM_THREADS='0': must be a positive whole number",
+                                         env={"OMP_NUM_THREADS": "0", "MARDINI_BENCH_THREADS": ""}),
+    "sweep: an unknown metric on a dry run": Case(sweep("--dry-run", "eval.metrics=[fvdd]"),
+                                                  "eval.metrics: unknown metric 'fvdd'"),
+    "sweep: a CUDA device this machine lacks": Case(sweep("--dry-run"), "MARDINI_BENCH_DEVICE='cuda:99': this machine",
+                                                    env={"MARDINI_BENCH_DEVICE": "cuda:99"}),
+    "sweep: negative loader workers": Case(sweep("--dry-run"), "$MARDINI_BENCH_WORKERS='-1': must be a whole number",
+                                           env={"MARDINI_BENCH_WORKERS": "-1"}),
+    "grid: a key twice in base": Case(grid_file(GRID.replace('"train.steps=2"]', '"train.steps=2", "train.steps=3"]')),
+                                      "bad.toml base: 'train.steps' is set twice"),
+    "grid: seeds and a seed in base": Case(grid_file(GRID.replace('"train.steps=2"]', '"train.steps=2", "seed=3"]')
+                                                     .replace("[grid]", "seeds = [0, 1]\n[grid]")),
+                                           "'seed' is set both in base and in seeds"),
+    "metrics: frames of no height": Case(metrics(good_npy, good_npy, "--frames", "4", "--size", "0x8"),
+                                         "--size 0x8: both sides must be >= 1 pixel"),
+    "metrics: the meta device": Case(metrics(good_npy, good_npy, "--frames", "4", "--device", "meta"),
+                                     "--device='meta': computes no values"),
+    "metrics: a device that is no device": Case(metrics(good_npy, good_npy, "--frames", "4", "--device", "gpu"),
+                                                "--device='gpu': not a device"),
+    "data: OUT inside a file": Case(lambda tmp: ["mardini_bench.data", "build-davis7", str(davis(tmp, {"a": 9})),
+                                                 str(array("mine.txt", raw(b"x"))(tmp)) + "/davis7"],
+                                    "mine.txt/davis7: " ),
+    "cost: no GPU": Case(lambda tmp: ["mardini_bench.cost", "memory", "tiny", "--gpus", "0"], "--gpus: got 0"),
+    "cost: frames of one": Case(lambda tmp: ["mardini_bench.cost", "memory", "tiny", "--frames", "1"],
+                                "--frames: got 1, must be >= 2"),
+    "report: one bootstrap replicate too many": Case(lambda tmp: ["mardini_bench.report", str(tmp), "--n-boot",
+                                                                  "10001"], "--n-boot 10001 is too large"),
+    "data: stats with a thread count that is no number": Case(lambda tmp: ["mardini_bench.data", "stats", "model=tiny"],
+                                                              "$MARDINI_BENCH_THREADS='abc'", env=THREADS_ABC),
+    "metrics: a thread count that is no number": Case(metrics(good_npy, good_npy, "--frames", "4"),
+                                                      "$MARDINI_BENCH_THREADS='abc'", env=THREADS_ABC),
+    "collect: sweep.json cut short": Case(lambda tmp: [*status_of('{"name": "ba')(tmp)[:1], "collect", str(tmp / "s")],
+                                          "sweep.json: damaged JSON"),
+    "report: sweep.json cut short": Case(lambda tmp: ["mardini_bench.report", status_of('{"name": "ba')(tmp)[-1]],
+                                         "sweep.json: damaged JSON"),
+    "report: a file": Case(lambda tmp: ["mardini_bench.report", array("f.csv", raw(b"a\n"))(tmp)],
+                           "f.csv' is a file, not a sweep folder"),
+})
+
 # Run as real processes, at least one per command line: the wiring (`python -m`, the console
 # script's `main`, exit codes, what reaches fd 2 from C code) is the same in the others.
 SUBPROCESS = {"negative steps", "missing grid", "report: missing folder", "metrics: corrupt video",
               "data: info on a corrupt video", "model shape in params", "cost: resolution off the planner grid",
-              "weights: unknown name", "script: unknown command"}
+              "weights: unknown name", "script: unknown command", "metrics: frames of 0x0 pixels",
+              "runner: negative seed", "sweep: thread count that is no number launches nothing"}
 
 
 def leftovers(tmp: Path) -> List[str]:
@@ -346,9 +476,10 @@ def run_in_process(argv: List[str], capfd) -> tuple:
     return code, out, err
 
 
-def run_subprocess(argv: List[str]) -> tuple:
+def run_subprocess(argv: List[str], env: Optional[Dict[str, str]] = None) -> tuple:
     command = [sys.executable, *SCRIPT, *argv[1:]] if argv[0] == "mardini-bench" else [sys.executable, "-m", *argv]
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, **(env or {})})
     return done.returncode, done.stdout, done.stderr
 
 
@@ -360,7 +491,7 @@ def deny_reading(monkeypatch, path: Path) -> None:
 
 
 def test_the_catalogue_covers_every_command_and_runs_each_as_a_process_once(tmp_path):
-    assert len(CASES) >= 60
+    assert len(CASES) >= 150
     commands = set()
     for i, case in enumerate(sorted(SUBPROCESS)):
         (tmp_path / str(i)).mkdir()
@@ -376,7 +507,10 @@ def test_bad_input_is_one_error_line_and_leaves_nothing(case, tmp_path, capfd, m
     capfd.readouterr()  # what building the inputs printed
     if spec.deny:
         deny_reading(monkeypatch, tmp_path / spec.deny)
-    code, out, err = run_subprocess(argv) if case in SUBPROCESS else run_in_process(argv, capfd)
+    env = {key: value.format(tmp=tmp_path) for key, value in (spec.env or {}).items()}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    code, out, err = run_subprocess(argv, env) if case in SUBPROCESS else run_in_process(argv, capfd)
     lines = err.strip().splitlines()
     assert code not in (0, None), out
     assert len(lines) == 1 and lines[0].startswith("error: "), err
@@ -387,45 +521,178 @@ def test_bad_input_is_one_error_line_and_leaves_nothing(case, tmp_path, capfd, m
     assert leftovers(tmp_path) == []
 
 
-def test_sigterm_to_a_local_sweep_stops_its_runs(tmp_path):
-    """Killing a local sweep (SIGTERM, as a session logout or `kill` sends) must not leave its runs
-    training as orphans."""
-    grid = tmp_path / "long.toml"
-    grid.write_text('name = "long"\nbase = ["model=tiny", "train.steps=100000", "eval.metrics=[psnr]"]\n'
-                    'seeds = [0, 1]\n')
-    # started as `nohup ... &` starts it: SIGINT ignored, which its jobs would inherit
-    sweep = subprocess.Popen([sys.executable, "-m", "mardini_bench.sweep", str(grid), "--results",
-                              str(tmp_path / "results"), "--cluster", "local", "--no-report"],
-                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+# -- signals: one stop path for SIGINT, SIGTERM and SIGHUP ---------------------------------------------
+
+LONG_GRID = 'name = "long"\nbase = ["model=tiny", "train.steps=100000", "eval.metrics=[psnr]"]\n'
+STOPS = {  # how a local sweep is stopped -> (signal, to its whole process group, runs, started as `nohup ... &`)
+    "kill -INT": (signal.SIGINT, False, 1, False),
+    "Ctrl-C (to the process group)": (signal.SIGINT, True, 1, False),
+    "SIGTERM, two runs, started with SIGINT ignored": (signal.SIGTERM, False, 2, True),
+    "SIGHUP": (signal.SIGHUP, False, 1, False),
+}
+
+
+def start_sweep(grid: Path, results: Path, nohup: bool = False) -> subprocess.Popen:
+    """A local sweep of `grid`, in its own process group (a terminal's Ctrl-C reaches all of it)."""
+    ignore_int = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if nohup else None  # as `nohup ... &` does
+    return subprocess.Popen([sys.executable, "-m", "mardini_bench.sweep", str(grid), "--results", str(results),
+                             "--cluster", "local", "--no-report"], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True, preexec_fn=ignore_int)
+
+
+def wait_started(sweep: subprocess.Popen, sweep_dir: Path, runs: int) -> List[int]:
+    """The pids of the sweep's `runs` runs, once each has started."""
     started: List[Path] = []
     deadline = time.time() + 180
-    while len(started) < 2 and time.time() < deadline and sweep.poll() is None:
+    while len(started) < runs and time.time() < deadline and sweep.poll() is None:
         time.sleep(0.5)
-        started = list((tmp_path / "results" / "long").glob("*/started.json"))
-    assert len(started) == 2, sweep.stderr.read() if sweep.poll() is not None else "runs did not start"
-    pids = [json.loads(path.read_text())["pid"] for path in started]
-    sweep.send_signal(signal.SIGTERM)
-    _, err = sweep.communicate(timeout=90)
-    assert sweep.returncode == 128 + signal.SIGTERM, err
-    assert "SIGTERM: stopped 2 local run(s)" in err
-    deadline = time.time() + 10
-    while any(pid_alive(pid) for pid in pids) and time.time() < deadline:
-        time.sleep(0.2)
-    assert not any(pid_alive(pid) for pid in pids)
+        started = list(sweep_dir.glob("*/started.json"))
+    assert len(started) == runs, sweep.stderr.read() if sweep.poll() is not None else "runs did not start"
+    return [json.loads(path.read_text())["pid"] for path in started]
 
 
-def test_a_run_whose_process_died_is_lost_not_running(tmp_path):
+@pytest.mark.parametrize("how", sorted(STOPS))
+def test_a_signal_stops_a_local_sweep_and_its_runs_in_one_line(how, tmp_path):
+    """However a local sweep is stopped, its runs stop with it within 30 s (no orphans training on), one
+    line says so, the exit code is 128 + the signal, no traceback reaches the terminal, and each run folder
+    reads LOST (launching again resumes it)."""
     from mardini_bench.sweep import rundir
 
-    child = subprocess.Popen(["true"])
-    child.wait()  # reaped: its pid existed and is gone now
-    started = {"host": rundir.this_host(), "pid": child.pid}
-    rundir.write_json(tmp_path / rundir.STARTED, started)
-    state, detail = rundir.run_state(tmp_path)
-    assert state == "LOST" and f"process {started['pid']} is gone" in detail
-    rundir.write_json(tmp_path / rundir.STARTED, {"host": rundir.this_host(), "pid": os.getpid()})
-    assert rundir.run_state(tmp_path) == ("RUNNING", "")
+    sig, group, runs, nohup = STOPS[how]
+    grid = tmp_path / "long.toml"
+    grid.write_text(LONG_GRID + ("seeds = [0, 1]\n" if runs == 2 else ""))
+    sweep = start_sweep(grid, tmp_path / "results", nohup)
+    pids = wait_started(sweep, tmp_path / "results" / "long", runs)
+    time.sleep(1)  # into training
+    (os.killpg if group else os.kill)(sweep.pid, sig)
+    sent = time.time()
+    out, err = sweep.communicate(timeout=90)
+    while any(map(pid_alive, pids)) and time.time() - sent < 30:
+        time.sleep(0.1)
+    assert not any(map(pid_alive, pids)), f"runs still alive {time.time() - sent:.0f} s after {how}"
+    assert sweep.returncode == 128 + sig, err
+    assert err.splitlines() == [f"{signal.Signals(sig).name}: stopped {runs} local run(s); launching again resumes "
+                                f"them"], err
+    assert "Traceback" not in out
+    folders = [d for d in (tmp_path / "results" / "long").iterdir() if (d / "config.json").exists()]
+    assert [rundir.run_state(d)[0] for d in folders] == ["LOST"] * runs
+
+
+RESUME_GRID = """
+name = "resume"
+base = ["model=tiny", "model.diffusion.sample_steps=2", "data.frames=5", "data.resolution=16", "data.num_train=16",
+        "data.num_eval=4", "train.batch_size=2", "train.warmup_steps=2", "train.steps=200", "train.checkpoint_every=10",
+        "train.log_every=10", "eval.tasks=[interpolation]", "eval.metrics=[psnr,ssim]",
+        "eval.baselines=[copy_nearest]", "eval.num_videos=2", "seed=0"]
+"""
+
+
+def test_a_sweep_stopped_by_ctrl_c_then_launched_again_scores_exactly_as_a_clean_one(tmp_path):
+    """The stop path changes nothing in what a run computes: stopped part-way by Ctrl-C to the process
+    group, then launched again, it resumes from its checkpoint and gives the clean sweep's scores bit for bit."""
+    from mardini_bench.sweep import rundir
+
+    grid = tmp_path / "resume.toml"
+    grid.write_text(RESUME_GRID)
+    command = [sys.executable, "-m", "mardini_bench.sweep", str(grid), "--cluster", "local", "--no-report", "--results"]
+    clean = subprocess.run([*command, str(tmp_path / "clean")], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert clean.returncode == 0, clean.stderr
+    sweep = start_sweep(grid, tmp_path / "stopped")
+    sweep_dir = tmp_path / "stopped" / "resume"
+    wait_started(sweep, sweep_dir, 1)
+    deadline = time.time() + 300
+    while not list(sweep_dir.glob("*/last.pt")) and time.time() < deadline:  # part-way: a checkpoint, no result
+        time.sleep(0.2)
+    os.killpg(sweep.pid, signal.SIGINT)
+    assert sweep.wait(timeout=60) == 128 + signal.SIGINT
+    (run_dir,) = [d for d in sweep_dir.iterdir() if (d / "config.json").exists()]
+    assert rundir.run_state(run_dir)[0] == "LOST" and not (run_dir / "result.json").exists()
+    again = subprocess.run([*command, str(tmp_path / "stopped")], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    resumed = [e["step"] for e in rundir.read_jsonl(run_dir / "log.jsonl") if e.get("event") == "resume"]
+    assert resumed and resumed[0] > 0  # it resumed from its checkpoint, not from step 0
+    scores = lambda folder: [(r["task"], r["method"], r["metric"], r["value"], r.get("per_video"))  # noqa: E731
+                             for r in rundir.read_result(folder)["records"]]
+    assert scores(run_dir) == scores(tmp_path / "clean" / "resume" / run_dir.name)
+
+
+# -- status from validated files ---------------------------------------------------------------------
+
+def finished_run(tmp_path: Path) -> Path:
+    """A run folder as a finished sweep run leaves it: config.json, started.json and result.json."""
+    from mardini_bench.config import RunConfig, apply_overrides, to_dict
+    from mardini_bench.sweep import rundir
+
+    run_dir = tmp_path / "run"
+    rundir.write_json(run_dir / rundir.CONFIG, to_dict(apply_overrides(RunConfig(), ["model=tiny"])))
+    rundir.write_json(run_dir / rundir.STARTED, {"host": rundir.this_host(), "pid": os.getpid()})
+    rundir.write_json(run_dir / "result.json", {"run_id": "run", "status": "DONE", "records": [
+        {"task": "interpolation", "method": "model", "metric": "psnr", "value": 20.5},
+        {"task": "interpolation", "method": "model", "metric": "ssim", "value": None}]})
+    return run_dir
+
+
+def _records(*records: str) -> str:
+    return '{"status": "DONE", "records": [' + ", ".join(records) + "]}"
+
+
+PSNR = '"task": "interpolation", "method": "model", "metric": "psnr"'
+DAMAGED_FILES = {  # a file of a finished run -> (its text, what the DAMAGED detail says)
+    "a value that is text": ("result.json", _records("{" + PSNR + ', "value": "abc"}'),
+                             "records[0]: 'value' must be a number or null, got 'abc'"),
+    "a value that is true": ("result.json", _records("{" + PSNR + ', "value": true}'), "got True"),
+    "a record without its value": ("result.json", _records("{" + PSNR + "}"), "got nothing (no 'value')"),
+    "a record without its metric": ("result.json", _records('{"task": "interpolation", "method": "model", "value": 1}'),
+                                    "records[0]: must be an object with task, method and metric"),
+    "a record that is a number": ("result.json", _records("3"), "records[0]: must be an object"),
+    "another run's result": ("result.json", '{"run_id": "abc123", "status": "DONE", "records": []}',
+                             "holds the result of run 'abc123', not of 'run'"),
+    "a metric scored twice": ("result.json", _records("{" + PSNR + ', "value": 1}', "{" + PSNR + ', "value": 2}'),
+                              "records[1] scores interpolation/model/psnr a second time"),
+    "a truncated config": ("config.json", '{"model": {"planner', "damaged JSON"),
+    "a config with a value of the wrong type": ("config.json", '{"train": {"steps": "many"}}',
+                                                "train.steps: expected int"),
+    "a config with a key no config has": ("config.json", '{"train": {"stpes": 3}}', "unknown config key 'train.stpes'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DAMAGED_FILES))
+def test_a_finished_run_with_a_file_that_does_not_validate_is_damaged_never_done(case, tmp_path):
+    """DONE needs a result whose every record is one scored value and a config that is a run config; anything
+    else is DAMAGED, naming the file and the fault, and the next launch redoes the run instead of skipping it."""
+    from mardini_bench.sweep import rundir
+
+    name, text, fault = DAMAGED_FILES[case]
+    run_dir = finished_run(tmp_path)
+    assert rundir.run_state(run_dir) == ("DONE", "")
+    (run_dir / name).write_text(text)
+    state, detail = rundir.run_state(run_dir)
+    assert state == "DAMAGED" and detail.startswith(str(run_dir / name)) and fault in detail, detail
+    assert rundir.read_result(run_dir) is None  # what the launcher's skip and the job's own check read
+
+
+def test_running_is_decided_by_the_run_lock_not_by_a_pid(tmp_path):
+    """A started.json whose pid now belongs to another live process (pid 1), or that was cut short, is a
+    LOST run unless a job holds the folder's run lock; only a held lock is RUNNING."""
+    from mardini_bench.sweep import rundir
+
+    run_dir = tmp_path / "run"
+    rundir.write_json(run_dir / rundir.CONFIG, {"seed": 0})
+    rundir.write_json(run_dir / rundir.SUBMITTED, {"cluster": "local", "job_id": "1"})
+    assert rundir.run_state(run_dir) == ("PENDING", "")
+    rundir.write_json(run_dir / rundir.STARTED, {"host": rundir.this_host(), "pid": 1})  # alive, and not the job
+    state, detail = rundir.run_state(run_dir)
+    assert state == "LOST" and "its job (process 1) ended without a result" in detail
+    (run_dir / rundir.STARTED).write_text('{"host": "')  # cut short as the job wrote it
+    state, detail = rundir.run_state(run_dir)
+    assert state == "LOST" and "started.json: damaged JSON" in detail
+    lock = rundir.RunLock(run_dir)
+    assert lock.acquire()
+    try:
+        assert rundir.run_state(run_dir) == ("RUNNING", "")
+    finally:
+        lock.release()
+    assert rundir.run_state(run_dir)[0] == "LOST"
 
 
 @pytest.mark.parametrize("values, needle", [
@@ -474,7 +741,6 @@ def test_a_full_disk_fails_a_run_in_one_line_naming_its_folder(tmp_path, monkeyp
     assert sorted(p.name for p in run.iterdir()) == ["log.jsonl"]  # whole log lines; no .tmp, last.pt, result
 
 
-@pytest.mark.filterwarnings("ignore:run .* is MISSING")  # the sweep's other run never ran
 def test_a_run_that_cannot_even_record_its_failure_reads_failed_and_collects(tmp_path, monkeypatch, capsys):
     """Disk full during a sweep run, and failed.json cannot be written either: status must not call the
     run RUNNING, and collect must neither crash nor leave a temp file, full disk or not."""
@@ -509,13 +775,137 @@ def test_a_run_that_cannot_even_record_its_failure_reads_failed_and_collects(tmp
     out = capsys.readouterr().out
     assert f"{points[0].run_id} FAILED" in out and "RUNNING" not in out
     monkeypatch.setattr(pd.DataFrame, "to_csv", _no_space)  # collect's own write finds the disk full
-    with pytest.raises(SystemExit) as exit_, pytest.warns(UserWarning, match="FAILED"):
+    with pytest.raises(SystemExit) as exit_:
         main(["collect", str(sweep_dir)])
     err = capsys.readouterr().err.strip().splitlines()
     assert exit_.value.code == 2 and len(err) == 1 and err[0].startswith(f"error: {sweep_dir}: no space left")
     assert not [p for p in sweep_dir.iterdir() if p.name.startswith(".")]
     monkeypatch.undo()  # space again
-    with pytest.warns(UserWarning, match="FAILED"):
-        assert main(["collect", str(sweep_dir)]) == 0
+    assert main(["collect", str(sweep_dir)]) == 0
+    notes = capsys.readouterr().err.strip().splitlines()  # one line each, not Python's warning and source line
+    assert f"warning: run {points[0].run_id} is FAILED" in notes[0] and all(n.startswith("warning: ") for n in notes)
     table = pd.read_csv(sweep_dir / "results.csv")
     assert set(table[table["run_id"] == points[0].run_id]["status"]) == {"FAILED"}
+
+
+# -- collect and report: damaged or foreign runs, and nothing half-written ---------------------------
+
+def launched(tmp_path: Path, steps: int) -> tuple:
+    """The bad.toml sweep launched with train.steps=`steps`, as a finished sweep leaves it (one PSNR
+    record per run): (sweep folder, its run ids)."""
+    from mardini_bench.sweep import plan, rundir
+    from mardini_bench.sweep.grid import load_grid
+
+    grid = load_grid(_grid(tmp_path, GRID.replace("train.steps=2", f"train.steps={steps}")))
+    points, _ = plan.resolve(grid)
+    sweep_dir = tmp_path / "results" / grid.name
+    plan.write_manifest(sweep_dir, grid, points, "local")
+    for p in points:
+        plan.prepare(sweep_dir / p.run_id, grid, p, {"sha": None})
+        rundir.write_json(sweep_dir / p.run_id / "result.json", {"run_id": p.run_id, "status": "DONE", "records": [
+            {"task": "interpolation", "method": "model", "metric": "psnr", "value": float(steps + p.idx)}]})
+    return sweep_dir, [p.run_id for p in points]
+
+
+def test_collect_takes_the_runs_of_the_latest_launch_and_says_what_it_left_out(tmp_path, capsys):
+    """A launch with another train.steps into the same sweep folder: its runs are another experiment, and
+    collect leaves the earlier ones out (saying how many) instead of mixing them in."""
+    import pandas as pd
+
+    from mardini_bench.sweep.__main__ import main
+
+    _, earlier = launched(tmp_path, 2)
+    sweep_dir, latest = launched(tmp_path, 3)
+    assert main(["collect", str(sweep_dir)]) == 0
+    assert set(pd.read_csv(sweep_dir / "results.csv")["run_id"]) == set(latest)
+    notes = capsys.readouterr().err.strip().splitlines()
+    assert notes[0].startswith("warning: 2 run folder(s) not in the latest launch of this sweep")
+    assert all(note.startswith("warning: ") for note in notes)
+
+
+def test_a_damaged_result_is_damaged_in_status_collect_and_report_which_all_finish(tmp_path, capsys):
+    """A record whose value is "abc": DAMAGED everywhere, its values NaN; collect and report finish."""
+    import pandas as pd
+
+    from fake_runs import make_sweep
+    from mardini_bench.analysis import report
+
+    sweep_dir = make_sweep(tmp_path / "depth", [({"model.planner.depth": 2}, 0.4), ({"model.planner.depth": 4}, 0.8)],
+                           seeds=(0, 1))
+    damaged = sweep_dir / "rdepth4_s1" / "result.json"
+    result = json.loads(damaged.read_text())
+    result["records"][0]["value"] = "abc"
+    damaged.write_text(json.dumps(result))
+    assert report.main([str(sweep_dir), "--n-boot", "20"]) == 0
+    table = pd.read_csv(sweep_dir / "results.csv")
+    rows = table[table["run_id"] == "rdepth4_s1"]
+    assert set(rows["status"]) == {"DAMAGED"} and rows["value"].isna().all()
+    assert "'value' must be a number or null, got 'abc'" in rows["error"].iloc[0]
+    assert "rdepth4_s1: DAMAGED" in (sweep_dir / "report.md").read_text()
+
+
+def _files(folder: Path) -> Dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_report_that_fails_half_way_leaves_the_folder_as_it_was(tmp_path, monkeypatch):
+    """Every output of a report is written in one all-or-nothing block: a failure after the tables and
+    plots are written (here: the HTML) restores the earlier report byte for byte, or leaves none."""
+    from fake_runs import make_sweep
+    from mardini_bench.analysis import report
+
+    sweep_dir = make_sweep(tmp_path / "depth", [({"model.planner.depth": 2}, 0.4), ({"model.planner.depth": 4}, 0.8)],
+                           seeds=(0, 1))
+    bare = _files(sweep_dir)
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("half-way")
+
+    monkeypatch.setattr(report, "_html", fail)
+    with pytest.raises(RuntimeError, match="half-way"):
+        report.build_report(sweep_dir, n_boot=20)
+    assert _files(sweep_dir) == bare and not (sweep_dir / "plots").exists()  # no report: none is left
+    monkeypatch.undo()
+    report.build_report(sweep_dir, n_boot=20)
+    changed = sweep_dir / "rdepth2_s0" / "result.json"
+    result = json.loads(changed.read_text())
+    result["records"][0]["value"] += 1.0
+    changed.write_text(json.dumps(result))  # a value the next report would show differently
+    first = _files(sweep_dir)
+    monkeypatch.setattr(report, "_html", fail)
+    with pytest.raises(RuntimeError, match="half-way"):
+        report.build_report(sweep_dir, n_boot=20)
+    assert _files(sweep_dir) == first  # the earlier report, results.csv and plots as they were
+
+
+def test_a_log_line_that_is_not_utf8_costs_that_line_and_not_the_report(tmp_path):
+    from fake_runs import make_sweep
+    from mardini_bench.analysis import report
+    from mardini_bench.io import read_jsonl
+
+    sweep_dir = make_sweep(tmp_path / "depth", [({"model.planner.depth": 2}, 0.4), ({"model.planner.depth": 4}, 0.8)],
+                           seeds=(0, 1))
+    log = sweep_dir / "rdepth2_s0" / "log.jsonl"
+    lines = log.read_bytes().splitlines(keepends=True)
+    log.write_bytes(b"".join(lines[:3]) + b'{"step": 25, "loss": "\xff\xfe"}\n' + b"".join(lines[3:]))
+    assert [e["step"] for e in read_jsonl(log)] == [0, 10, 20, 30, 40, 50, 60]
+    assert report.main([str(sweep_dir), "--n-boot", "20"]) == 0
+    assert (sweep_dir / "plots" / "training_curves.png").exists()
+
+
+def test_build_davis7_over_a_file_keeps_the_file_and_leaves_no_hidden_copy(tmp_path, capfd):
+    mine = tmp_path / "mine.txt"
+    mine.write_bytes(b"my notes")
+    argv = ["mardini_bench.data", "build-davis7", str(davis(tmp_path, {"a": 9})), str(mine), "--overwrite"]
+    code, _, err = run_in_process(argv, capfd)
+    assert code == 2 and err.startswith(f"error: {mine}: is a file")
+    assert mine.read_bytes() == b"my notes" and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_valid_arrays_score_with_nothing_on_stderr(tmp_path, capfd):
+    """No warning noise: a valid .npy pair prints its score and nothing else (the arrays are read-only
+    memory maps, copied clip by clip)."""
+    argv = ["mardini_bench.metrics", "psnr", good_npy(tmp_path), array("b.npy", npy(CLIPS + 1))(tmp_path),
+            "--frames", "4"]
+    code, out, err = run_in_process(argv, capfd)
+    assert code == 0 and out.startswith("psnr: ") and err == ""

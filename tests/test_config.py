@@ -5,12 +5,14 @@ from __future__ import annotations
 import dataclasses
 import subprocess
 import sys
+import typing
 
 import pytest
 
+from mardini_bench import config
 from mardini_bench.config import (ConfigError, ModelConfig, PlannerConfig, RunConfig, apply_overrides,
                                   config_hash, from_dict, to_dict)
-from mardini_bench.registry import MODEL_PRESETS, PLANNERS, Registry, UnknownComponentError
+from mardini_bench.registry import MODEL_PRESETS, PLANNERS, REGISTRIES, Registry, UnknownComponentError
 
 
 def model_overrides(*items: str) -> ModelConfig:
@@ -155,6 +157,27 @@ def test_params_cli_prints_counts_and_fails_in_one_line():
                            "lcm(model.planner.downsample=2, model.generator.patch=1)); valid: a multiple of 8, "
                            "e.g. 24 or 32"),
     ("model.codec.name=taef2 data.resolution=24", "data.resolution: 24 is not a multiple of 16 (codec taef2 factor 8"),
+    # values that used to pass validation and fail only once the run was under way
+    ("seed=-1", "seed: got -1, must be a whole number in [0, 4294967295]"),
+    ("eval.seed=4294967296", "eval.seed: got 4294967296, must be a whole number in [0, 4294967295]"),
+    ("mask.task_weights=[0,0,0]", "mask.task_weights: got [0.0, 0.0, 0.0], must be one weight >= 0 per task of "
+                                  "eval.tasks (3: interpolation, image_to_video, expansion) with a positive sum"),
+    ("mask.tasks=[expansion] mask.task_weights=[1,2]", "per task of mask.tasks (1: expansion)"),
+    ("data.num_eval=1", "data.num_eval: got 1, must be >= eval.num_videos=8"),
+    ("data.fps=1e-300", "data.fps: got 1e-300, must be in [1, 240] for synthetic clips"),
+    ("data.fps=1e6", "data.fps: got 1e+06, must be in [1, 240]"),
+    ("model.diffusion.sample_steps=20 model.diffusion.train_timesteps=9",
+     "model.diffusion.sample_steps: got 20, must be <= model.diffusion.train_timesteps=9"),
+    ('model.diffusion.train_timesteps=9 model.diffusion.task_sample_steps=[["expansion",12]]',
+     "model.diffusion.task_sample_steps (expansion): got 12, must be <= model.diffusion.train_timesteps=9"),
+    ("train.micro_batch=3", "train.micro_batch: got 3, must divide train.batch_size=8; valid: 0 (the per-process "
+                            "share) or 1, 2, 4, 8"),
+    ("data.frames=2", "data.frames: got 2, too few for task interpolation"),
+    ("mask.name=fixed mask.ref_frames=[0,20]", "mask.ref_frames: got [0, 20], must be indices in [-9, 8]"),
+    ("model.planner.name=none model.generator.name=none", "leave no model to train"),
+    ("model.generator.name=none model.planner.recon_head=false", "set model.planner.recon_head=true"),
+    ("eval.metrics=[fvdd]", "eval.metrics: unknown metric 'fvdd'; did you mean 'fvd'?"),
+    ("eval.baselines=[copy]", "eval.baselines: unknown baseline 'copy'"),
 ])
 def test_out_of_range_values_fail_at_plan_time_naming_key_value_and_valid(override, expected):
     with pytest.raises(ConfigError) as err:
@@ -177,3 +200,83 @@ def test_runner_cli_refuses_a_bad_value_in_one_line_before_making_the_run_folder
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and bad.stderr.strip() == "error: train.lr: got nan, must be a finite number > 0"
     assert not run_dir.exists()
+
+
+# One value outside each kind of range (the rule's own text says what is valid).
+OUTSIDE = {id(config.AT_LEAST_1): 0, id(config.AT_LEAST_2): 1, id(config.AT_LEAST_0): -1, id(config.POSITIVE): 0.0,
+           id(config.NON_NEGATIVE): -1.0, id(config.FINITE): float("inf"), id(config.UNIT): 1.5,
+           id(config.UNIT_OPEN): 1.0, id(config.SEED): -1}
+
+
+def _field_paths(cls: type = RunConfig, prefix: str = "") -> dict:
+    """(config class name, field) -> (dotted key, annotated type), for every field of a run config."""
+    paths = {}
+    for f in dataclasses.fields(cls):
+        tp = typing.get_type_hints(cls)[f.name]
+        if dataclasses.is_dataclass(tp):
+            paths.update(_field_paths(tp, f"{prefix}{f.name}."))
+        paths[(cls.__name__, f.name)] = (prefix + f.name, tp)
+    return paths
+
+
+RANGED = sorted((cls, name) for cls, fields in config.RANGES.items() for name in fields)
+
+
+@pytest.mark.parametrize("cls, name", RANGED)
+def test_every_ranged_field_is_refused_at_plan_time_by_its_own_rule(cls, name):
+    """The pattern, not the examples: each RANGES entry, given a value outside it, stops `validate` (so the
+    runner, `--dry-run` and a sweep's plan) with the key, the value and the rule's text."""
+    key, tp = _field_paths()[(cls, name)]
+    rule = config.RANGES[cls][name]
+    bad = OUTSIDE[id(rule)]
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    value = bad if typing.get_origin(tp) is not tuple else [bad] * (1 if args[-1] is Ellipsis else len(args))
+    with pytest.raises(ConfigError) as err:
+        apply_overrides(RunConfig(), {"model": "tiny", key: value})
+    assert str(err.value).startswith(f"{key}: got ") and rule[1] in str(err.value)
+
+
+REGISTRY_LISTS = sorted(key for (cls, name), (key, tp) in _field_paths().items()
+                        if typing.get_origin(tp) is tuple and "registry" in
+                        {f.name: f for f in dataclasses.fields(getattr(config, cls))}[name].metadata)
+
+
+@pytest.mark.parametrize("key", REGISTRY_LISTS)
+def test_a_list_of_registered_names_names_each_once(key):
+    """One guard for every list of names (the tasks and metrics evaluated, the baselines, the task mix):
+    a repeat would score a metric twice under another run id, or weigh a task double."""
+    assert {"eval.tasks", "eval.metrics", "eval.baselines", "mask.tasks"} <= set(REGISTRY_LISTS)
+    section, name = key.split(".")
+    kind = {f.name: f for f in dataclasses.fields(getattr(RunConfig(), section))}[name].metadata["registry"]
+    name = REGISTRIES[kind].list()[0]
+    with pytest.raises(ConfigError, match=rf"^{key}: {name} named more than once in \['{name}', '{name}'\]"):
+        apply_overrides(RunConfig(), {"model": "tiny", key: [name, name]})
+
+
+@pytest.mark.parametrize("key, kind", [("eval.tasks", "task"), ("eval.metrics", "metric")])
+def test_an_empty_evaluation_is_refused(key, kind):
+    with pytest.raises(ConfigError, match=rf"^{key}: empty; a run scores at least one {kind}; valid: "):
+        apply_overrides(RunConfig(), ["model=tiny", f"{key}=[]"])
+    apply_overrides(RunConfig(), ["model=tiny", "eval.baselines=[]"])  # no baselines: the model alone is scored
+
+
+@pytest.mark.parametrize("overrides, undone", [
+    (["model.planner.depth=3", "model=tiny"], "model.planner.depth=3 is undone by the later model=tiny"),
+    (["train.lr=0.1", "model=tiny"], "train.lr=0.1 is undone by the later model=tiny"),  # the preset's recipe
+    (["model=tiny", "train.steps=7", "model=small"], "train.steps=7 is undone by the later model=small"),
+    ({"model.planner.depth": 3, "model.planner": {"name": "mar"}}, "model.planner.depth=3 is undone by the later"),
+])
+def test_an_override_undone_by_a_later_one_is_refused(overrides, undone):
+    """`model=NAME` replaces the whole model and its training recipe: an earlier key under it would vanish
+    from the run (and from nothing else: the run id and the header would look the same)."""
+    with pytest.raises(ConfigError) as err:
+        apply_overrides(RunConfig(), overrides)
+    assert str(err.value).startswith(undone) and "first" in str(err.value)
+
+
+def test_later_keys_still_refine_and_repeat_earlier_ones():
+    cfg = apply_overrides(RunConfig(), ["model=tiny", "model.planner.depth=3", "model.planner.depth=4", "seed=2",
+                                        "train.lr=0.003", "model.generator.depth=1"])
+    assert (cfg.model.planner.depth, cfg.model.generator.depth, cfg.seed) == (4, 1, 2)
+    # an earlier value the preset happens to share is kept, so nothing is lost
+    assert apply_overrides(RunConfig(), ["train.lr=0.003", "model=tiny"]).train.lr == 0.003

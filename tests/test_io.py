@@ -9,8 +9,8 @@ import stat
 
 import pytest
 
-from mardini_bench.io import (DamagedFileError, NoSpaceError, append_jsonl, atomic_file, atomic_write, load_json,
-                              read_jsonl, write_json, write_jsonl)
+from mardini_bench.io import (DamagedFileError, NoSpaceError, all_or_nothing, append_jsonl, atomic_file, atomic_write,
+                              load_json, read_jsonl, write_json, write_jsonl, write_text)
 
 
 def test_atomic_file_replaces_whole_or_not_at_all(tmp_path):
@@ -96,3 +96,30 @@ def test_jsonl_keeps_key_order_and_skips_a_partial_last_line(tmp_path):
         f.write('{"step": 3, "lo')  # a write cut short
     assert read_jsonl(path) == [{"step": 1, "loss": 0.5}, {"step": 2, "loss": None}]
     assert path.read_text().startswith('{"step": 1')
+
+
+def _tree(folder):
+    return {str(p.relative_to(folder)): p.read_bytes() if p.is_file() else None for p in sorted(folder.rglob("*"))}
+
+
+def test_all_or_nothing_keeps_every_write_of_a_block_or_none(tmp_path):
+    write_text(tmp_path / "report.md", "old report")
+    before = _tree(tmp_path)
+    with pytest.raises(KeyboardInterrupt):  # Ctrl-C half-way counts as a failure too
+        with all_or_nothing():
+            write_text(tmp_path / "report.md", "new, first")
+            write_text(tmp_path / "report.md", "new, second")  # the first version kept is the one before the block
+            with all_or_nothing():  # a nested block joins the outer one
+                write_text(tmp_path / "plots" / "deep" / "a.png", "png")
+            raise KeyboardInterrupt
+    assert _tree(tmp_path) == before  # restored, new files and folders gone, no hidden copies left
+    with all_or_nothing():
+        write_text(tmp_path / "report.md", "new")
+        write_text(tmp_path / "plots" / "a.png", "png")
+    assert _tree(tmp_path) == {"plots": None, "plots/a.png": b"png", "report.md": b"new"}
+
+
+def test_a_line_that_is_not_utf8_costs_only_that_line(tmp_path):
+    path = tmp_path / "log.jsonl"
+    path.write_bytes(b'{"step": 1}\n{"step": "\xff"}\n{"step": 3}\n')
+    assert read_jsonl(path) == [{"step": 1}, {"step": 3}]

@@ -23,7 +23,8 @@ from tasks import plan_long
 
 WINDOW, FRAMES = 5, 9  # the tiny model's clip length; the long clips (I3D takes 9 frames at least)
 TINY = ["model=tiny", "model.diffusion.sample_steps=2", f"data.frames={WINDOW}", "data.resolution=16",
-        "data.num_train=8", "data.num_eval=6", "train.batch_size=2", "train.steps=2", "train.warmup_steps=1"]
+        "data.num_train=8", "data.num_eval=6", "eval.num_videos=6", "train.batch_size=2", "train.steps=2",
+        "train.warmup_steps=1"]
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ from scipy import stats
 from fake_runs import make_run, make_sweep, protocol
 from mardini_bench.analysis import plots, report, results, significance, tables
 from mardini_bench.config import RunConfig, apply_overrides
+from mardini_bench.io import exclusive_lock
 from mardini_bench.run import state
 
 REPO = Path(__file__).resolve().parents[1]
@@ -77,14 +78,15 @@ def test_unfinished_run_states(tmp_path):
                                                                            "metrics": ["fvd"], "baselines": []}}))
         if marker:
             (run / marker).write_text("{}")
-    with pytest.warns(UserWarning):
+    with exclusive_lock(tmp_path / "busy" / state.LOCK) as held, pytest.warns(UserWarning):  # its job is running
+        assert held
         got = results.collect(tmp_path, write=False).drop_duplicates("run_id").set_index("run_id")["status"]
     assert got.to_dict() == {"busy": "RUNNING", "lost": "MISSING", "queued": "PENDING", "rdepth2_s0": "DONE"}
 
 
 def test_collect_says_what_status_says(tmp_path):
     """A run's state has one definition (run/state.py): the status column is the sweep's `status`, LOST
-    (a job whose process died) included."""
+    (a job that started and no longer holds its run lock) included."""
     make_run(tmp_path, {"model.planner.depth": 2}, 0, 0.5)
     child = subprocess.Popen(["true"])
     child.wait()  # reaped: its pid is gone
@@ -102,7 +104,7 @@ def test_collect_says_what_status_says(tmp_path):
     assert {run_id: state.run_state(tmp_path / run_id)[0] for run_id in got.index} == got["status"].to_dict()
     assert got["status"].to_dict() == {"bare": "MISSING", "dead": "LOST", "failed": "FAILED", "queued": "PENDING",
                                        "rdepth2_s0": "DONE"}
-    assert f"process {child.pid} is gone" in got.loc["dead", "error"]
+    assert f"its job (process {child.pid}) ended without a result" in got.loc["dead", "error"]
     assert got.loc["failed", "error"] == "RuntimeError: loss is NaN" and pd.isna(got.loc["rdepth2_s0", "error"])
 
 

@@ -122,6 +122,36 @@ def test_cli_axes_add_replace_and_fix():
     assert fixed.base[-2:] == ("model.planner.depth=4", "seed=7") and len(expand(fixed)) == 2
 
 
+def test_the_command_line_replaces_what_the_base_sets_so_the_header_shows_what_runs():
+    grid = from_mapping({"base": ["model=tiny", "train.steps=300", "model.planner.depth=3"]}, "g", "g")
+    axis = with_cli_args(grid, ["train.steps=5,6"])
+    assert axis.base == ("model=tiny", "model.planner.depth=3") and axis.product == {"train.steps": ("5", "6")}
+    fixed = with_cli_args(grid, ["model=small", "train.steps=5"])  # in place: the base's later keys refine it
+    assert fixed.base == ("model=small", "train.steps=5", "model.planner.depth=3")
+    cfg = resolve(fixed)[0][0].config
+    assert (cfg.model.generator, cfg.model.planner.depth, cfg.train.steps) == \
+        (apply_overrides(RunConfig(), ["model=small"]).model.generator, 3, 5)
+
+
+def test_a_preset_axis_comes_first_so_the_base_refines_every_preset():
+    grid = from_mapping({"base": ["train.steps=7", "model.planner.depth=1"], "grid": {"model": ["tiny", "small"]}},
+                        "g", "g")
+    points, _ = resolve(grid)
+    assert [(p.config.train.steps, p.config.model.planner.depth) for p in points] == [(7, 1), (7, 1)]
+    assert points[1].config.train.lr == apply_overrides(RunConfig(), ["model=small"]).train.lr  # the recipe's
+
+
+def test_a_grid_too_large_to_plan_is_refused_from_its_axis_lengths(monkeypatch):
+    from mardini_bench.sweep import plan
+
+    grid = from_mapping({"base": ["model=tiny"], "grid": {"train.lr": [i / 1e6 for i in range(1, 1001)],
+                                                          "seed": list(range(1000))}}, "big.toml", "big")
+    monkeypatch.setattr(plan, "expand", lambda grid: pytest.fail("points were built"))
+    with pytest.raises(GridError, match=r"^big.toml: 1000000 points \(train.lr \(1000\) x seed \(1000\)\) is more "
+                                        r"than one sweep plans \(10000\)"):
+        resolve(grid)
+
+
 def test_run_id_is_config_hash_and_duplicates_share_a_folder():
     grid = from_mapping({"base": ["model=tiny"], "grid": {"model.planner.depth": [2, 1, 2]}}, "g", "g")
     points, duplicates = resolve(grid)
@@ -151,6 +181,17 @@ BAD_GRIDS = {
     "top-level typo": ('name="b"\nseed = [1]\n', "unknown key 'seed'"),
     "slurm typo": ('name="b"\n[slurm]\npartiton = "gpu"\n', "unknown option 'partiton'"),
     "bad base": ('name="b"\nbase = ["model.planner.depth"]\n', "not of the form key=value"),
+    "key in base and grid": ('name="b"\nbase = ["model=tiny", "train.steps=3"]\n[grid]\n"train.steps" = [1, 2]\n',
+                             "'train.steps' is set both in base and in [grid]; keep it in one of them"),
+    "key in base and seeds": ('name="b"\nbase = ["model=tiny", "seed=3"]\nseeds = [0, 1]\n',
+                              "'seed' is set both in base and in seeds"),
+    "key twice in base": ('name="b"\nbase = ["model=tiny", "train.steps=3", "train.steps=4"]\n',
+                          "base: 'train.steps' is set twice"),
+    "override undone by the preset": ('name="b"\nbase = ["model.planner.depth=3", "model=tiny"]\n',
+                                      "model.planner.depth=3 is undone by the later model=tiny"),
+    "a million points": ('name="b"\nbase = ["model=tiny"]\n[grid]\n"train.steps" = [' +
+                         ", ".join(map(str, range(1, 1001))) + ']\n"seed" = [' + ", ".join(map(str, range(1000))) +
+                         ']\n', "1000000 points"),
 }
 
 
@@ -411,6 +452,39 @@ def test_failing_run_is_reported_failed_while_the_others_finish(tmp_path):
     failed = [line for line in status.stdout.splitlines() if " FAILED " in line]
     assert len(failed) == 1 and "FileNotFoundError: data.root" in failed[0] and str(missing) in failed[0]
     assert status.stdout.count(" DONE ") == 1 and "1 DONE, 1 FAILED" in status.stdout
+
+
+def test_a_refused_submission_leaves_the_sweep_folder_as_it_was(tmp_path, capsys, monkeypatch):
+    """The scheduler refuses the job array (a bad sbatch option): nothing was queued, so no new run folder
+    (it would read MISSING), the earlier sweep.json, or no sweep folder at all, is left behind."""
+    def refuse(*args, **kwargs):
+        raise launch.LaunchError("submission to slurm failed, nothing was queued: sbatch: invalid qos")
+
+    monkeypatch.setattr(launch, "submit", refuse)
+    grid = write_grid(tmp_path / "toy.toml", TOY_GRID)
+    argv = [str(grid), "--results", str(tmp_path / "results"), "--cluster", "local", "--run-fn", TOY]
+    with pytest.raises(SystemExit):
+        main(argv)
+    assert capsys.readouterr().err.strip().endswith("nothing was queued: sbatch: invalid qos")
+    assert not (tmp_path / "results").exists()
+    sweep_dir, points = prepared_sweep(tmp_path)  # an earlier launch of the same folder, three runs finished
+    before = {p.name: p.read_bytes() for p in sweep_dir.rglob("*") if p.is_file() and p.parent == sweep_dir}
+    with pytest.raises(SystemExit):
+        main([*argv, "model.planner.depth=3,4"])  # new points: new run folders
+    assert {p.name: p.read_bytes() for p in sweep_dir.rglob("*") if p.is_file() and p.parent == sweep_dir} == before
+    assert sorted(d.name for d in sweep_dir.iterdir() if d.is_dir()) == sorted(p.run_id for p in points)
+
+
+def test_what_a_submission_prints_goes_to_its_log_not_the_terminal(tmp_path, capfd):
+    """submitit prints sbatch's refusal on stderr itself, and the local controllers inherit stderr: the
+    terminal shows only the launcher's own lines."""
+    log = tmp_path / "submitit" / launch.SUBMISSION_LOG
+    with launch.submission_stderr(log):
+        print("sbatch: error: Batch job submission failed", file=sys.stderr)
+        subprocess.run([sys.executable, "-c", "import sys; sys.stderr.write('Traceback (controller)\\n')"], check=True)
+    print("error: one line", file=sys.stderr)
+    assert capfd.readouterr().err == "error: one line\n"
+    assert log.read_text() == "sbatch: error: Batch job submission failed\nTraceback (controller)\n"
 
 
 def test_debug_cluster_runs_in_process(tmp_path, capsys):

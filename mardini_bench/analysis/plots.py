@@ -32,12 +32,12 @@ COST_AXES = {"flops_sample": "FLOPs per sample", "latency_sample_s": "latency pe
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")  # long tick labels (variant names) are never clipped
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        with atomic_file(path) as tmp:  # long tick labels (variant names) are never clipped
+            fig.savefig(tmp, format=path.suffix.lstrip("."), dpi=110, bbox_inches="tight")
+    finally:
+        plt.close(fig)
     return path
 
 

@@ -77,8 +77,7 @@ def _git_of(sweep_dir: Path, run_ids: Sequence[str]) -> List[str]:
 
 def save_reference(sweep_dir: Path | str, dest: Path | str, df: pd.DataFrame, command: str = "") -> Path:
     """Freeze a collected sweep (its report already written) into `dest`; returns `dest`."""
-    sweep, dest = Path(sweep_dir), Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
+    sweep, dest = Path(sweep_dir), Path(dest)  # the writers below make `dest`
     run_ids = sorted(df["run_id"].dropna().unique())
     with atomic_file(dest / "results.csv") as tmp:
         df.to_csv(tmp, index=False)

@@ -17,15 +17,15 @@ import math
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Sequence
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Set
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from mardini_bench.io import DamagedFileError, atomic_file, load_json
+from mardini_bench.io import DamagedFileError, all_or_nothing, atomic_file, load_json
 from mardini_bench.run.result_file import COST_KEYS, RESULT, load_result
-from mardini_bench.run.state import CONFIG, FAILED, OVERRIDES, run_state
+from mardini_bench.run.state import CONFIG, FAILED, OVERRIDES, read_manifest, run_state
 
 COST_COLUMNS = COST_KEYS  # the cost fields a run's result.json carries, one column each
 # Columns every collected frame has; anything else that is not `protocol.*` is an ablation axis.
@@ -62,9 +62,29 @@ def _optional_json(path: Path, expect: type = dict) -> Any:
 
 
 def run_dirs(sweep_dir: Path) -> List[Path]:
-    """Sub-folders that look like runs (hold a config, a result or a failure), sorted by name."""
+    """Sub-folders that look like runs (hold a config, a result or a failure), sorted by name. In a sweep
+    folder, only the runs of its latest launch (sweep.json): a folder left by an earlier launch with other
+    settings is another experiment, left out with a warning that names how many."""
     markers = (CONFIG, RESULT, FAILED, OVERRIDES)
-    return sorted(p for p in sweep_dir.iterdir() if p.is_dir() and any((p / m).exists() for m in markers))
+    dirs = sorted(p for p in sweep_dir.iterdir() if p.is_dir() and any((p / m).exists() for m in markers))
+    launched = launched_runs(sweep_dir)
+    if launched is None:
+        return dirs
+    earlier = [p.name for p in dirs if p.name not in launched]
+    if earlier:
+        warnings.warn(f"{len(earlier)} run folder(s) not in the latest launch of this sweep (sweep.json) left out, "
+                      f"e.g. {earlier[0]}: an earlier launch with other settings")
+    return [p for p in dirs if p.name in launched]
+
+
+def launched_runs(sweep_dir: Path) -> Optional[Set[str]]:
+    """The run ids of the sweep's latest launch (its sweep.json), None in a folder of runs without one."""
+    try:
+        return {point["run_id"] for point in read_manifest(sweep_dir)["points"]}
+    except FileNotFoundError:
+        return None
+    except DamagedFileError as err:
+        raise CollectError(f"{err}; launch the sweep again to rewrite it") from None
 
 
 def parse_overrides(data: Any) -> Dict[str, Any]:
@@ -218,6 +238,8 @@ def collect(sweep_dir: os.PathLike | str, allow_mixed_protocols: bool = False, w
     ProtocolMismatchError when one metric column mixes protocols, unless `allow_mixed_protocols`.
     """
     sweep = Path(sweep_dir)
+    if sweep.exists() and not sweep.is_dir():
+        raise CollectError(f"{str(sweep)!r} is a file, not a sweep folder (results/<sweep>, holding run folders)")
     if not sweep.is_dir():
         raise CollectError(f"sweep folder {str(sweep)!r} does not exist")
     dirs = run_dirs(sweep)
@@ -227,10 +249,11 @@ def collect(sweep_dir: os.PathLike | str, allow_mixed_protocols: bool = False, w
     if not allow_mixed_protocols:
         check_protocols(df)
     if write:
-        with atomic_file(sweep / "results.csv") as tmp:
-            df.to_csv(tmp, index=False)
-        with atomic_file(sweep / "results.parquet") as tmp:
-            _parquet_safe(df).to_parquet(tmp, index=False)
+        with all_or_nothing():  # the two tables always hold the same rows
+            with atomic_file(sweep / "results.csv") as tmp:
+                df.to_csv(tmp, index=False)
+            with atomic_file(sweep / "results.parquet") as tmp:
+                _parquet_safe(df).to_parquet(tmp, index=False)
     return df
 
 

@@ -13,7 +13,7 @@ from mardini_bench.args import ArgumentParser
 from mardini_bench.cli import user_errors
 from mardini_bench.cost import CostError
 from mardini_bench.cost.memory import PARALLEL, estimate, format_estimate
-from mardini_bench.cost.table3 import table3_rows
+from mardini_bench.cost.table3 import PLANNER_LATENT_SIDE, table3_rows
 from mardini_bench.presets import PAPER_PARAMS
 from mardini_bench.io import atomic_file
 
@@ -62,13 +62,32 @@ def main(argv: Optional[list] = None) -> None:
     user_errors(CostError)(_table3 if args.command == "table3" else _memory)(args)
 
 
+# Smallest valid value of each numeric flag, checked before any work so the error names the flag (not the
+# config field it sets, nor a quotient of it: "-2 does not divide 8").
+MINIMUM = {"gpus": 1, "micro_batch": 1, "resolution": 1, "frames": 2}
+
+
+def check_flags(args: Any) -> None:
+    for name, low in MINIMUM.items():
+        value = getattr(args, name, None)
+        if value is not None and value < low:
+            raise CostError(f"--{name.replace('_', '-')}: got {value}, must be >= {low}")
+    side = 8 * PLANNER_LATENT_SIDE
+    bad = [r for r in getattr(args, "resolutions", None) or [] if r < 1]
+    if bad:
+        raise CostError(f"--resolutions: got {' '.join(map(str, bad))}, must be positive multiples of {side} "
+                        f"(the planner's {side} px), e.g. {side} {2 * side}")
+
+
 def _memory(args: Any) -> None:
+    check_flags(args)
     overrides = [f"data.resolution={args.resolution}", f"data.frames={args.frames}", *args.overrides]
     row = estimate(args.preset, args.gpus, args.parallel, args.micro_batch, args.activation_checkpointing, overrides)
     print(json.dumps(row, indent=2) if args.json else format_estimate(row))
 
 
 def _table3(args: Any) -> None:
+    check_flags(args)
     rows = table3_rows(args.paper_tables, args.resolutions)
     if args.csv:
         with atomic_file(Path(args.csv)) as tmp:

@@ -27,6 +27,7 @@ from mardini_bench.data.stats import latent_stats
 from mardini_bench.data.video_io import VideoReadError, probe_video
 from mardini_bench.data.vidim import build_davis7, build_ucf101_7
 from mardini_bench.factory import build_model
+from mardini_bench.runtime import configure_threads
 
 
 def video_info(path: Path) -> List[Dict]:
@@ -82,7 +83,18 @@ def _progress(label: str) -> Iterator[Callable[[int], None]]:
             print(file=sys.stderr)
 
 
+def check_out(out: Path) -> None:
+    """OUT is a dataset folder the build makes (or, with --overwrite, replaces): a file there is someone's
+    data, never replaced by a folder of clips; a missing parent is made, one that is a file cannot be."""
+    for path in (out, *out.parents):
+        if path.exists() and not path.is_dir():
+            where = "" if path == out else f" {path}"
+            raise FileExistsError(f"{out}:{where} is a file; OUT must be a folder for the clips (--overwrite "
+                                  f"replaces only a folder)")
+
+
 def cmd_build_davis7(args: argparse.Namespace) -> int:
+    check_out(args.out)
     with _progress("DAVIS-7") as progress:
         n = build_davis7(args.davis_root, args.out, overwrite=args.overwrite, progress=progress)
     print(f"{args.out}: {n} DAVIS-7 clips (9 frames, 256x256) and manifest.csv", file=sys.stderr)
@@ -90,6 +102,7 @@ def cmd_build_davis7(args: argparse.Namespace) -> int:
 
 
 def cmd_build_ucf101_7(args: argparse.Namespace) -> int:
+    check_out(args.out)
     with _progress("UCF101-7") as progress:
         n = build_ucf101_7(args.ucf_root, args.testlist, args.out, overwrite=args.overwrite, crop=args.crop,
                            progress=progress)
@@ -100,6 +113,7 @@ def cmd_build_ucf101_7(args: argparse.Namespace) -> int:
 def cmd_stats(args: argparse.Namespace) -> int:
     """Latent mean and std of the config's codec on its training clips, and the overrides that use them."""
     cfg = apply_overrides(RunConfig(), args.overrides)
+    configure_threads()  # the run's thread setting (a bad $MARDINI_BENCH_THREADS is refused before any work)
     codec = build_model(cfg).codec
     data = build_dataset(cfg.data, "train")
     n = min(args.clips, len(data))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -25,6 +26,7 @@ from mardini_bench.metrics.inputs import InputError, VideoSet
 from mardini_bench.metrics.preprocess import I3D_RESIZES
 from mardini_bench.metrics.result import MetricResult
 from mardini_bench.registry import METRICS
+from mardini_bench.runtime import check_environment, parse_device
 from mardini_bench.weights import WeightsError
 
 
@@ -51,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--protocol", choices=["all_frames", "middle_frame"], default="all_frames",
                     help="frames scored by per-frame metrics (PSNR, SSIM, LPIPS)")
     ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--device", default="cpu", help="where the feature networks run (FVD, FID): cpu, cuda, cuda:N")
     ap.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     ap.add_argument("--trace-sqrt", choices=sorted(TRACE_SQRT_METHODS), default="auto",
                     help="tr sqrt(S1 S2) method (FVD/FID); all are exact and agree to ~1e-6. auto: the N x N "
@@ -70,12 +72,27 @@ def build_metric(args: argparse.Namespace) -> Any:
     return METRICS.build(args.metric, protocol=args.protocol)
 
 
+def check_args(args: argparse.Namespace) -> None:
+    """Options no metric can use, refused before any file is read: counts out of range, and a --device
+    this machine does not have (every metric refuses it, including those that compute on the CPU)."""
+    if args.frames < 1 or args.batch_size < 1 or args.bootstrap < 0:
+        raise InputError("--frames and --batch-size must be >= 1 and --bootstrap >= 0")
+    if args.size is not None and min(args.size) < 1:
+        raise InputError(f"--size {args.size[0]}x{args.size[1]}: both sides must be >= 1 pixel")
+    check_environment()  # the settings every command that computes refuses alike ($MARDINI_BENCH_THREADS...)
+    if parse_device(args.device, "--device").type == "meta":  # shapes only: there would be no number
+        raise InputError(f"--device={args.device!r}: computes no values; valid: cpu, cuda, cuda:N")
+
+
 def open_sets(args: argparse.Namespace) -> Tuple[VideoSet, VideoSet]:
     real, fake = VideoSet(args.real, args.frames), VideoSet(args.fake, args.frames)
     for s in (real, fake):
         s.size = args.size
         if metric_info(args.metric).whole_clips and s.is_images:
             raise InputError(f"{s.spec}: holds images; {metric_info(args.metric).label} needs videos [N,T,H,W,3]")
+        if min(s.target_size()) < 1:  # a score of no pixels is NaN: a number about nothing
+            raise InputError(f"{s.spec}: frames of {s.target_size()[0]}x{s.target_size()[1]} pixels hold nothing to "
+                             f"score; expected frames of at least 1x1")
     if not is_distribution(args.metric):
         if len(real) != len(fake):
             raise InputError(f"{args.metric} pairs clips: {args.real} has {len(real)}, {args.fake} has {len(fake)}")
@@ -95,6 +112,8 @@ def score(metric: Any, real: VideoSet, fake: VideoSet, args: argparse.Namespace)
         for r, f in zip(real.batches(args.batch_size), fake.batches(args.batch_size)):
             metric.update(r, f)
     result = metric.compute()
+    if math.isnan(result.value):  # never a printed "nan" and exit 0
+        raise InputError(f"{args.metric} of {args.real} and {args.fake} is NaN: the inputs hold nothing it can score")
     protocol = {**result.protocol, "inputs": {"real": real.describe(), "fake": fake.describe()}}
     return MetricResult(result.value, protocol, result.ci)
 
@@ -112,8 +131,7 @@ def render(name: str, result: MetricResult, as_json: bool) -> str:
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if args.frames < 1 or args.batch_size < 1 or args.bootstrap < 0:
-            raise InputError("--frames and --batch-size must be >= 1 and --bootstrap >= 0")
+        check_args(args)
         metric = build_metric(args)
         real, fake = open_sets(args)
         result = score(metric, real, fake, args)

@@ -124,7 +124,8 @@ class VideoSet:
 
     def _clip(self, j: int) -> torch.Tensor:
         if self.array is not None:
-            clip = np.ascontiguousarray(self.array[j, : self.frames if not self.is_images else 1])
+            # a copy: the array is a read-only memory map, and torch wraps only writable memory without a warning
+            clip = np.array(self.array[j, : self.frames if not self.is_images else 1])
         else:
             try:
                 clip = read_video(self.files[j], list(range(self.frames)))

@@ -14,13 +14,16 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.util
+import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 from mardini_bench.args import ArgumentParser
 from mardini_bench.cli import user_errors
+from mardini_bench.io import write_text
 from mardini_bench.sweep import launch, plan, rundir, status
 from mardini_bench.sweep.grid import Grid, GridError, check_not_empty, load_grid, with_cli_args
 from mardini_bench.sweep.job import DEFAULT_RUN_FN, load_run_fn
@@ -103,13 +106,12 @@ def to_submit(sweep_dir: Path, points: Sequence[plan.Point]) -> List[plan.Point]
 
 
 def submit_points(sweep_dir: Path, grid: Grid, todo: Sequence[plan.Point], args: argparse.Namespace,
-                  options: launch.LaunchOptions, jobs: List[Any]) -> None:
+                  options: launch.LaunchOptions, executor: Any, jobs: List[Any]) -> None:
     """Prepare the run folders and submit; `jobs` receives each job as it starts."""
     git = rundir.git_info(REPO)
     dirs = [sweep_dir / p.run_id for p in todo]
     for run_dir, p in zip(dirs, todo):
         plan.prepare(run_dir, grid, p, git)
-    executor = launch.make_executor(sweep_dir / "submitit", args.cluster, options, grid.name)
     window = options.array_parallelism
     if args.cluster == "local" and window and window < len(todo):
         launch.share_cores(window, options.cpus_per_task)
@@ -122,14 +124,37 @@ def submit_points(sweep_dir: Path, grid: Grid, todo: Sequence[plan.Point], args:
     print(f"submitted {len(jobs)} runs to {args.cluster}: job ids {' '.join(str(j.job_id) for j in jobs)}")
 
 
+@contextlib.contextmanager
+def undone_if_refused(sweep_dir: Path, jobs: List[Any]) -> Iterator[None]:
+    """A launch the scheduler refuses before any job is queued leaves the sweep folder as it was: no new run
+    folders (they would read MISSING), its earlier sweep.json, or no sweep folder at all."""
+    made = [p for p in (sweep_dir, *sweep_dir.parents) if not p.exists()][-1:]  # the outermost folder it makes
+    had = set(sweep_dir.iterdir()) if not made else set()
+    manifest = sweep_dir / plan.MANIFEST
+    before = manifest.read_text() if manifest.is_file() else None
+    try:
+        yield
+    except launch.LaunchError:
+        if not jobs:
+            for folder in made or [p for p in sweep_dir.iterdir() if p.is_dir() and p not in had]:
+                shutil.rmtree(folder, ignore_errors=True)
+            if not made:
+                write_text(manifest, before) if before is not None else manifest.unlink(missing_ok=True)
+        raise
+
+
 def collect(sweep_dir: Path) -> None:
     # pandas and scipy (a second to import) for the collect command alone: plan, launch and status stay light
     from mardini_bench.analysis.results import CollectError, ProtocolMismatchError, collect as collect_table
 
     try:
-        df = collect_table(sweep_dir)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            df = collect_table(sweep_dir)
     except (CollectError, ProtocolMismatchError) as err:
         raise GridError(str(err)) from None
+    for note in dict.fromkeys(str(w.message) for w in caught):  # one line each, not Python's two
+        print(f"warning: {note}", file=sys.stderr)
     print(f"collected {df['run_id'].nunique()} runs, {len(df)} rows -> {sweep_dir / 'results.csv'}")
 
 
@@ -144,6 +169,17 @@ def report(sweep_dir: Path) -> None:
 
 def run_launch(argv: Sequence[str]) -> int:
     args = launch_parser().parse_intermixed_args(argv)
+    jobs: List[Any] = []
+    with launch.stop_on_signals(jobs, args.cluster):  # from planning on: Ctrl-C is one line, never a traceback
+        return launch_sweep(args, jobs)
+
+
+def launch_sweep(args: argparse.Namespace, jobs: List[Any]) -> int:
+    """Plan (every point and the environment checked before anything is written), then submit; local and
+    debug runs are waited for, collected and reported."""
+    from mardini_bench.runtime import check_environment  # here: it imports torch, and status/collect stay light
+
+    check_environment()  # what every run would refuse: refused once, before any of them is launched
     grid = with_cli_args(load_grid(args.grid), args.overrides)
     options = launch.merge(launch.launch_options(grid.slurm, grid.source), cli_options(args))
     check_not_empty(grid)  # after the file's own faults, which say more
@@ -159,20 +195,23 @@ def run_launch(argv: Sequence[str]) -> int:
     except (ImportError, AttributeError, ValueError) as err:
         raise GridError(f"--run-fn {args.run_fn}: cannot load it ({err})") from None
     sweep_dir = Path(args.results) / grid.name
-    todo = to_submit(sweep_dir, points)
-    plan.write_manifest(sweep_dir, grid, points, args.cluster)
-    jobs: List[Any] = []
-    if args.cluster == "slurm":
+    with undone_if_refused(sweep_dir, jobs):
+        # first: a cluster that is not there (no sbatch) is refused before a run folder is written
+        executor = launch.make_executor(sweep_dir / "submitit", args.cluster, options, grid.name)
+        todo = to_submit(sweep_dir, points)
+        plan.write_manifest(sweep_dir, grid, points, args.cluster)
         if todo:
-            submit_points(sweep_dir, grid, todo, args, options, jobs)
+            submit_points(sweep_dir, grid, todo, args, options, executor, jobs)
+    if args.cluster == "slurm":
         print(f"not waiting. follow: python -m {__package__} status {sweep_dir}\n"
               f"then:   python -m {__package__} collect {sweep_dir}")
         return 0
-    follow = launch.local_jobs_follow_signals(jobs) if args.cluster == "local" else contextlib.nullcontext()
-    with follow:  # killing a local sweep stops its runs too
-        if todo:
-            submit_points(sweep_dir, grid, todo, args, options, jobs)
-        launch.wait(jobs)
+    launch.wait(jobs)
+    return finish_local(sweep_dir, grid, args)
+
+
+def finish_local(sweep_dir: Path, grid: Grid, args: argparse.Namespace) -> int:
+    """After local or debug runs: status, collect, report; exit 1 unless every run is DONE."""
     rows = status.sweep_status(sweep_dir)
     print(status.format_status(grid.name, rows))
     collect(sweep_dir)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import math
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -31,6 +32,10 @@ from typing import Any, Dict, List, Mapping, Sequence, Tuple
 from mardini_bench.config import ConfigError, parse_override
 
 SEED_KEY = "seed"  # the `seeds` list is the axis of this RunConfig field
+# Most points one launch plans. Planning validates every point (a few ms each) and a launch makes one
+# folder and one job per point; the grids in ablations/ have at most 15. A grid far larger is almost
+# always a slip (an axis of a thousand values): refused from its axis lengths, before any point is built.
+MAX_POINTS = 10_000
 TOP_KEYS = ("name", "description", "base", "seeds", "grid", "zip", "slurm")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # becomes a folder name: no separators
 
@@ -134,7 +139,9 @@ def load_grid(path: str | Path) -> Grid:
 
 
 def check_axes(grid: Grid) -> None:
-    """Zipped axes must have equal lengths; an axis may not be both Cartesian and zipped."""
+    """Zipped axes must have equal lengths; a key is set in one place only: an axis may not be both
+    Cartesian and zipped, nor also fixed in `base` (the axis would win while the header shows the
+    base value), and `base` sets a key once."""
     lengths = {key: len(values) for key, values in grid.zipped.items()}
     if len(set(lengths.values())) > 1:
         sizes = ", ".join(f"{k}={n}" for k, n in lengths.items())
@@ -142,6 +149,29 @@ def check_axes(grid: Grid) -> None:
     both = sorted(set(grid.product) & set(grid.zipped))
     if both:
         raise GridError(f"{grid.source}: axis '{both[0]}' is both in [grid] and [zip]")
+    base = [parse_override(text)[0] for text in grid.base]
+    twice = sorted({key for key in base if base.count(key) > 1})
+    if twice:
+        raise GridError(f"{grid.source} base: '{twice[0]}' is set twice; keep one value")
+    fixed = sorted(set(base) & (set(grid.product) | set(grid.zipped)))
+    if fixed:
+        where = "seeds" if fixed[0] == SEED_KEY else "[zip]" if fixed[0] in grid.zipped else "[grid]"
+        raise GridError(f"{grid.source}: '{fixed[0]}' is set both in base and in {where}; keep it in one of them")
+
+
+def count_points(grid: Grid) -> int:
+    """Points the grid expands to (duplicates included), from its axis lengths alone."""
+    rows = len(next(iter(grid.zipped.values()))) if grid.zipped else 1
+    return rows * math.prod(len(values) for values in grid.product.values())
+
+
+def check_size(grid: Grid) -> None:
+    """A grid of more than MAX_POINTS points is refused before any point is built."""
+    n = count_points(grid)
+    if n > MAX_POINTS:
+        axes = " x ".join(f"{key} ({len(values)})" for key, values in {**grid.product, **grid.zipped}.items())
+        raise GridError(f"{grid.source}: {n} points ({axes}) is more than one sweep plans ({MAX_POINTS}); "
+                        f"use fewer values or split the grid")
 
 
 def check_not_empty(grid: Grid) -> None:
@@ -167,7 +197,8 @@ def split_values(text: str) -> List[str]:
 
 
 def with_cli_args(grid: Grid, args: Sequence[str]) -> Grid:
-    """Apply `key=v1,v2` (add or replace an axis) and `key=v` (fix a value) from the command line."""
+    """Apply `key=v1,v2` (add or replace an axis) and `key=v` (fix a value) from the command line; either
+    replaces what the file's base sets for that key, so the header shows what runs."""
     base, product, zipped = list(grid.base), dict(grid.product), dict(grid.zipped)
     for arg in args:
         key, text = parse_override(arg)
@@ -177,16 +208,32 @@ def with_cli_args(grid: Grid, args: Sequence[str]) -> Grid:
         if len(values) == 1:
             product.pop(key, None)
             zipped.pop(key, None)
-            base.append(f"{key}={values[0]}")  # after the file's base, so it wins
-        elif key in zipped:
-            zipped[key] = values
+            base = _fixed(base, key, values[0])
         else:
-            product[key] = values
-            if key != SEED_KEY and SEED_KEY in product:
-                product[SEED_KEY] = product.pop(SEED_KEY)  # keep seeds the fastest-varying axis
+            base = [item for item in base if parse_override(item)[0] != key]
+            _add_axis(product, zipped, key, values)
     grid = dataclasses.replace(grid, base=tuple(base), product=product, zipped=zipped)
     check_axes(grid)
     return grid
+
+
+def _fixed(base: List[str], key: str, value: str) -> List[str]:
+    """`base` with `key=value`: in place of the key's own entry (base keys after it still refine it, as
+    model.planner.depth=2 refines model=small), else last."""
+    keys = [parse_override(item)[0] for item in base]
+    if key not in keys:
+        return base + [f"{key}={value}"]
+    return [f"{key}={value}" if k == key else item for k, item in zip(keys, base)]
+
+
+def _add_axis(product: Dict[str, Tuple[str, ...]], zipped: Dict[str, Tuple[str, ...]], key: str,
+              values: Tuple[str, ...]) -> None:
+    if key in zipped:
+        zipped[key] = values
+        return
+    product[key] = values
+    if key != SEED_KEY and SEED_KEY in product:
+        product[SEED_KEY] = product.pop(SEED_KEY)  # keep seeds the fastest-varying axis
 
 
 def expand(grid: Grid) -> List[Tuple[str, ...]]:

@@ -18,8 +18,8 @@ from typing import Any, Callable, Dict
 
 import submitit
 
-from mardini_bench.config import ConfigError, RunConfig, from_dict
 from mardini_bench.sweep import rundir
+from mardini_bench.sweep.rundir import load_config
 
 RunFn = Callable[[Any, Path], Dict[str, Any]]
 DEFAULT_RUN_FN = "mardini_bench.run.runner:run"
@@ -127,12 +127,3 @@ class RunJob(submitit.helpers.Checkpointable):
     def checkpoint(self, *args: Any, **kwargs: Any) -> submitit.helpers.DelayedSubmission:
         """Resubmit an empty job: progress is in `last.pt`, which the runner wrote atomically."""
         return submitit.helpers.DelayedSubmission(RunJob(self.run_dir, self.run_fn))
-
-
-def load_config(run_dir: Path) -> Any:
-    """The resolved RunConfig stored in the run folder."""
-    path = run_dir / rundir.CONFIG
-    try:
-        return from_dict(RunConfig, rundir.load_json(path))  # names the file when absent or damaged
-    except ConfigError as err:  # valid JSON, but a key or value no config has
-        raise rundir.DamagedFileError(f"{path}: {err}") from None

@@ -15,12 +15,12 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import submitit
 
-from mardini_bench.runtime import available_cores
 from mardini_bench.sweep import rundir
 from mardini_bench.sweep.grid import GridError
 from mardini_bench.sweep.job import RunJob
 
 CLUSTERS = ("slurm", "local", "debug")
+SUBMISSION_LOG = "submission.err"  # in the submitit folder: stderr of sbatch and of the local controllers
 
 
 class LaunchError(RuntimeError):
@@ -123,7 +123,7 @@ def sbatch_preview(folder: Path, options: LaunchOptions, name: str) -> List[str]
 def submit(executor: Any, run_dirs: Sequence[Path], run_fn: Any) -> List[Any]:
     """Submit one `RunJob` per folder as a single job array; record each job id in its folder."""
     try:
-        with executor.batch():
+        with submission_stderr(Path(executor.folder) / SUBMISSION_LOG), executor.batch():
             jobs = [executor.submit(RunJob(d, run_fn)) for d in run_dirs]
     except Exception as err:  # submitit passes sbatch's stderr through; one line says it all
         lines = [line.strip() for line in str(err).splitlines() if line.strip()]
@@ -135,29 +135,29 @@ def submit(executor: Any, run_dirs: Sequence[Path], run_fn: Any) -> List[Any]:
     return jobs
 
 
+# The one stop path of a launch: Ctrl-C (SIGINT, to the process or its whole process group), SIGTERM
+# (kill, a logout) and SIGHUP (a closed terminal) all end it the same way.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+STOP_WAIT_S = 30.0  # how long a stop waits for its local runs to end
+KILL_AFTER_S = 10.0  # a run still alive this long after its SIGINT gets SIGKILL (its checkpoints are atomic)
+alive = rundir.pid_alive
+
+
 @contextlib.contextmanager
-def local_jobs_follow_signals(jobs: List[Any]) -> Iterator[None]:
-    """While the body runs, SIGTERM or SIGHUP to this process stops the local jobs in `jobs` too (a
-    list the body appends to), then exits 128 + signal: killing a local sweep must not leave its runs
-    training as orphans. Stopped runs keep their last checkpoint and resume on the next launch."""
+def stop_on_signals(jobs: List[Any], cluster: str) -> Iterator[None]:
+    """While the body runs, any of STOP_SIGNALS stops the local runs in `jobs` (a list the body appends
+    to as runs start), prints one line on stderr and exits 128 + signal, with no traceback: a killed
+    sweep must not leave its runs training as orphans. Stopped runs keep their last checkpoint, show
+    LOST and resume on the next launch. Runs queued on SLURM are not the launcher's to stop."""
     def stop(signum: int, _frame: Any) -> None:
-        live = [job for job in jobs if not job.done()]
-        for job in live:
-            job.cancel()  # SIGINT to the job's process; its run folder keeps last.pt
-        deadline = time.time() + 30
-        while any(not job.done() for job in live) and time.time() < deadline:
-            time.sleep(0.2)
-        alive = [str(job.job_id) for job in live if not job.done()]
-        stopped = f"stopped {len(live) - len(alive)} local run(s); launching again resumes them"
-        left = f"; still running after 30 s: job(s) {' '.join(alive)}" if alive else ""
-        print(f"{signal.Signals(signum).name}: {stopped}{left}", file=sys.stderr)
+        for sig in STOP_SIGNALS:  # a second Ctrl-C while the runs stop must not cut the stop short
+            signal.signal(sig, signal.SIG_IGN)
+        print(f"{signal.Signals(signum).name}: {stop_runs(jobs, cluster)}", file=sys.stderr, flush=True)
         raise SystemExit(128 + signum)
 
-    # `nohup ... &` starts the sweep with SIGINT ignored, and children inherit an ignored signal: the
-    # jobs would then never see the SIGINT that stops them. A handler (unlike SIG_IGN) resets on exec.
-    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    # A handler, unlike an inherited SIG_IGN (`nohup ... &` starts the sweep with SIGINT ignored), resets to
+    # the default in the processes the launch starts, so its runs still stop on the SIGINT a stop sends.
+    previous = {sig: signal.signal(sig, stop) for sig in STOP_SIGNALS}
     try:
         yield
     finally:
@@ -165,12 +165,66 @@ def local_jobs_follow_signals(jobs: List[Any]) -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+def stop_runs(jobs: Sequence[Any], cluster: str) -> str:
+    """Stop the live local jobs (SIGINT to each; submitit's controller then stops its run, with SIGKILL
+    after a second), wait up to STOP_WAIT_S for them to end, and say what happened."""
+    if cluster == "debug":  # its run is in this process: the exit that follows stops it
+        return "stopped the run in progress; launching again resumes it" if jobs else "stopped before any run"
+    if cluster != "local":
+        return f"stopped; {len(jobs)} run(s) already queued keep their place" if jobs else "stopped before any run"
+    live = [job for job in jobs if not job.done()]
+    pids = [pid for pid in map(run_pid, live) if pid is not None]
+    for job in live:
+        job.cancel()
+    start = time.time()
+    while time.time() - start < STOP_WAIT_S and (any(not job.done() for job in live) or any(map(alive, pids))):
+        if time.time() - start > KILL_AFTER_S:  # a controller cut short by a second SIGINT never sends its SIGKILL
+            for pid in filter(alive, pids):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.2)
+    left = [str(job.job_id) for job in live if not job.done()] + [f"pid {pid}" for pid in pids if alive(pid)]
+    if left:
+        return f"stopping {len(live)} local run(s); still running after {STOP_WAIT_S:g} s: {' '.join(left)}"
+    return f"stopped {len(live)} local run(s); launching again resumes them"
+
+
+def run_pid(job: Any) -> Optional[int]:
+    """The process of the run a local job started (its folder's started.json), None before it started."""
+    try:
+        run_dir = Path(job.submission().function.run_dir)
+    except Exception:  # no submission pickle, or a job of some other function
+        return None
+    started = rundir.read_json(run_dir / rundir.STARTED) or {}
+    pid = started.get("pid")
+    return pid if isinstance(pid, int) and started.get("host") == rundir.this_host() else None
+
+
+@contextlib.contextmanager
+def submission_stderr(path: Path) -> Iterator[None]:
+    """While the body submits, stderr (this process's, and that of the processes it starts) goes to
+    `path`, not the terminal: submitit prints sbatch's refusal itself (the one error line that follows
+    says it), and the local controllers it starts inherit stderr and print a KeyboardInterrupt
+    traceback on the SIGINT that stops them (their runs log to their own files)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", buffering=1) as log:  # line by line, in order with what the children write
+        os.dup2(log.fileno(), 2)
+        try:
+            with contextlib.redirect_stderr(log):
+                yield
+        finally:
+            log.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 def submit_windowed(executor: Any, run_dirs: Sequence[Path], run_fn: Any, window: int,
                     poll_s: float = 1.0, jobs: Optional[List[Any]] = None) -> List[Any]:
     """Local runs with at most `window` running at once (`array_parallelism`): submitit's local
     executor starts a whole array together, which on a laptop can exhaust memory. Each run is
     started as a slot frees up; returns once the last one has started. `jobs`: a list to append the
-    started jobs to as they start (what `local_jobs_follow_signals` watches)."""
+    started jobs to as they start (what `stop_on_signals` watches)."""
     jobs = [] if jobs is None else jobs
     running: List[Any] = []
     for run_dir in run_dirs:
@@ -187,6 +241,8 @@ def submit_windowed(executor: Any, run_dirs: Sequence[Path], run_fn: Any, window
 def local_threads(n_jobs: int, cpus_per_task: Optional[int], cores: Optional[int] = None) -> int:
     """Threads of each of `n_jobs` local runs at once: an equal share of the cores, and never more than
     the `cpus_per_task` a run asked for (a sweep beside other work, `--cpus-per-task 1`, keeps to it)."""
+    from mardini_bench.runtime import available_cores  # here: the runtime imports torch, and status/collect stay light
+
     share = max(1, (cores or available_cores()) // max(1, n_jobs))
     return min(share, cpus_per_task) if cpus_per_task else share
 

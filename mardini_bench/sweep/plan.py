@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Sequence, Tuple
 
-from mardini_bench.config import ConfigError, RunConfig, apply_overrides, config_hash, from_dict, to_dict
+from mardini_bench.config import (ConfigError, RunConfig, apply_overrides, config_hash, from_dict, parse_override,
+                                  to_dict)
 from mardini_bench.sweep import rundir
-from mardini_bench.sweep.grid import Grid, GridError, expand
+from mardini_bench.sweep.grid import Grid, GridError, check_size, expand
 
-MANIFEST = "sweep.json"
+MANIFEST = rundir.MANIFEST
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,7 @@ def resolve(grid: Grid) -> Tuple[List[Point], List[Tuple[int, int]]]:
     Returns the unique points and (index, index of the earlier identical point) for duplicates: two
     points that resolve to the same config are one run, so they share one folder.
     """
+    check_size(grid)
     points: List[Point] = []
     duplicates: List[Tuple[int, int]] = []
     seen: Dict[str, int] = {}
@@ -44,10 +47,22 @@ def resolve(grid: Grid) -> Tuple[List[Point], List[Tuple[int, int]]]:
     return points, duplicates
 
 
+# Axes that swap a whole section of the config (`model` = a preset and its training recipe).
+WHOLE = tuple(f.name for f in dataclasses.fields(RunConfig) if dataclasses.is_dataclass(getattr(RunConfig(), f.name)))
+
+
+def point_overrides(grid: Grid, axes: Sequence[str]) -> List[str]:
+    """One point's overrides in the order they apply: an axis that swaps a whole section first (a
+    `model` axis), so the base's keys refine every preset it names instead of being undone by it;
+    then the base; then the other axes."""
+    whole = [a for a in axes if parse_override(a)[0] in WHOLE]
+    return [*whole, *grid.base, *(a for a in axes if a not in whole)]
+
+
 def resolve_point(grid: Grid, axes: Sequence[str]) -> Any:
     """The point's RunConfig in the form the job reads back from config.json."""
     try:
-        cfg = apply_overrides(RunConfig(), [*grid.base, *axes])
+        cfg = apply_overrides(RunConfig(), point_overrides(grid, axes))
     except ConfigError as err:
         raise GridError(f"{grid.source}: {err}") from None
     # Hash what the job will load: a JSON round trip can retype values (an int default in a float

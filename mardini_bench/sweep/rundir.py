@@ -22,10 +22,11 @@ from typing import Any, Dict
 from mardini_bench.io import (DamagedFileError, exclusive_lock, json_safe, load_json, read_json,  # noqa: F401
                               read_jsonl, write_json)
 from mardini_bench.run.result_file import RESULT, load_result  # noqa: F401 (the runner writes result.json)
-from mardini_bench.run.state import (CONFIG, FAILED, OVERRIDES, STARTED, STATES, SUBMITTED, damage,  # noqa: F401
-                                     pid_alive, read_result, run_state, this_host)
+from mardini_bench.run.state import (CONFIG, FAILED, LOCK, MANIFEST, OVERRIDES, STARTED, STATES,  # noqa: F401
+                                     SUBMITTED, damage, load_config, lock_held, pid_alive, read_manifest,
+                                     read_result, run_state, this_host)
 
-GIT, LOCK = "git.json", "run.lock"
+GIT = "git.json"
 
 
 def git_info(repo: Path) -> Dict[str, Any]:
@@ -56,13 +57,3 @@ class RunLock:
 
     def release(self) -> None:
         self._held.close()  # closing the file drops the flock; a second call is a no-op
-
-
-def lock_held(run_dir: Path) -> bool:
-    """True if a job is running in `run_dir` right now (on a filesystem where flock is shared)."""
-    if not (run_dir / LOCK).exists():
-        return False
-    lock = RunLock(run_dir)
-    free = lock.acquire()
-    lock.release()
-    return not free

@@ -24,19 +24,12 @@ class RunStatus:
 
 def manifest(sweep_dir: Path) -> Dict[str, Any]:
     """sweep.json, checked: its `points` are what status reports on."""
-    path = Path(sweep_dir) / MANIFEST
     try:
-        data = rundir.load_json(path)
+        return rundir.read_manifest(sweep_dir)
     except FileNotFoundError:
         raise GridError(f"'{sweep_dir}' is not a sweep folder (no {MANIFEST})") from None
     except rundir.DamagedFileError as err:
         raise GridError(f"{err}; launch the sweep again to rewrite it") from None
-    points = data.get("points")
-    if not isinstance(points, list) or not all(isinstance(p, dict) and {"idx", "run_id", "overrides"} <= set(p)
-                                               for p in points):
-        raise GridError(f"{path}: no valid 'points' list (objects with idx, run_id, overrides); "
-                        "launch the sweep again to rewrite it")
-    return data
 
 
 def sweep_status(sweep_dir: Path) -> List[RunStatus]:
