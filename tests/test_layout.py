@@ -25,9 +25,9 @@ VOCABULARY = {
 }
 # `python -m mardini_bench.X` forms kept where X moved into a stage: X.py only forwards to this main.
 ENTRY_MODULES = {
-    "runner": "mardini_bench.run.runner",
-    "report": "mardini_bench.analysis.report",
-    "params": "mardini_bench.cost.params",
+    "runner": "mardini_bench.run.one_run",
+    "report": "mardini_bench.analysis.sweep_report",
+    "params": "mardini_bench.cost.param_counts",
 }
 # One folder per pipeline stage, in the order data flows.
 STAGES = ("data", "run", "metrics", "sweep", "cost", "analysis")

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from fake_runs import add_derived_metric, make_sweep
-from mardini_bench.analysis import report, significance, tables
+from mardini_bench.analysis import significance, sweep_report, tables
 from mardini_bench.config import RunConfig, apply_overrides
 from mardini_bench.factory import build_model
 from mardini_bench.metrics import MetricInfo, MetricResult, metric_info
@@ -57,7 +57,7 @@ def test_a_registered_metric_is_evaluated_and_reported(toy_metric, tmp_path):
                        seeds=(0, 1))
     for result_file in sweep.glob("*/result.json"):  # MAE that falls as PSNR rises: the better variant wins both
         add_derived_metric(result_file, "psnr", "mae", lambda v: 1.0 / v)
-    assert report.main([str(sweep), "--n-boot", "50"]) == 0
+    assert sweep_report.main([str(sweep), "--n-boot", "50"]) == 0
     table = (sweep / "table.md").read_text()
     header = next(line for line in table.splitlines() if "MAE" in line)
     assert header.index("SSIM") < header.index("MAE")  # registration order: after the built-in metrics

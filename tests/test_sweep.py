@@ -3,7 +3,7 @@ local-executor sweeps (subprocesses), including kill -9 part-way and a re-run of
 
 `toy_run` is a real but trivial training function with the runner's contract: it resumes from an
 atomically written `last.pt`, logs to `log.jsonl` and writes `result.json` at the very end. Jobs
-import it from this file (PYTHONPATH=tests), exactly as they import `mardini_bench.run.runner.run`. The
+import it from this file (PYTHONPATH=tests), exactly as they import `mardini_bench.run.one_run.run`. The
 kill -9 test uses the default runner itself (train, checkpoint, evaluate) on tiny configs.
 """
 
@@ -372,7 +372,7 @@ def test_checkpoint_resubmits_an_empty_job(tmp_path):
     job.some_progress = list(range(1000))  # state a trainer might carry: must not travel
     delayed = job.checkpoint()
     assert isinstance(delayed.function, RunJob) and delayed.args == () and delayed.kwargs == {}
-    assert vars(delayed.function) == {"run_dir": str(run_dir), "run_fn": "mardini_bench.run.runner:run"}
+    assert vars(delayed.function) == {"run_dir": str(run_dir), "run_fn": "mardini_bench.run.one_run:run"}
     assert len(pickle.dumps(delayed.function)) < 300
 
 

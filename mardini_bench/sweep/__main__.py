@@ -160,9 +160,9 @@ def collect(sweep_dir: Path) -> None:
 
 def report(sweep_dir: Path) -> None:
     """Tables and plots, when the report module is installed; the sweep's results stand without them."""
-    if importlib.util.find_spec("mardini_bench.analysis.report") is None:
+    if importlib.util.find_spec("mardini_bench.analysis.sweep_report") is None:
         return
-    done = subprocess.run([sys.executable, "-m", "mardini_bench.analysis.report", str(sweep_dir)])
+    done = subprocess.run([sys.executable, "-m", "mardini_bench.report", str(sweep_dir)])
     if done.returncode != 0:
         print(f"warning: the report exited with {done.returncode}; results.csv is complete", file=sys.stderr)
 

@@ -1,6 +1,6 @@
 """One run: train (resuming), evaluate, measure cost, then write `result.json` last.
 
-    from mardini_bench.run.runner import run
+    from mardini_bench.run.one_run import run
     result = run(cfg, Path("runs/abc123"))
 
     python -m mardini_bench.runner RUN_DIR [key=value ...]     # one config by hand
