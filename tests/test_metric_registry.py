@@ -10,10 +10,11 @@ import torch
 
 from fake_runs import add_derived_metric, make_sweep
 from mardini_bench.analysis import significance, sweep_report, tables
+from mardini_bench.args import command_parser
 from mardini_bench.config import RunConfig, apply_overrides
 from mardini_bench.factory import build_model
 from mardini_bench.metrics import MetricInfo, MetricResult, metric_info
-from mardini_bench.metrics.cli import build_parser
+from mardini_bench.metrics.cli import COMMAND as METRICS_COMMAND
 from mardini_bench.registry import METRICS, UnknownComponentError
 from mardini_bench.run.evaluate import evaluate
 
@@ -67,7 +68,7 @@ def test_a_registered_metric_is_evaluated_and_reported(toy_metric, tmp_path):
     assert significance.worse(0.5, 0.4, "mae") and not significance.worse(0.3, 0.4, "mae")
 
     # the metrics CLI offers it
-    assert build_parser().parse_args(["mae", "a", "b"]).metric == "mae"
+    assert command_parser(METRICS_COMMAND, "metrics").parse_args(["mae", "a", "b"]).metric == "mae"
 
 
 def test_a_metric_without_its_info_is_an_error_not_a_guess(toy_metric):
