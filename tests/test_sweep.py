@@ -24,7 +24,7 @@ from mardini_bench.config import RunConfig, apply_overrides, config_hash, from_d
 from mardini_bench.sweep import launch, rundir
 from mardini_bench.sweep.__main__ import main
 from mardini_bench.sweep.grid import GridError, expand, from_mapping, load_grid, split_values, with_cli_args
-from mardini_bench.sweep.job import RunJob
+from mardini_bench.sweep.job import RunJob, load_run_fn
 from mardini_bench.sweep.plan import resolve
 
 REPO = Path(__file__).resolve().parents[1]
@@ -374,6 +374,13 @@ def test_checkpoint_resubmits_an_empty_job(tmp_path):
     assert isinstance(delayed.function, RunJob) and delayed.args == () and delayed.kwargs == {}
     assert vars(delayed.function) == {"run_dir": str(run_dir), "run_fn": "mardini_bench.run.one_run:run"}
     assert len(pickle.dumps(delayed.function)) < 300
+
+
+def test_a_job_queued_under_the_runner_s_earlier_name_still_finds_it():
+    """A job pickled before run/runner.py became run/one_run.py (queued, or requeued after preemption)."""
+    from mardini_bench.run import one_run
+
+    assert load_run_fn("mardini_bench.run.runner:run") is one_run.run is load_run_fn("mardini_bench.run.one_run:run")
 
 
 def test_write_json_is_atomic_and_leaves_no_temp_files(tmp_path):
