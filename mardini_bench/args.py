@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, List, NoReturn, Optional, Sequence, Tuple
 
 
@@ -76,6 +77,13 @@ def command_main(command: Command, argv: Optional[Sequence[str]], prog: str) -> 
     `python -m mardini_bench.X` form."""
     parser = command_parser(command, prog)
     return run_parsed(command, parser, parser.parse_args(argv))
+
+
+def script_parser(path: str, doc: str) -> ArgumentParser:
+    """The parser of a script run as `python FOLDER/NAME.py` (a benchmark): named so in its errors and usage,
+    described by the first line of `doc` (the script's docstring)."""
+    script = Path(path)
+    return ArgumentParser(prog=f"python {script.parent.name}/{script.name}", description=doc.strip().splitlines()[0])
 
 
 def add_overrides(parser: argparse.ArgumentParser,

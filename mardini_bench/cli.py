@@ -35,7 +35,8 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
 
 def user_errors(*extra: Type[BaseException]) -> Callable:
-    """Decorate a command's `run` (or a `main()`): known user errors print one line and exit 2 instead of a traceback."""
+    """Decorate a command's `run` (or a `main()`): known user errors print one line and exit 2 instead of a
+    traceback."""
 
     def wrap(main: Callable) -> Callable:
         @functools.wraps(main)

@@ -141,3 +141,21 @@ def test_the_script_lists_every_command_without_loading_torch():
     assert done.stdout.splitlines()[-1] == "False 0"
     assert all(f"    {name} " in done.stdout for name in COMMANDS)
     assert "usage: mardini-bench status [-h] sweep_dir" in done.stdout
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in (REPO / "benchmarks").glob("bench_*.py")))
+def test_every_benchmark_uses_the_same_parser(script, capsys):
+    """The scripts' flags follow the commands' (`--threads`, `--device`, dotted overrides among the options),
+    from the same helpers, and a bad flag is the same one line."""
+    path = REPO / "benchmarks" / script
+    assert "argparse.ArgumentParser(" not in path.read_text() and "script_parser(__file__, __doc__)" in path.read_text()
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert help_of(module.main, [], capsys).startswith(f"usage: python benchmarks/{script} ")
+    with pytest.raises(SystemExit) as exit_:
+        module.main(["--bogus"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err  # bench_fvd names its missing --weights first
+    assert err.startswith("error: ") and err.count("\n") == 1
+    assert err.endswith(f" (options: python benchmarks/{script} --help)\n")
