@@ -219,15 +219,17 @@ def _field_paths(cls: type = RunConfig, prefix: str = "") -> dict:
     return paths
 
 
-RANGED = sorted((cls, name) for cls, fields in config.RANGES.items() for name in fields)
+CLASSES = {tp.__name__: tp for tp in [RunConfig, *(t for _, t in _field_paths().values() if dataclasses.is_dataclass(t))]}
+RANGED = sorted((cls, name) for cls, tp in CLASSES.items() for name, rules in config.rules_of(tp).items()
+                if "valid" in rules)
 
 
 @pytest.mark.parametrize("cls, name", RANGED)
 def test_every_ranged_field_is_refused_at_plan_time_by_its_own_rule(cls, name):
-    """The pattern, not the examples: each RANGES entry, given a value outside it, stops `validate` (so the
+    """The pattern, not the examples: each field's range, given a value outside it, stops `validate` (so the
     runner, `--dry-run` and a sweep's plan) with the key, the value and the rule's text."""
     key, tp = _field_paths()[(cls, name)]
-    rule = config.RANGES[cls][name]
+    rule = config.rules_of(CLASSES[cls])[name]["valid"]
     bad = OUTSIDE[id(rule)]
     args = [a for a in typing.get_args(tp) if a is not type(None)]
     value = bad if typing.get_origin(tp) is not tuple else [bad] * (1 if args[-1] is Ellipsis else len(args))
