@@ -797,8 +797,8 @@ def identity_dict(cfg: RunConfig) -> Dict[str, Any]:
     """`to_dict(cfg)` without the fields whose rules say run_id="never", nor those with run_id="if_changed"
     at their default: what names the experiment (run id, resume check)."""
     data = to_dict(cfg)
-    defaults = to_dict(RunConfig())
-    for path, f in _paths(RunConfig):
+    defaults = to_dict(type(cfg)())
+    for path, f in _paths(type(cfg)):
         policy = f.metadata.get("run_id", "always")
         node, key = _parent(data, path)
         if policy == "never" or (policy == "if_changed" and key in node and node[key] == _parent(defaults, path)[0][key]):
@@ -820,7 +820,7 @@ def training_dict(cfg: RunConfig) -> Dict[str, Any]:
     after_training): what decides the trained weights."""
     data = identity_dict(cfg)
     data.pop("eval", None)
-    for path, f in _paths(RunConfig):
+    for path, f in _paths(type(cfg)):
         if f.metadata.get("after_training"):
             node, key = _parent(data, path)
             node.pop(key, None)

@@ -282,3 +282,21 @@ def test_later_keys_still_refine_and_repeat_earlier_ones():
     assert (cfg.model.planner.depth, cfg.model.generator.depth, cfg.seed) == (4, 1, 2)
     # an earlier value the preset happens to share is kept, so nothing is lost
     assert apply_overrides(RunConfig(), ["train.lr=0.003", "model=tiny"]).train.lr == 0.003
+
+
+def test_a_new_setting_is_one_line_that_carries_its_rules():
+    """What adding `model.planner.dropout` takes (docs/design.md, "Adding a setting"): the field with its
+    range and run-id policy, here made as a subclass; validation, overrides and the run id follow."""
+    planner = dataclasses.make_dataclass("PlannerConfig", [("dropout", float, config.setting(
+        0.0, valid=config.UNIT, run_id="if_changed"))], bases=(PlannerConfig,), frozen=True)
+    model = dataclasses.make_dataclass("ModelConfig", [("planner", planner, config.setting(factory=planner))],
+                                       bases=(ModelConfig,), frozen=True)
+    run = dataclasses.make_dataclass("RunConfig", [("model", model, config.setting(factory=model))],
+                                     bases=(RunConfig,), frozen=True)
+    assert config.config_hash(run()) == config.config_hash(RunConfig())  # at its default: no run renamed
+    dropped = apply_overrides(run(), ["model.planner.dropout=0.1"])
+    assert dropped.model.planner.dropout == 0.1 and config.config_hash(dropped) != config.config_hash(run())
+    with pytest.raises(ConfigError, match=r"model.planner.dropout: got 1.5, must be in \[0, 1\]"):
+        apply_overrides(run(), ["model.planner.dropout=1.5"])
+    with pytest.raises(ConfigError, match="expected float"):
+        apply_overrides(run(), ["model.planner.dropout=lots"])
