@@ -94,6 +94,14 @@ REPO = Path(__file__).resolve().parents[1]
 CPU = [(label, REPO / root) for label, root in SCALES]
 
 
+def test_the_readme_claims_table_is_the_one_generated_from_the_references():
+    text = (REPO / "README.md").read_text()
+    start, end = table_span(text, "README.md")
+    assert text[start:end] == render_table(CPU), "run: python -m mardini_bench.analysis.claims --write README.md"
+    frozen = sum(len(frozen_verdicts(REPO / root)) for _, root in SCALES)
+    assert text[start:end].count("\n") == 2 + frozen  # header, rule, one row per frozen claim
+
+
 def test_claims_command_checks_then_writes_the_table_in_place(tmp_path, capsys):
     readme = tmp_path / "README.md"
     readme.write_text(f"# title\n\n{TABLE_BEGIN}\n| stale |\n{TABLE_END}\n\nafter\n")
