@@ -67,8 +67,8 @@ def planner_tiny() -> PlannerConfig:
 
 
 # CPU generators read the references as input channels too (GeneratorConfig.ref_channels): at a
-# 20-minute budget the paper's input alone never learns to find them through attention (interpolation
-# PSNR of the posterior mean after 400 steps: 20.3 dB without, 21.3 with; copying scores 20.8).
+# minutes-long budget the paper's input alone never learns to find them through attention, and the
+# model stays below copying the nearest frame (design §5; docs/results.md §6.1).
 def gen_tiny() -> GeneratorConfig:
     return GeneratorConfig(depth=2, dim=48, mlp_dim=96, heads=4, ref_channels="neighbours")
 
@@ -82,34 +82,28 @@ def gen_small() -> GeneratorConfig:
 
 
 # CPU presets denoise the residual from linear blending (DiffusionConfig.prior): the background the
-# references already show is then right from step one (`small`, 800 steps, interpolation FVD 1533 ->
-# 714 and PSNR 21.8 -> 22.1 dB against blending's 21.7).
+# references already show is then right from step one, instead of re-learnt by a minutes-long run.
 # They sample with 2 DDIM steps. Models trained for minutes predict a good posterior mean but have not
-# learnt to denoise at low noise, so every further step adds noise they cannot remove (`small` with the
-# blend prior, 800 steps, interpolation FVD by DDIM steps: 1: 727, 2: 714, 4: 1833, 8: 2162). The
-# paper's 25 (Fig. 6a) stays the default elsewhere; ablations/fig6a_ddim_steps.toml measures it.
+# learnt to denoise at low noise, so every further step adds noise they cannot remove. The paper's 25
+# (Fig. 6a) stays the default elsewhere; ablations/fig6a_ddim_steps.toml measures the curve (design §5;
+# the numbers of both choices: docs/results.md §6.2-6.3).
 def cpu_diffusion() -> DiffusionConfig:
     return DiffusionConfig(sample_steps=2, prior="blend")
 
 
 # `small` samples with guidance on the planning signal (cfg 2) and outputs the mean of 8 samples. Its
 # 2-step samples are posterior-mean estimates with a speckle that differs from draw to draw; the mean
-# of 8 removes it (ablations/sampling.toml, 3 seeds, 64 held-out clips, FVD against cfg 1 and one
-# sample: interpolation 693 -> 560, image-to-video 924 -> 744, expansion 321 -> 298; design §5).
+# of 8 removes it (ablations/sampling.toml).
 # It trains on 9 timesteps of the cosine schedule instead of 1000: the 2-step sampler reads only the
-# first and the last level, and few levels put the training there (learning grid, 3 seeds, FVD with
-# 1000 -> 16 timesteps: interpolation 560 -> 491, image-to-video 744 -> 692, expansion 298 -> 285;
-# 16 -> 9 on the tuning clips of the test split, seed 0: 431 / 497 / 206 -> 410 / 493 / 200). 9 is the
-# fewest cosine levels that keep 40% of them above SNR 1 on the standardised latents (8: 37.5%, and
-# shifting 8 levels to meet it cost image-to-video: 468 -> 971; design §5). The grids measured before
-# these changes run `small_v1`, which keeps the earlier sampling.
-# Per task it guides image-to-video at 4 and expands with 3 DDIM steps: chosen on 64 clips of the *test*
-# split (the evaluation scores the val split), seed-0 model of the learning grid, FVD interpolation /
-# image-to-video / expansion with guidance 2 and 2 steps everywhere 431 / 606 / 239; guidance 3: 421 /
-# 532 / 249; guidance 4: 449 / 497 / 267; 3 steps: 527 / 648 / 206; 4 steps: 576 / 690 / 208. Expansion
-# (half the clip generated after the given half) gains from the further steps where interpolation, with
-# a reference on each side, loses. Interpolation keeps guidance 2: 3 gained within noise and cost SSIM
-# (design §5).
+# first and the last level, and few levels put the training there. 9 is the fewest cosine levels that
+# keep 40% of them above SNR 1 on the standardised latents (8 fall below it, and shifting 8 to meet it
+# lost the gain). The grids measured before these changes run `small_v1`, which keeps the earlier
+# sampling.
+# Per task it guides image-to-video at 4 and expands with 3 DDIM steps, chosen on clips of the *test*
+# split (the evaluation scores the val split). Expansion (half the clip generated after the given half)
+# gains from the further steps where interpolation, with a reference on each side, loses; guidance helps
+# most where the references say least. Interpolation keeps guidance 2: 3 gained within noise and cost
+# SSIM. Why each choice: design §5; what each measured: docs/results.md §6.5-6.7.
 def small_diffusion() -> DiffusionConfig:
     return replace(cpu_diffusion(), cfg_scale=2.0, sample_average=8, train_timesteps=9,
                    task_cfg_scale=(("image_to_video", 4.0),),
@@ -125,7 +119,7 @@ def tiny() -> ModelConfig:
 
 @MODEL_PRESETS.register
 def small() -> ModelConfig:
-    """CPU ablations: a few M parameters, trains on 32x32x8 clips in minutes on 2 cores."""
+    """CPU ablations: a few M parameters, trains on 9-frame 32x32 clips in minutes on 2 cores."""
     return ModelConfig(planner=planner_small(), generator=gen_small(), diffusion=small_diffusion(), codec=pixel_codec(),
                        latent_channels=48)
 
@@ -168,8 +162,8 @@ def tiny_recipe() -> Dict[str, Any]:
 
 @TRAIN_RECIPES.register(name="small")
 def small_recipe() -> Dict[str, Any]:
-    """A few M parameters learn fastest at 3e-3 (400-step probes: 1e-3 reached 20.0 dB, 3e-3 20.3);
-    1500 steps of batch 8 take about 18 minutes on 2 idle cores (1600 took 19-22)."""
+    """A few M parameters learn fastest near 3e-3, far above the paper's 1.4e-4 (400-step probes); 1500
+    steps of batch 8 train in about 15 minutes on 2 idle cores (docs/results.md §6.9)."""
     return {"lr": 3e-3, "warmup_steps": 100, "batch_size": 8, "steps": 1500}
 
 

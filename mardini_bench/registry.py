@@ -134,7 +134,7 @@ TRAIN_RECIPES: Registry = Registry("training recipe", modules=["mardini_bench.pr
 TASKS: Registry = Registry("task", modules=["tasks"])
 DATASETS: Registry = Registry("dataset", modules=["mardini_bench.data"])
 METRICS: Registry = Registry("metric", modules=["mardini_bench.metrics"])
-BASELINES: Registry = Registry("baseline", modules=["mardini_bench.run.baselines"])
+BASELINES: Registry = Registry("baseline", modules=["models.baselines"])
 
 REGISTRIES: Dict[str, Registry] = {
     r.kind: r

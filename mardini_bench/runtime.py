@@ -27,7 +27,7 @@ from __future__ import annotations
 import contextlib
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ContextManager, Dict, Mapping, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, ContextManager, Dict, Mapping, Optional, Union
 
 from mardini_bench.config import ConfigError
 
@@ -152,6 +152,21 @@ def check_environment(environ: Mapping[str, str] = os.environ) -> None:
         _positive_int(f"${WORKERS_ENV}", environ[WORKERS_ENV], allow_zero=True)
 
 
+def draw_device(generator: Optional["torch.Generator"], default: Any) -> Any:
+    """Where a draw from `generator` happens: on the generator's own device (a CPU generator then seeds a
+    GPU run with the CPU's numbers), else on `default`."""
+    return generator.device if generator is not None else default
+
+
+def draw(sampler: Callable[..., "torch.Tensor"], *args: Any, generator: Optional["torch.Generator"] = None,
+         device: Any = None, default: Any = None, **kwargs: Any) -> "torch.Tensor":
+    """`sampler(*args, **kwargs)` (torch.rand, randn, randint...) drawn on `draw_device(generator, default
+    or device)`, then moved to `device` (None: left where it was drawn). The one place models and tasks
+    decide where their randomness is drawn."""
+    out = sampler(*args, generator=generator, device=draw_device(generator, default or device), **kwargs)
+    return out if device is None else out.to(device)
+
+
 @dataclass(frozen=True)
 class Runtime:
     """Where and how one process runs: resolved once, then passed down (never guessed again)."""
@@ -240,4 +255,4 @@ class Runtime:
 
 
 __all__ = ["Runtime", "RuntimeSettingError", "available_cores", "autocast_dtype", "check_environment",
-           "configure_threads", "default_device", "parse_device", "thread_count", "worker_count"]
+           "configure_threads", "default_device", "draw", "draw_device", "parse_device", "thread_count", "worker_count"]

@@ -18,6 +18,7 @@ from typing import Callable, Dict, Optional, Tuple
 import torch
 
 from mardini_bench.registry import NOISE_SCHEDULES
+from mardini_bench.runtime import draw
 
 
 class NoiseSchedule:
@@ -160,9 +161,7 @@ def ddim_sample(velocity_fn: VelocityFn, schedule: NoiseSchedule, noise: torch.T
         direction = (s_prev ** 2 - sigma ** 2).clamp(min=0).sqrt() * eps
         x = a_prev * x0 + direction
         if eta > 0:
-            # drawn where the generator lives (a CPU generator seeds CUDA sampling too), then moved
-            gen_device = generator.device if generator is not None else x.device
-            x = x + sigma * torch.randn(x.shape, generator=generator, device=gen_device, dtype=x.dtype).to(x.device)
+            x = x + sigma * draw(torch.randn, x.shape, generator=generator, device=x.device, dtype=x.dtype)
     return x
 
 

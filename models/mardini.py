@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from mardini_bench.config import PRIOR_BASELINES, STAGES, ConfigError, ModelConfig
 from mardini_bench.registry import BASELINES, CODECS, GENERATORS, NOISE_SCHEDULES, PLANNERS
+from mardini_bench.runtime import draw
 from models.diffusion import ddim_sample, guided, masked_mse, min_snr_weight, shifted
 from models.planner import downsample_latents
 
@@ -36,9 +37,6 @@ def prior_baseline(name: str) -> Optional[Baseline]:
     return BASELINES.get(PRIOR_BASELINES[name])
 
 
-def _randn(shape, generator: Optional[torch.Generator], device, dtype=torch.float32) -> torch.Tensor:
-    gen_device = generator.device if generator is not None else device
-    return torch.randn(shape, generator=generator, device=gen_device, dtype=dtype).to(device)
 
 
 class TrainingDraws(NamedTuple):
@@ -158,8 +156,7 @@ class MarDini(nn.Module):
         p = self.cfg.generator.cfg_drop_prob
         if p <= 0 or self.planner is None:
             return None
-        drop = torch.rand(batch, generator=generator, device=generator.device if generator is not None else device) < p
-        return drop.to(device)
+        return draw(torch.rand, batch, generator=generator, device=device) < p
 
     # -- training -----------------------------------------------------------------------------
     def training_losses(self, video: torch.Tensor, mask: torch.Tensor,
@@ -184,9 +181,8 @@ class MarDini(nn.Module):
             uncond = torch.ones(B, dtype=torch.bool, device=z.device)  # Eq. 1: G alone, with Z_uncond
         elif self.training:
             uncond = self._drop_condition(B, generator, z.device)
-        t = torch.randint(0, self.schedule.num_timesteps, (B,), generator=generator,
-                          device=generator.device if generator is not None else z.device).to(z.device)
-        return TrainingDraws(t, _randn(z.shape, generator, z.device, z.dtype), uncond)
+        t = draw(torch.randint, 0, self.schedule.num_timesteps, (B,), generator=generator, device=z.device)
+        return TrainingDraws(t, draw(torch.randn, z.shape, generator=generator, device=z.device, dtype=z.dtype), uncond)
 
     def losses(self, z: torch.Tensor, mask: torch.Tensor, draws: "TrainingDraws",
                z_low: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
@@ -256,7 +252,7 @@ class MarDini(nn.Module):
         # K > 1: the mean of K samples, a Monte-Carlo posterior mean (design §5); the planner ran once
         residual = 0
         for _ in range(sample_average):
-            noise = _randn(z_ref.shape, generator, z_ref.device, z_ref.dtype)
+            noise = draw(torch.randn, z_ref.shape, generator=generator, device=z_ref.device, dtype=z_ref.dtype)
             residual = residual + ddim_sample(velocity, self.schedule, noise, steps, eta, generator)
         z = guess + residual / sample_average
         return torch.where(m, z, z_ref)

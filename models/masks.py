@@ -16,8 +16,9 @@ from typing import Callable, Optional, Tuple
 
 import torch
 
-from mardini_bench.config import EvalConfig, MaskConfig
+from mardini_bench.config import DEFAULT_TASKS, MaskConfig
 from mardini_bench.registry import MASK_SCHEDULES, TASKS
+from mardini_bench.runtime import draw
 from tasks.base import multitask_train_mask
 
 MaskFn = Callable[..., torch.Tensor]
@@ -33,10 +34,8 @@ def neighbours(mask: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
 
 
 def _rand(shape, generator: Optional[torch.Generator], device) -> torch.Tensor:
-    # Draw on the generator's device (CPU for a CPU generator), then move: masks are reproducible
-    # across devices for the same seed.
-    gen_device = generator.device if generator is not None else "cpu"
-    return torch.rand(shape, generator=generator, device=gen_device).to(device)
+    # on the generator's device (the CPU without one), then moved: a seed gives the same masks anywhere
+    return draw(torch.rand, shape, generator=generator, device=device, default="cpu")
 
 
 def masks_from_ref_counts(n_ref: torch.Tensor, frames: int, generator: Optional[torch.Generator],
@@ -72,7 +71,7 @@ def tasks(cfg: MaskConfig) -> MaskFn:
     hit the interpolation mask in under 1% of 9-frame clips. The trainer fills an empty `cfg.tasks`
     with the run's `eval.tasks`; used alone, empty means the default evaluated tasks.
     """
-    chosen = [TASKS.build(name) for name in cfg.tasks or EvalConfig().tasks]
+    chosen = [TASKS.build(name) for name in cfg.tasks or DEFAULT_TASKS]
     weights = cfg.task_weights or None
 
     def sample(batch: int, frames: int, *, step: int = 0, generator=None, device=None) -> torch.Tensor:

@@ -18,6 +18,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
+from mardini_bench.runtime import draw, draw_device
+
 PROTOCOLS = ("all_frames", "middle_frame", "whole_clip")
 
 # (batch, num_frames, generator) -> (B, T) bool mask drawn on the generator's device
@@ -38,8 +40,7 @@ def constant_on(key: Any, device: Any, make: Callable[[], torch.Tensor]) -> torc
 
 def uniform_ints(batch: int, low: int, high: int, generator: Optional[torch.Generator]) -> torch.Tensor:
     """(B,) integers uniform in [low, high], drawn on the generator's device (reproducible per seed)."""
-    device = generator.device if generator is not None else "cpu"
-    return torch.randint(low, high + 1, (batch,), generator=generator, device=device)
+    return draw(torch.randint, low, high + 1, (batch,), generator=generator, default="cpu")
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,7 @@ def multitask_train_mask(tasks: Sequence[Task], batch: int, num_frames: int, *,
     w = [1.0] * len(tasks) if weights is None else [float(v) for v in weights]
     if len(w) != len(tasks) or min(w) < 0 or sum(w) <= 0:
         raise ValueError(f"weights must be {len(tasks)} non-negative numbers with a positive sum, got {weights}")
-    gen_device = generator.device if generator is not None else "cpu"
+    gen_device = draw_device(generator, "cpu")
     probs = constant_on(("task_weights", tuple(w)), gen_device, lambda: torch.tensor(w, dtype=torch.float))
     which = torch.multinomial(probs, batch, replacement=True, generator=generator)
     masks = torch.stack([t.train_mask(batch, num_frames, generator=generator, device=gen_device) for t in tasks])

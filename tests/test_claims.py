@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from mardini_bench.analysis.claims import claim_rows, parse_label
+from mardini_bench.analysis.claims import (CLAIMS_FILE, SCALES, TABLE_BEGIN, TABLE_END, claim_rows, frozen_verdicts,
+                                           main, parse_label, render_table, table_span)
 
 MAR_DM_4 = "generator.name=dit, planner.depth=4, planner.mlp_dim=384, planner.name=mar"
 MAR_DM_8 = "generator.name=dit, planner.depth=8, planner.mlp_dim=768, planner.name=mar"
@@ -85,3 +87,53 @@ def test_table3_cost_claims_read_the_ratio_against_the_margin():
     assert verdicts["Table 3: both asymmetries cut peak memory (13 frames)"] == "contradicted"
     assert "(x0.70)" in rows["ours"].iloc[0]
     assert claim_rows("table3", pd.DataFrame(), None, {"latency_sample_s": {}}).empty
+
+
+# -- the README's claims table --------------------------------------------------------------------
+REPO = Path(__file__).resolve().parents[1]
+CPU = [(label, REPO / root) for label, root in SCALES]
+
+
+def test_the_readme_claims_table_is_the_one_generated_from_the_references():
+    text = (REPO / "README.md").read_text()
+    start, end = table_span(text, "README.md")
+    assert text[start:end] == render_table(CPU), "run: python -m mardini_bench.analysis.claims --write README.md"
+    frozen = sum(len(frozen_verdicts(REPO / root)) for _, root in SCALES)
+    assert text[start:end].count("\n") == 2 + frozen  # header, rule, one row per frozen claim
+
+
+def test_claims_command_checks_then_writes_the_table_in_place(tmp_path, capsys):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# title\n\n{TABLE_BEGIN}\n| stale |\n{TABLE_END}\n\nafter\n")
+    scale = ["--scale", f"CPU={REPO / 'results/reference'}"]
+    assert main(["--check", str(readme), *scale]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "--write" in err[0]
+    assert main(["--write", str(readme), *scale]) == 0
+    assert readme.read_text() == f"# title\n\n{TABLE_BEGIN}\n{render_table(CPU)}{TABLE_END}\n\nafter\n"
+    assert main(["--check", str(readme), *scale]) == 0
+
+
+@pytest.mark.parametrize("argv", [["--check", "README.md"], ["--scale", "CPU"], ["--write", "x", "--check", "y"]])
+def test_claims_command_refuses_bad_input_in_one_line(tmp_path, monkeypatch, capsys, argv):
+    (tmp_path / "README.md").write_text("no markers here\n")
+    monkeypatch.chdir(tmp_path)  # no results/reference/ here either
+    try:
+        code = main(argv)
+    except SystemExit as stop:  # argparse's own refusals
+        code = stop.code
+    assert code == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_each_scale_is_an_evidence_and_a_verdict_column(tmp_path):
+    gpu = tmp_path / "gpu" / "table2"
+    gpu.mkdir(parents=True)
+    row = {"claim": "Table 2: DM-only beats MAR-only", "paper": "p", "ours": "FVD 1 vs 2", "test": "t",
+           "verdict": "reproduced"}
+    pd.DataFrame([row]).to_csv(gpu / CLAIMS_FILE, index=False)
+    lines = render_table([*CPU, ("GPU", tmp_path / "gpu")]).splitlines()
+    assert lines[0].endswith("| CPU verdict | GPU scale: ours (grid; test) | GPU verdict |")
+    dm = next(line for line in lines if line.startswith("| Table 2: DM-only beats MAR-only |"))
+    assert dm.endswith("| `table2`: FVD 1 vs 2; t | reproduced |")
+    assert all(line.endswith("| not run | – |") for line in lines[2:] if line is not dm)

@@ -219,15 +219,17 @@ def _field_paths(cls: type = RunConfig, prefix: str = "") -> dict:
     return paths
 
 
-RANGED = sorted((cls, name) for cls, fields in config.RANGES.items() for name in fields)
+CLASSES = {tp.__name__: tp for tp in [RunConfig, *(t for _, t in _field_paths().values() if dataclasses.is_dataclass(t))]}
+RANGED = sorted((cls, name) for cls, tp in CLASSES.items() for name, rules in config.rules_of(tp).items()
+                if "valid" in rules)
 
 
 @pytest.mark.parametrize("cls, name", RANGED)
 def test_every_ranged_field_is_refused_at_plan_time_by_its_own_rule(cls, name):
-    """The pattern, not the examples: each RANGES entry, given a value outside it, stops `validate` (so the
+    """The pattern, not the examples: each field's range, given a value outside it, stops `validate` (so the
     runner, `--dry-run` and a sweep's plan) with the key, the value and the rule's text."""
     key, tp = _field_paths()[(cls, name)]
-    rule = config.RANGES[cls][name]
+    rule = config.rules_of(CLASSES[cls])[name]["valid"]
     bad = OUTSIDE[id(rule)]
     args = [a for a in typing.get_args(tp) if a is not type(None)]
     value = bad if typing.get_origin(tp) is not tuple else [bad] * (1 if args[-1] is Ellipsis else len(args))
@@ -280,3 +282,21 @@ def test_later_keys_still_refine_and_repeat_earlier_ones():
     assert (cfg.model.planner.depth, cfg.model.generator.depth, cfg.seed) == (4, 1, 2)
     # an earlier value the preset happens to share is kept, so nothing is lost
     assert apply_overrides(RunConfig(), ["train.lr=0.003", "model=tiny"]).train.lr == 0.003
+
+
+def test_a_new_setting_is_one_line_that_carries_its_rules():
+    """What adding `model.planner.dropout` takes (docs/design.md, "Adding a setting"): the field with its
+    range and run-id policy, here made as a subclass; validation, overrides and the run id follow."""
+    planner = dataclasses.make_dataclass("PlannerConfig", [("dropout", float, config.setting(
+        0.0, valid=config.UNIT, run_id="if_changed"))], bases=(PlannerConfig,), frozen=True)
+    model = dataclasses.make_dataclass("ModelConfig", [("planner", planner, config.setting(factory=planner))],
+                                       bases=(ModelConfig,), frozen=True)
+    run = dataclasses.make_dataclass("RunConfig", [("model", model, config.setting(factory=model))],
+                                     bases=(RunConfig,), frozen=True)
+    assert config.config_hash(run()) == config.config_hash(RunConfig())  # at its default: no run renamed
+    dropped = apply_overrides(run(), ["model.planner.dropout=0.1"])
+    assert dropped.model.planner.dropout == 0.1 and config.config_hash(dropped) != config.config_hash(run())
+    with pytest.raises(ConfigError, match=r"model.planner.dropout: got 1.5, must be in \[0, 1\]"):
+        apply_overrides(run(), ["model.planner.dropout=1.5"])
+    with pytest.raises(ConfigError, match="expected float"):
+        apply_overrides(run(), ["model.planner.dropout=lots"])

@@ -139,6 +139,25 @@ def test_models_and_tasks_use_only_the_vocabulary():
     assert stage == set()
 
 
+def test_registries_models_and_tasks_use_load_only_core_modules():
+    """A registry imports the modules it names on first lookup: a model that looks an entry up runs them.
+    The registries models/ and tasks/ read must name only models/, tasks/ and the vocabulary (a string
+    import of a stage module would hide from the import graph)."""
+    from mardini_bench import registry
+
+    used = set()
+    for name, path in modules().items():
+        if name.split(".")[0] in ("models", "tasks"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.ImportFrom) and node.module == "mardini_bench.registry":
+                    used |= {alias.name for alias in node.names if alias.name.isupper()}
+    assert {"BASELINES", "TASKS", "PLANNERS"} <= used  # the walk sees the imports
+    staged = {(kind, module) for kind in sorted(used) if isinstance(getattr(registry, kind), registry.Registry)
+              for module in getattr(registry, kind)._modules
+              if module.startswith("mardini_bench.") and module.split(".")[1] in STAGES}
+    assert staged == set()
+
+
 def test_every_module_imports_on_its_own():
     """Each module imported with no other project module loaded first (third-party ones stay cached:
     what could break is our own import order)."""

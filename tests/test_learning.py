@@ -13,7 +13,7 @@ from mardini_bench.config import (ConfigError, DataConfig, MaskConfig, RunConfig
 from mardini_bench.data import build_dataset, latent_stats
 from mardini_bench.factory import build_model
 from mardini_bench.registry import TASKS
-from mardini_bench.run.baselines import copy_nearest, linear_blend
+from models.baselines import copy_nearest, linear_blend
 from mardini_bench.run.evaluate import model_sampler
 from mardini_bench.run.train import train
 from models.diffusion import cosine, shifted

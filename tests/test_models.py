@@ -7,8 +7,8 @@ import dataclasses
 import pytest
 import torch
 
-from mardini_bench.config import (CHOICES, PRIOR_BASELINES, ConfigError, MaskConfig, ModelConfig, RunConfig,
-                                  apply_overrides)
+from mardini_bench.config import (ConfigError, DiffusionConfig, MaskConfig, ModelConfig, PRIOR_BASELINES, RunConfig,
+                                  apply_overrides, rules_of)
 from mardini_bench.factory import build_model
 from mardini_bench.presets import PAPER_PARAMS
 from mardini_bench.registry import (ATTENTIONS, BASELINES, CODECS, MASK_SCHEDULES, MODEL_PRESETS, NOISE_SCHEDULES,
@@ -299,7 +299,7 @@ def test_conv_head_trains_and_starts_as_the_linear_head():
 
 def test_diffusion_prior_is_a_baselines_entry():
     """`diffusion.prior` names a training-free baseline; its config values (part of run ids) stay short."""
-    assert CHOICES["prior"] == ("none", "nearest", "blend")
+    assert rules_of(DiffusionConfig)["prior"]["choices"] == ("none", "nearest", "blend")
     for name, baseline in PRIOR_BASELINES.items():
         assert baseline in BASELINES
         assert build_model(tiny(f"model.diffusion.prior={name}")).prior_fn is BASELINES.get(baseline)

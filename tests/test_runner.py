@@ -15,7 +15,8 @@ from mardini_bench.config import RunConfig, apply_overrides, config_hash, to_dic
 from mardini_bench.io import write_json
 from mardini_bench.metrics.distribution import FrechetMetric
 from mardini_bench.registry import BASELINES, TASKS
-from mardini_bench.run import baselines, evaluate, one_run
+from mardini_bench.run import evaluate, one_run
+from models import baselines
 from mardini_bench.run.state import CONFIG
 from mardini_bench.weights import WeightsError
 

@@ -15,19 +15,30 @@ cost: the ratio is below 1 - COST_MARGIN);
 *contradicted* when significant the other way; otherwise *inconclusive*, with the direction said.
 The report of a sweep whose name is a claim's grid shows its rows ("Paper claims"); the same rows,
 with the frozen numbers, come from a reference folder (`results/reference/<grid>`).
+
+The README's claims table is rendered from those frozen rows, one row per claim and one evidence and
+verdict column per scale (SCALES), between two marker comments:
+
+    python -m mardini_bench.analysis.claims                     # print the table
+    python -m mardini_bench.analysis.claims --check README.md   # exit 1 if the README's table differs
+    python -m mardini_bench.analysis.claims --write README.md   # put the table there in place
 """
 
 from __future__ import annotations
 
+import csv
 import math
+import sys
 from dataclasses import dataclass
-from typing import Dict, List, Mapping, Optional, Sequence
+from pathlib import Path
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from mardini_bench.analysis.significance import lower_is_better
+from mardini_bench.args import ArgumentParser
+from mardini_bench.io import write_text
 
 ALPHA = 0.05
 COST_MARGIN = 0.1  # a cost ratio within 1 +- this reads inconclusive (the spread of repeated timings)
@@ -149,6 +160,8 @@ def pairwise_row(claim: Pairwise, comparisons: pd.DataFrame) -> Optional[Dict[st
             better, worse, n_better, n_worse = row["mean_b"], row["mean_a"], row["seeds_b"], row["seeds_a"]
         else:
             continue
+        from mardini_bench.analysis.significance import lower_is_better  # the metric registry loads torch
+
         right_way = better < worse if lower_is_better(claim.metric) else better > worse
         p = float(row["p_holm"])
         return {"claim": claim.claim, "paper": claim.paper,
@@ -207,3 +220,109 @@ def claim_rows(grid: str, comparisons: pd.DataFrame, timed: Optional[tuple] = No
         elif isinstance(claim, CostRatio) and costs and claim.column in costs:
             rows.append(cost_row(claim, costs[claim.column]))
     return pd.DataFrame([r for r in rows if r is not None], columns=VERDICT_COLUMNS)
+
+
+# ----------------------------------------------------------------------------------------------
+# The README's claims table, from the frozen references
+# ----------------------------------------------------------------------------------------------
+# Scale -> the folder whose <grid>/claims.csv files hold its frozen verdicts. Each scale is one evidence
+# column and one verdict column of the table; verdicts measured at another scale are one more entry.
+SCALES: Tuple[Tuple[str, str], ...] = (("CPU", "results/reference"),)
+TABLE_BEGIN, TABLE_END = "<!-- claims:begin -->", "<!-- claims:end -->"
+
+
+class ClaimsTableError(ValueError):
+    """A reference folder without claims, a claims.csv that cannot be read, or a file without the markers."""
+
+
+def frozen_verdicts(root: Path | str) -> Dict[str, Dict[str, str]]:
+    """claim -> its frozen row, with `grid` (the folder's name), from every `root/<grid>/claims.csv`."""
+    rows: Dict[str, Dict[str, str]] = {}
+    paths = sorted(Path(root).glob(f"*/{CLAIMS_FILE}"))
+    if not paths:
+        raise ClaimsTableError(f"{root}: no */{CLAIMS_FILE} there; a reference folder gets one from "
+                               f"`python -m mardini_bench.report SWEEP --save-reference DIR`")
+    for path in paths:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            missing = [c for c in VERDICT_COLUMNS if c not in (reader.fieldnames or [])]
+            if missing:
+                raise ClaimsTableError(f"{path}: no column {', '.join(missing)}; expected {', '.join(VERDICT_COLUMNS)}")
+            rows.update({row["claim"]: {**row, "grid": path.parent.name} for row in reader})
+    return rows
+
+
+def _cell(text: str) -> str:
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
+def render_table(scales: Sequence[Tuple[str, Path | str]] = SCALES) -> str:
+    """The Markdown table: claim, the paper's numbers, then per scale our evidence (grid, numbers, test)
+    and verdict. Claims follow CLAIMS' order; a claim a scale has not run reads "not run" there."""
+    by_scale = [(label, frozen_verdicts(root)) for label, root in scales]
+    order = [c.claim for c in CLAIMS]
+    found = {claim for _, rows in by_scale for claim in rows}
+    claims = [c for c in order if c in found] + sorted(found - set(order))
+    head = ["claim", "paper"] + [h for label, _ in by_scale for h in (f"{label} scale: ours (grid; test)",
+                                                                      f"{label} verdict")]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for claim in claims:
+        paper = next(rows[claim]["paper"] for _, rows in by_scale if claim in rows)
+        cells = [claim, paper]
+        for _, rows in by_scale:
+            row = rows.get(claim)
+            cells += ([f"`{row['grid']}`: {row['ours']}; {row['test']}", row["verdict"]] if row else ["not run", "–"])
+        lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def table_span(text: str, name: str) -> Tuple[int, int]:
+    """Where the table lies in `text`: the offsets just after the begin marker's line and at the end marker."""
+    begin, end = text.find(TABLE_BEGIN), text.find(TABLE_END)
+    if begin < 0 or end < begin:
+        raise ClaimsTableError(f"{name}: no claims table between {TABLE_BEGIN} and {TABLE_END} (each on its own line)")
+    start = text.find("\n", begin) + 1
+    return start, end
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = ArgumentParser(prog="python -m mardini_bench.analysis.claims",
+                            description="The README's claims table, rendered from the frozen claims.csv files.")
+    parser.add_argument("--scale", action="append", metavar="LABEL=DIR",
+                        help="a scale and its reference folder, repeatable (default: "
+                             + ", ".join(f"{label}={root}" for label, root in SCALES) + ")")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--check", metavar="FILE", help="exit 1 if FILE's table (between the markers) differs")
+    mode.add_argument("--write", metavar="FILE", help="replace FILE's table (between the markers) in place")
+    args = parser.parse_args(argv)
+    scales = [tuple(s.split("=", 1)) for s in args.scale] if args.scale else list(SCALES)
+    if any(len(s) != 2 or not all(s) for s in scales):
+        parser.error(f"--scale takes LABEL=DIR, e.g. CPU=results/reference; got {' '.join(args.scale)}")
+    target = args.check or args.write
+    try:
+        table = render_table(scales)
+        if target is None:
+            print(table, end="")
+            return 0
+        text = Path(target).read_text(encoding="utf-8")
+        start, end = table_span(text, target)
+    except ClaimsTableError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except (OSError, UnicodeDecodeError) as err:
+        print(f"error: {target}: {getattr(err, 'strerror', None) or err}", file=sys.stderr)
+        return 2
+    if text[start:end] == table:
+        print(f"{target}: the claims table is up to date")
+        return 0
+    if args.check:
+        print(f"error: {target}: the claims table differs from the frozen references; regenerate it with "
+              f"`python -m mardini_bench.analysis.claims --write {target}`", file=sys.stderr)
+        return 1
+    write_text(target, text[:start] + table + text[end:])
+    print(f"wrote the claims table into {target}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

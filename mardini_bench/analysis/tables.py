@@ -17,14 +17,12 @@ from typing import Dict, List, Optional, Sequence
 
 import pandas as pd
 
-from mardini_bench.io import DamagedFileError, atomic_file, write_text
+from mardini_bench.cost.paper import PAPER_TABLES_ENV, load_paper  # noqa: F401  (report reads them here)
+from mardini_bench.io import atomic_file, write_text
 from mardini_bench.metrics.info import metric_info, metric_names
 from mardini_bench.analysis.results import (COST_COLUMNS, PROTOCOL_IGNORE, PROTOCOL_PREFIX, axis_columns,
                                             t_interval)
 
-PAPER_TABLES_ENV = "MARDINI_BENCH_PAPER_TABLES"
-PAPER_FORM = "table,row_id,row_label,column,value,unit,note"
-_DEFAULT_PAPER = Path(__file__).resolve().parents[2] / "results" / "paper" / "paper_tables.csv"
 BEATEN = "▽"  # a model variant worse than a trivial baseline of its column
 LEGEND = ("Cells: mean ± 95% t-interval over seeds (n = finished seeds). **Bold**: best model variant "
           f"of the column, and only if it beats every trivial baseline there. {BEATEN}: the variant's mean "
@@ -176,26 +174,6 @@ def summary_table(marked: pd.DataFrame, df: pd.DataFrame, task: str) -> pd.DataF
 # ----------------------------------------------------------------------------------------------
 # Paper-shaped tables (Tables 2, 3, 4) with the paper's numbers beside ours
 # ----------------------------------------------------------------------------------------------
-def load_paper(path: Optional[os.PathLike | str] = None) -> Optional[pd.DataFrame]:
-    """The paper's numbers (table,row_id,row_label,column,value,unit,note); None if the file is absent.
-
-    Looked up at `path`, else $MARDINI_BENCH_PAPER_TABLES, else the repository's results/paper/. A path
-    given that does not exist, or a file that is not such a CSV, is a `DamagedFileError` naming it."""
-    given = path or os.environ.get(PAPER_TABLES_ENV)
-    candidate = Path(given or _DEFAULT_PAPER)
-    if not candidate.exists():
-        if given:
-            raise DamagedFileError(f"{candidate}: no such file (the paper's numbers: {PAPER_FORM})")
-        return None
-    try:
-        paper = pd.read_csv(candidate, dtype={"value": str}, keep_default_na=False)
-    except (ValueError, UnicodeDecodeError, OSError):  # pandas' ParserError and EmptyDataError are ValueErrors
-        paper = pd.DataFrame()
-    if not {"table", "row_id", "row_label", "column", "value", "note"} <= set(paper.columns):
-        raise DamagedFileError(f"{candidate}: not the paper's numbers; expected a CSV with columns {PAPER_FORM}")
-    return paper
-
-
 def paper_table(paper: pd.DataFrame, table: str) -> pd.DataFrame:
     """One paper table as printed: rows by row_label, value cells (or the note, e.g. OOM, if empty)."""
     part = paper[paper["table"] == table]

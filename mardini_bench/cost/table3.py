@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from mardini_bench.analysis.tables import load_paper
+from mardini_bench.cost.paper import load_paper
 from mardini_bench.config import RunConfig, apply_overrides, config_hash
 from mardini_bench.cost import CostError, LiveTensorBytes, latent_shape
 from mardini_bench.factory import build_model

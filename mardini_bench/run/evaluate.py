@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 import mardini_bench
-from mardini_bench.config import ConfigError, RunConfig, task_sampling, to_dict
+from mardini_bench.config import ConfigError, RunConfig, task_sampling, to_dict, validate
 from mardini_bench.data import build_dataset
 from mardini_bench.io import atomic_write, exclusive_lock, load_json, write_json
 from mardini_bench.metrics.info import is_distribution, metric_info
@@ -44,7 +44,6 @@ from mardini_bench.registry import BASELINES, METRICS, TASKS
 from mardini_bench.runtime import Runtime
 from mardini_bench.weights import WeightsError, sha256_file
 
-FRAME_PROTOCOLS = ("all_frames", "middle_frame")
 BASELINE_DIR = "_baselines"
 REAL_DIR = "_real"
 
@@ -52,17 +51,9 @@ Sampler = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def check_eval_config(cfg: RunConfig) -> None:
-    """Fail before any work on names the registries do not know."""
-    ev = cfg.eval
-    if ev.protocol not in FRAME_PROTOCOLS:
-        raise ConfigError(f"eval.protocol: {ev.protocol!r} is not one of {', '.join(FRAME_PROTOCOLS)}")
-    for key, names, registry in (("tasks", ev.tasks, TASKS), ("metrics", ev.metrics, METRICS),
-                                 ("baselines", ev.baselines, BASELINES)):
-        for name in names:
-            if name not in registry:
-                raise ConfigError(f"eval.{key}: {registry.unknown_message(name)}")
-    if ev.num_videos < 1:
-        raise ConfigError(f"eval.num_videos must be >= 1, got {ev.num_videos}")
+    """Fail before any work on what `eval` cannot score (each field's own rules: names the registries
+    know, once each, a known protocol, at least one clip); a config built in code skips `apply_overrides`."""
+    validate(cfg.eval, "eval.")
 
 
 def check_weights(cfg: RunConfig) -> None:

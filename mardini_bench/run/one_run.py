@@ -70,7 +70,7 @@ def reuse_sibling_training(cfg: RunConfig, run_dir: Path) -> Optional[str]:
     """Start from a finished sibling's final checkpoint when it trained exactly what `cfg` trains.
 
     A sweep point that differs from another only in how the trained model is sampled or scored
-    (`config.SAMPLING_FIELDS`, `data.num_eval`, `eval.*`; e.g. Fig. 6a's DDIM steps) has the same config, seed and data
+    (the fields whose rules say `after_training`, and `eval.*`; e.g. Fig. 6a's DDIM steps) has the same config, seed and data
     order for training, so it would train the same weights again. Instead the sibling's `last.pt` (its
     config set to this run's) and its training log are copied in, and the run goes straight to
     evaluation; `result.json` names the sibling under `train.trained_in`. Siblings are the other
