@@ -79,6 +79,8 @@ COMMANDS: Dict[str, Entry] = {
                      "python -m mardini_bench.metrics"),
     "data": Entry("mardini_bench.data.__main__:COMMAND", "build datasets, video info, latent statistics",
                   "python -m mardini_bench.data"),
+    "claims": Entry("mardini_bench.analysis.claims:COMMAND", "the paper-claims table from the frozen references",
+                    "python -m mardini_bench.analysis.claims"),
     "params": Entry("mardini_bench.cost.param_counts:COMMAND", "parameter counts of presets",
                     "python -m mardini_bench.params"),
     "cost": Entry("mardini_bench.cost.cli:COMMAND", "Table 3 at paper scale; training memory per GPU",
