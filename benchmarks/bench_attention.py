@@ -1,7 +1,7 @@
 """Each attention type: fused SDPA (as the models run it) vs a plain matmul-softmax reference.
 
     python benchmarks/bench_attention.py                    # small generator's shapes
-    python benchmarks/bench_attention.py --tokens 256 --frames 13 --dim 256 --heads 8
+    python benchmarks/bench_attention.py --side 16 --frames 13 --dim 256 --heads 8   # 256 tokens per frame
 
 Both paths get the same q/k/v and the same Identity-Attention mask (first frame a reference);
 the script checks they agree, then prints forward+backward time and the plain/fused ratio.
@@ -9,15 +9,16 @@ the script checks they agree, then prints forward+backward time and the plain/fu
 
 from __future__ import annotations
 
-import argparse
 import math
 import statistics
 import time
+from typing import List, Optional
 from unittest import mock
 
 import torch
 import torch.nn.functional as F
 
+from mardini_bench.args import add_threads, script_parser
 from mardini_bench.runtime import configure_threads
 from models.attention import AttentionContext, build_video_attention, rope_table
 
@@ -42,16 +43,16 @@ def time_fwd_bwd(layer, x, ctx, repeats: int) -> float:
     return statistics.median(times)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: Optional[List[str]] = None) -> None:
+    ap = script_parser(__file__, __doc__)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--frames", type=int, default=9)
     ap.add_argument("--side", type=int, default=8, help="tokens per frame side")
     ap.add_argument("--dim", type=int, default=96)
     ap.add_argument("--heads", type=int, default=4)
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=None)
-    args = ap.parse_args()
+    add_threads(ap)
+    args = ap.parse_args(argv)
     threads = configure_threads(args.threads)
     B, T, N = args.batch, args.frames, args.side ** 2
     rope = rope_table("grid", (T, args.side, args.side), args.dim // args.heads, 10000.0, "cpu")

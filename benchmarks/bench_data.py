@@ -11,13 +11,13 @@ and the ratio. Data is never the bottleneck when the ratio is well above 1 with 
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
-from typing import Callable, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import torch
 
+from mardini_bench.args import script_parser
 from mardini_bench.config import DataConfig, RunConfig, apply_overrides
 from mardini_bench.data import VideoFolderDataset, build_dataset
 
@@ -66,8 +66,8 @@ def model_rate(cfg: RunConfig, steps: int) -> Optional[float]:
     return steps_per_s * cfg.train.batch_size
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: Optional[List[str]] = None) -> None:
+    ap = script_parser(__file__, __doc__)
     ap.add_argument("--frames", type=int, default=8)
     ap.add_argument("--resolution", type=int, default=32)
     ap.add_argument("--clips", type=int, default=500, help="synthetic clips to time")
@@ -76,7 +76,7 @@ def main() -> None:
     ap.add_argument("--real-reads", type=int, default=44, help="real clips to decode")
     ap.add_argument("--preset", default="small")
     ap.add_argument("--steps", type=int, default=5)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     data = DataConfig(frames=args.frames, resolution=args.resolution)
     shape = f"{args.frames} x {args.resolution}x{args.resolution}"
     syn_wall, syn_cpu = synthetic_rate(data, args.clips)

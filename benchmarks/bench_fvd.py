@@ -18,10 +18,12 @@ import resource
 import subprocess
 import sys
 import time
+from typing import List, Optional
 
 import numpy as np
 import torch
 
+from mardini_bench.args import script_parser
 from mardini_bench.metrics import FVD, frechet
 from mardini_bench.metrics.i3d import load_i3d
 
@@ -95,14 +97,14 @@ def stylegan_v_check(weights: str, batch: int = 8) -> float:
     return frechet.frechet_distance(stats[0].mean, stats[0].cov(1), stats[1].mean, stats[1].cov(1))
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
+def main(argv: Optional[List[str]] = None) -> None:
+    ap = script_parser(__file__, __doc__)
     ap.add_argument("--weights", required=True, help="folder with i3d_kinetics400_tfhub.pt")
     ap.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--sizes", type=int, nargs=2, default=[200, 2000])
     ap.add_argument("--throughput-videos", type=int, default=8)
     ap.add_argument("--stylegan-v-check", action="store_true")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     torch.set_num_threads(2)
     if args.child is not None:
         return child(args.child, args.weights)

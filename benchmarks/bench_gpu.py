@@ -44,7 +44,7 @@ from torch.utils.data import DataLoader
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_paper_scale beside this file
 from bench_paper_scale import paper_step  # noqa: E402
 
-from mardini_bench.args import ArgumentParser  # noqa: E402
+from mardini_bench.args import add_device, script_parser  # noqa: E402
 from mardini_bench.config import RunConfig, apply_overrides  # noqa: E402
 from mardini_bench.data import build_dataset  # noqa: E402
 from mardini_bench.factory import build_model  # noqa: E402
@@ -341,8 +341,8 @@ def paper_section(report: Report, runtime: Runtime, smoke: bool, compile_too: bo
 
 # ----------------------------------------------------------------------------------------------
 def parse_args(argv: Optional[List[str]] = None):
-    ap = ArgumentParser(prog="python benchmarks/bench_gpu.py", description=__doc__.splitlines()[0])
-    ap.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the runtime's: CUDA when present)")
+    ap = script_parser(__file__, __doc__)
+    add_device(ap)
     ap.add_argument("--smoke", action="store_true", help="tiny sizes: checks the script, measures nothing useful")
     ap.add_argument("--sections", default=",".join(SECTIONS), help=f"comma list of {', '.join(SECTIONS)}")
     ap.add_argument("--golden", type=Path, default=None, help="folder with golden_small.json and _inputs.npz")

@@ -18,13 +18,13 @@ them, pass eval.metrics=[psnr,ssim].
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 from mardini_bench.analysis.significance import lower_is_better
+from mardini_bench.args import add_overrides, add_threads, script_parser
 from mardini_bench.config import RunConfig, apply_overrides
 from mardini_bench.runtime import configure_threads
 from mardini_bench.run.evaluate import evaluate
@@ -96,14 +96,14 @@ def crossovers(rows: List[Dict], metrics: List[str]) -> List[str]:
     return lines
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: Optional[List[str]] = None) -> None:
+    ap = script_parser(__file__, __doc__)
     ap.add_argument("--presets", nargs="+", default=["tiny", "small"])
     ap.add_argument("--points", type=int, default=5, help="checkpoints scored along each run")
-    ap.add_argument("--threads", type=int, default=None)
+    add_threads(ap)
     ap.add_argument("--out", type=Path, default=Path("results/bench_learning"))
-    ap.add_argument("overrides", nargs="*", help="dotted overrides for every preset, e.g. train.steps=600")
-    args = ap.parse_args()
+    add_overrides(ap, help="dotted overrides for every preset, e.g. train.steps=600")
+    args = ap.parse_args(argv)
     threads = configure_threads(args.threads)
     rows: List[Dict] = []
     for preset in args.presets:

@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import statistics
 import time
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 
-from mardini_bench.args import ArgumentParser
+from mardini_bench.args import add_device, add_overrides, script_parser
 from mardini_bench.config import RunConfig, apply_overrides
 from mardini_bench.cost import count_flops, train_step_fn
 from mardini_bench.cost.memory import COMPONENTS, estimate
@@ -111,8 +111,8 @@ def report(row: Dict[str, Any], preset: str, blocks: int, resolution: int, frame
     return "\n".join(lines)
 
 
-def main() -> None:
-    ap = ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: Optional[List[str]] = None) -> None:
+    ap = script_parser(__file__, __doc__)
     ap.add_argument("--preset", default="mardini_s_st")
     ap.add_argument("--blocks", type=int, default=2, help="planner and generator depth (the paper's: 8 and 8)")
     ap.add_argument("--micro-batch", type=int, default=1, help="clips per step")
@@ -121,9 +121,9 @@ def main() -> None:
     ap.add_argument("--activation-checkpointing", action="store_true")
     ap.add_argument("--compile", action="store_true", help="torch.compile the loss")
     ap.add_argument("--steps", type=int, default=10)
-    ap.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the runtime's)")
-    ap.add_argument("overrides", nargs="*", help="dotted overrides, e.g. model.planner.dim=2048")
-    args = ap.parse_args()
+    add_device(ap)
+    add_overrides(ap, help="dotted overrides, e.g. model.planner.dim=2048")
+    args = ap.parse_args(argv)
     runtime = Runtime.resolve(device=args.device).configure()
     row = paper_step(runtime, args.preset, args.blocks, args.micro_batch, args.resolution, args.frames,
                      args.activation_checkpointing, args.compile, args.steps, args.overrides)

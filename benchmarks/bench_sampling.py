@@ -9,11 +9,12 @@ share are printed beside the measurements, with FLOPs from the same configs.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
+from typing import List, Optional
 
 import torch
 
+from mardini_bench.args import add_overrides, add_threads, script_parser
 from mardini_bench.config import RunConfig, apply_overrides
 from mardini_bench.cost import count_flops, best_latency, sample_fn
 from mardini_bench.runtime import configure_threads
@@ -25,14 +26,14 @@ def with_steps(cfg: RunConfig, steps: int) -> RunConfig:
     return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, diffusion=diffusion))
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: Optional[List[str]] = None) -> None:
+    ap = script_parser(__file__, __doc__)
     ap.add_argument("--preset", default="small")
     ap.add_argument("--steps", type=int, nargs="+", default=[1, 2, 5, 10, 25])
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("overrides", nargs="*")
-    args = ap.parse_args()
+    add_threads(ap)
+    add_overrides(ap, help="dotted overrides, e.g. model.diffusion.cfg_scale=2.5")
+    args = ap.parse_args(argv)
     threads = configure_threads(args.threads)
     cfg = apply_overrides(RunConfig(), [f"model={args.preset}", *args.overrides])
     torch.manual_seed(0)

@@ -12,7 +12,6 @@ the run lock, result writes, status, collect. Printed: wall seconds of the sweep
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -20,6 +19,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import List, Optional
+
+from mardini_bench.args import script_parser
 
 HERE = Path(__file__).resolve().parent
 
@@ -61,12 +63,12 @@ def time_sweep(runs: int, work_s: float, window: int) -> float:
     return wall
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv: Optional[List[str]] = None) -> None:
+    ap = script_parser(__file__, __doc__)
     ap.add_argument("--runs", type=int, default=8)
     ap.add_argument("--work-s", type=float, default=2.0, help="seconds of (sleeping) work per run")
     ap.add_argument("--windows", type=int, nargs="+", default=[8, 2], help="runs at once, one sweep each")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     rows = []
     for window in args.windows:
         wall = time_sweep(args.runs, args.work_s, window)

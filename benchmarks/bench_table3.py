@@ -15,11 +15,11 @@ meta device, 512 px). Run it alone on the machine: other work inflates latencies
 
 from __future__ import annotations
 
-import argparse
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import torch
 
+from mardini_bench.args import add_threads, script_parser
 from mardini_bench.config import RunConfig, apply_overrides
 from mardini_bench.cost import LiveTensorBytes, best_latency, latent_shape
 from mardini_bench.runtime import configure_threads
@@ -52,12 +52,12 @@ def measure(s: Setting, resolution: int, repeats: int) -> Dict[str, float]:
     return {"latency_s": best_latency(sample, repeats), "mem_mb": (params + tracker.peak) / 2 ** 20}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: Optional[List[str]] = None) -> None:
+    ap = script_parser(__file__, __doc__)
     ap.add_argument("--resolution", type=int, default=32)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=None)
-    args = ap.parse_args()
+    add_threads(ap)
+    args = ap.parse_args(argv)
     threads = configure_threads(args.threads)
     paper = {r["row_id"]: r for r in table3_rows(resolutions=[512])}
     ours: List[Dict[str, float]] = [measure(s, args.resolution, args.repeats) for s in SETTINGS]

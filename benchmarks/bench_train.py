@@ -11,12 +11,13 @@ the AdamW update, which FLOP counters do not count, so MFU is a lower bound. Tar
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
+from typing import List, Optional
 
 import torch
 
+from mardini_bench.args import add_overrides, add_threads, script_parser
 from mardini_bench.config import RunConfig, apply_overrides
 from mardini_bench.cost import count_flops, train_step_fn
 from mardini_bench.cost.perf import matmul_peak_flops
@@ -39,14 +40,14 @@ def step_times(model, cfg: RunConfig, steps: int, warmup: int = 1) -> list:
     return times
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: Optional[List[str]] = None) -> None:
+    ap = script_parser(__file__, __doc__)
     ap.add_argument("--preset", default="small")
     ap.add_argument("--steps", type=int, default=10)
-    ap.add_argument("--threads", type=int, default=None)
+    add_threads(ap)
     ap.add_argument("--compile", action="store_true", help="torch.compile the latent loss (train.compile=true compiles it with the codec in front)")
-    ap.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.batch_size=16")
-    args = ap.parse_args()
+    add_overrides(ap, help="dotted overrides, e.g. train.batch_size=16")
+    args = ap.parse_args(argv)
     threads = configure_threads(args.threads)
     cfg = apply_overrides(RunConfig(), [f"model={args.preset}", *args.overrides])
     torch.manual_seed(0)

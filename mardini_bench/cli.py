@@ -1,19 +1,25 @@
-"""Command-line plumbing: `mardini-bench <command>`, and user errors as one `error: ...` line, exit 2.
+"""`mardini-bench <command>`: one argparse tree of every command, and user errors as one `error: ...` line.
 
+    mardini-bench --help                                 # every command, and the `python -m` form of each
     mardini-bench sweep ablations/quickstart.toml      # = python -m mardini_bench.sweep ...
     mardini-bench status results/quickstart           # = python -m mardini_bench.sweep status ...
     mardini-bench report results/quickstart           # = python -m mardini_bench.report ...
 
-Every `python -m mardini_bench.X` form keeps working; this entry point forwards to the same `main`.
+Each command is an `args.Command` in its stage's module; that module's `main` is its `python -m` form,
+which builds the same parser alone. A command's module is imported only when the command runs (most
+load torch): `mardini-bench --help` lists the commands from this file alone.
 """
 
 from __future__ import annotations
 
+import argparse
 import functools
 import importlib
 import sys
+from dataclasses import dataclass
 from typing import Callable, Dict, List, NoReturn, Optional, Sequence, Tuple, Type
 
+from mardini_bench.args import ArgumentParser, Command, run_parsed
 from mardini_bench.config import ConfigError
 from mardini_bench.io import DamagedFileError, NoSpaceError
 from mardini_bench.registry import UnknownComponentError
@@ -29,7 +35,8 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
 
 def user_errors(*extra: Type[BaseException]) -> Callable:
-    """Decorate a `main()`: known user errors print one line and exit 2 instead of a traceback."""
+    """Decorate a command's `run` (or a `main()`): known user errors print one line and exit 2 instead of a
+    traceback."""
 
     def wrap(main: Callable) -> Callable:
         @functools.wraps(main)
@@ -46,37 +53,80 @@ def user_errors(*extra: Type[BaseException]) -> Callable:
     return wrap
 
 
-# command -> (module whose main() runs it, arguments put in front, what it does). Modules are imported
-# by name when their command runs: most pull in torch, and `mardini-bench --help` should not.
-COMMANDS: Dict[str, Tuple[str, Tuple[str, ...], str]] = {
-    "sweep": ("mardini_bench.sweep.__main__", (), "plan and launch a grid (locally or on SLURM)"),
-    "status": ("mardini_bench.sweep.__main__", ("status",), "state of every run of a sweep"),
-    "collect": ("mardini_bench.sweep.__main__", ("collect",), "tidy results.csv of a sweep"),
-    "report": ("mardini_bench.analysis.report", (), "tables, significance tests, plots and report.html"),
-    "run": ("mardini_bench.run.runner", (), "train, evaluate and cost one config in a folder"),
-    "long-video": ("mardini_bench.run.long_video", (), "long clips from a finished run: GIF, MP4, FVD"),
-    "metrics": ("mardini_bench.metrics.cli", (), "FVD / FID / PSNR / SSIM of two sets of videos"),
-    "data": ("mardini_bench.data.__main__", (), "build datasets, latent statistics"),
-    "params": ("mardini_bench.cost.params", (), "parameter counts of presets"),
-    "cost": ("mardini_bench.cost.cli", (), "the paper's Table 3 at paper scale"),
-    "weights": ("mardini_bench.weights", (), "fetch or verify the metric and codec weights"),
+@dataclass(frozen=True)
+class Entry:
+    """A command of the tree, named without importing it."""
+
+    command: str  # "module:attribute" of its `args.Command`, imported when the command runs
+    help: str  # one line for `mardini-bench --help`
+    alias: str  # the `python -m` form that runs the same command
+
+
+COMMANDS: Dict[str, Entry] = {
+    "sweep": Entry("mardini_bench.sweep.__main__:LAUNCH", "plan and launch a grid (locally or on SLURM)",
+                   "python -m mardini_bench.sweep"),
+    "status": Entry("mardini_bench.sweep.__main__:STATUS", "state of every run of a sweep",
+                    "python -m mardini_bench.sweep status"),
+    "collect": Entry("mardini_bench.sweep.__main__:COLLECT", "tidy results.csv of a sweep",
+                     "python -m mardini_bench.sweep collect"),
+    "report": Entry("mardini_bench.analysis.sweep_report:COMMAND", "tables, significance tests, plots and report.html",
+                    "python -m mardini_bench.report"),
+    "run": Entry("mardini_bench.run.one_run:COMMAND", "train, evaluate and cost one config in a folder",
+                 "python -m mardini_bench.runner"),
+    "long-video": Entry("mardini_bench.run.long_video:COMMAND", "long clips from a finished run: GIF, MP4, FVD",
+                        "python -m mardini_bench.run.long_video"),
+    "metrics": Entry("mardini_bench.metrics.cli:COMMAND", "FVD / FID / PSNR / SSIM / LPIPS of two sets of videos",
+                     "python -m mardini_bench.metrics"),
+    "data": Entry("mardini_bench.data.__main__:COMMAND", "build datasets, video info, latent statistics",
+                  "python -m mardini_bench.data"),
+    "claims": Entry("mardini_bench.analysis.claims:COMMAND", "the paper-claims table from the frozen references",
+                    "python -m mardini_bench.analysis.claims"),
+    "params": Entry("mardini_bench.cost.param_counts:COMMAND", "parameter counts of presets",
+                    "python -m mardini_bench.params"),
+    "cost": Entry("mardini_bench.cost.cli:COMMAND", "Table 3 at paper scale; training memory per GPU",
+                  "python -m mardini_bench.cost"),
+    "weights": Entry("mardini_bench.weights:COMMAND", "fetch or verify the metric and codec weights",
+                     "python -m mardini_bench.weights"),
 }
 
 
-def usage() -> str:
-    lines = ["usage: mardini-bench <command> [args...]   (mardini-bench <command> --help for its options)", "",
-             "commands:"]
-    lines += [f"  {name:<11} {what}" for name, (_, _, what) in COMMANDS.items()]
-    return "\n".join(lines)
+def load(name: str) -> Command:
+    """The `args.Command` of command `name` (its module imported now)."""
+    module, _, attribute = COMMANDS[name].command.partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+def build_parser(chosen: Optional[str] = None) -> Tuple[ArgumentParser, Optional[ArgumentParser]]:
+    """The `mardini-bench` tree and the subparser of `chosen`. Only `chosen` gets its arguments (its module
+    imported); every other command is its name and help line, so `--help` imports no command."""
+    aliases = "\n".join(f"  {name:<11} {entry.alias}" for name, entry in COMMANDS.items())
+    parser = ArgumentParser(prog="mardini-bench", usage="mardini-bench <command> [options]",
+                            description="Benchmark and ablate MarDini-style video generators.",
+                            epilog=f"every command also runs as its python -m form:\n{aliases}",
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    # the metavar's width also makes room for the longest command name in the help's column
+    commands = parser.add_subparsers(title="commands (mardini-bench <command> --help: its options)",
+                                     metavar="<command> [options]")
+    subparser = None
+    for name, entry in COMMANDS.items():
+        command = load(name) if name == chosen else None
+        sub = commands.add_parser(name, prog=f"mardini-bench {name}", help=entry.help,
+                                  description=command.description if command else entry.help)
+        if command:
+            command.add_arguments(sub)
+            subparser = sub
+    return parser, subparser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args: List[str] = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help"):
-        print(usage())
+        build_parser()[0].print_help()
         return 0
     if args[0] not in COMMANDS:
         fail(f"unknown command {args[0]!r}; valid: {', '.join(COMMANDS)}")
-    module, prefix, _ = COMMANDS[args[0]]
-    code = importlib.import_module(module).main([*prefix, *args[1:]])
-    return int(code or 0)
+    parser, subparser = build_parser(args[0])
+    parsed, extra = parser.parse_known_args(args)
+    if extra:  # named by the command's parser, whose options they are not
+        subparser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return run_parsed(load(args[0]), subparser, parsed)

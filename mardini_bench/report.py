@@ -1,9 +1,10 @@
-"""`python -m mardini_bench.report results/<sweep>`: the entry point of the `report` command.
+"""`python -m mardini_bench.report results/<sweep>`: the `python -m` form of `mardini-bench report`.
 
-The code lives in `mardini_bench/analysis/report.py`; this module only forwards to its `main`.
+The command lives in `mardini_bench/analysis/sweep_report.py` (a different name, so neither shadows the other); this
+module only forwards to its `main`.
 """
 
-from mardini_bench.analysis.report import main
+from mardini_bench.analysis.sweep_report import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

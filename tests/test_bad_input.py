@@ -828,7 +828,7 @@ def test_a_damaged_result_is_damaged_in_status_collect_and_report_which_all_fini
     import pandas as pd
 
     from fake_runs import make_sweep
-    from mardini_bench.analysis import report
+    from mardini_bench.analysis import sweep_report
 
     sweep_dir = make_sweep(tmp_path / "depth", [({"model.planner.depth": 2}, 0.4), ({"model.planner.depth": 4}, 0.8)],
                            seeds=(0, 1))
@@ -836,7 +836,7 @@ def test_a_damaged_result_is_damaged_in_status_collect_and_report_which_all_fini
     result = json.loads(damaged.read_text())
     result["records"][0]["value"] = "abc"
     damaged.write_text(json.dumps(result))
-    assert report.main([str(sweep_dir), "--n-boot", "20"]) == 0
+    assert sweep_report.main([str(sweep_dir), "--n-boot", "20"]) == 0
     table = pd.read_csv(sweep_dir / "results.csv")
     rows = table[table["run_id"] == "rdepth4_s1"]
     assert set(rows["status"]) == {"DAMAGED"} and rows["value"].isna().all()
@@ -852,7 +852,7 @@ def test_a_report_that_fails_half_way_leaves_the_folder_as_it_was(tmp_path, monk
     """Every output of a report is written in one all-or-nothing block: a failure after the tables and
     plots are written (here: the HTML) restores the earlier report byte for byte, or leaves none."""
     from fake_runs import make_sweep
-    from mardini_bench.analysis import report
+    from mardini_bench.analysis import sweep_report
 
     sweep_dir = make_sweep(tmp_path / "depth", [({"model.planner.depth": 2}, 0.4), ({"model.planner.depth": 4}, 0.8)],
                            seeds=(0, 1))
@@ -861,26 +861,26 @@ def test_a_report_that_fails_half_way_leaves_the_folder_as_it_was(tmp_path, monk
     def fail(*args, **kwargs):
         raise RuntimeError("half-way")
 
-    monkeypatch.setattr(report, "_html", fail)
+    monkeypatch.setattr(sweep_report, "_html", fail)
     with pytest.raises(RuntimeError, match="half-way"):
-        report.build_report(sweep_dir, n_boot=20)
+        sweep_report.build_report(sweep_dir, n_boot=20)
     assert _files(sweep_dir) == bare and not (sweep_dir / "plots").exists()  # no report: none is left
     monkeypatch.undo()
-    report.build_report(sweep_dir, n_boot=20)
+    sweep_report.build_report(sweep_dir, n_boot=20)
     changed = sweep_dir / "rdepth2_s0" / "result.json"
     result = json.loads(changed.read_text())
     result["records"][0]["value"] += 1.0
     changed.write_text(json.dumps(result))  # a value the next report would show differently
     first = _files(sweep_dir)
-    monkeypatch.setattr(report, "_html", fail)
+    monkeypatch.setattr(sweep_report, "_html", fail)
     with pytest.raises(RuntimeError, match="half-way"):
-        report.build_report(sweep_dir, n_boot=20)
+        sweep_report.build_report(sweep_dir, n_boot=20)
     assert _files(sweep_dir) == first  # the earlier report, results.csv and plots as they were
 
 
 def test_a_log_line_that_is_not_utf8_costs_that_line_and_not_the_report(tmp_path):
     from fake_runs import make_sweep
-    from mardini_bench.analysis import report
+    from mardini_bench.analysis import sweep_report
     from mardini_bench.io import read_jsonl
 
     sweep_dir = make_sweep(tmp_path / "depth", [({"model.planner.depth": 2}, 0.4), ({"model.planner.depth": 4}, 0.8)],
@@ -889,7 +889,7 @@ def test_a_log_line_that_is_not_utf8_costs_that_line_and_not_the_report(tmp_path
     lines = log.read_bytes().splitlines(keepends=True)
     log.write_bytes(b"".join(lines[:3]) + b'{"step": 25, "loss": "\xff\xfe"}\n' + b"".join(lines[3:]))
     assert [e["step"] for e in read_jsonl(log)] == [0, 10, 20, 30, 40, 50, 60]
-    assert report.main([str(sweep_dir), "--n-boot", "20"]) == 0
+    assert sweep_report.main([str(sweep_dir), "--n-boot", "20"]) == 0
     assert (sweep_dir / "plots" / "training_curves.png").exists()
 
 

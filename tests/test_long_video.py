@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from mardini_bench.analysis.report import long_video_sections
+from mardini_bench.analysis.sweep_report import long_video_sections
 from mardini_bench.cli import main as cli_main
 from mardini_bench.config import RunConfig, apply_overrides
 from mardini_bench.run import long_video

@@ -15,7 +15,7 @@ import torchvision
 
 from fake_runs import add_derived_metric, make_sweep
 from mardini_bench import weights
-from mardini_bench.analysis import report
+from mardini_bench.analysis import sweep_report
 from mardini_bench.config import RunConfig, apply_overrides
 from mardini_bench.factory import build_model
 from mardini_bench.metrics import METRICS
@@ -105,7 +105,7 @@ def test_table4_column_reads_midf_lpips(tmp_path):
     for result_file in sweep.glob("*/result.json"):  # middle-frame LPIPS that falls as SSIM rises
         add_derived_metric(result_file, "ssim", "lpips", lambda v: 1.0 - v, frame_protocol="middle_frame",
                            implementation="mardini_bench.lpips")
-    assert report.main([str(sweep), "--n-boot", "20"]) == 0
+    assert sweep_report.main([str(sweep), "--n-boot", "20"]) == 0
     table = (sweep / "table.md").read_text()
     table4 = table[table.index("paper Table 4 shape"):]
     header = table4.splitlines()[2]

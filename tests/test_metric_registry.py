@@ -9,11 +9,12 @@ import pytest
 import torch
 
 from fake_runs import add_derived_metric, make_sweep
-from mardini_bench.analysis import report, significance, tables
+from mardini_bench.analysis import significance, sweep_report, tables
+from mardini_bench.args import command_parser
 from mardini_bench.config import RunConfig, apply_overrides
 from mardini_bench.factory import build_model
 from mardini_bench.metrics import MetricInfo, MetricResult, metric_info
-from mardini_bench.metrics.cli import build_parser
+from mardini_bench.metrics.cli import COMMAND as METRICS_COMMAND
 from mardini_bench.registry import METRICS, UnknownComponentError
 from mardini_bench.run.evaluate import evaluate
 
@@ -57,7 +58,7 @@ def test_a_registered_metric_is_evaluated_and_reported(toy_metric, tmp_path):
                        seeds=(0, 1))
     for result_file in sweep.glob("*/result.json"):  # MAE that falls as PSNR rises: the better variant wins both
         add_derived_metric(result_file, "psnr", "mae", lambda v: 1.0 / v)
-    assert report.main([str(sweep), "--n-boot", "50"]) == 0
+    assert sweep_report.main([str(sweep), "--n-boot", "50"]) == 0
     table = (sweep / "table.md").read_text()
     header = next(line for line in table.splitlines() if "MAE" in line)
     assert header.index("SSIM") < header.index("MAE")  # registration order: after the built-in metrics
@@ -67,7 +68,7 @@ def test_a_registered_metric_is_evaluated_and_reported(toy_metric, tmp_path):
     assert significance.worse(0.5, 0.4, "mae") and not significance.worse(0.3, 0.4, "mae")
 
     # the metrics CLI offers it
-    assert build_parser().parse_args(["mae", "a", "b"]).metric == "mae"
+    assert command_parser(METRICS_COMMAND, "metrics").parse_args(["mae", "a", "b"]).metric == "mae"
 
 
 def test_a_metric_without_its_info_is_an_error_not_a_guess(toy_metric):

@@ -17,7 +17,7 @@ import pytest
 from scipy import stats
 
 from fake_runs import make_run, make_sweep, protocol
-from mardini_bench.analysis import plots, report, results, significance, tables
+from mardini_bench.analysis import plots, results, significance, sweep_report, tables
 from mardini_bench.config import RunConfig, apply_overrides
 from mardini_bench.io import exclusive_lock
 from mardini_bench.run import state
@@ -244,7 +244,7 @@ def test_compare_and_marks(df, sweep):
 # tables, plots, report
 # ----------------------------------------------------------------------------------------------
 def test_report_end_to_end(sweep, capsys):
-    assert report.main([str(sweep), "--n-boot", "50"]) == 0
+    assert sweep_report.main([str(sweep), "--n-boot", "50"]) == 0
     assert "warning: run rdepth4_s2 is FAILED" in (sweep / "report.md").read_text()
     table = (sweep / "table.md").read_text()
     failed_line = next(line for line in table.splitlines() if line.startswith("| rdepth4_s2 |"))
@@ -269,11 +269,11 @@ def test_report_end_to_end(sweep, capsys):
 
 
 def test_report_cli_user_errors_exit_2(tmp_path, capsys):
-    assert report.main([str(tmp_path / "missing")]) == 2
+    assert sweep_report.main([str(tmp_path / "missing")]) == 2
     assert capsys.readouterr().err.startswith("error: sweep folder")
     make_run(tmp_path, {"model.planner.depth": 2}, 0, 0.5)
     make_run(tmp_path, {"model.planner.depth": 4}, 0, 0.5, fvd_protocol=protocol("fvd", num_videos=12))
-    assert report.main([str(tmp_path)]) == 2
+    assert sweep_report.main([str(tmp_path)]) == 2
     assert "mixes protocols" in capsys.readouterr().err
 
 
@@ -335,7 +335,7 @@ def test_mark_best_flags_variants_worse_than_the_strongest_baseline():
     assert cells[("psnr", 2)] == "21.00 ± 0.50▽" and cells[("fvd", 2)] == "300.0 ± 0.5▽"
     assert cells[("ssim", 4)] == "0.6000 ± 0.5000▽" and not any("**" in cells[("ssim", d)] for d in (2, 4))
     assert marked.loc["copy_nearest"]["beaten_by"].isna().all()  # baselines carry no marks
-    lines = report.baseline_lines(marked.reset_index())
+    lines = sweep_report.baseline_lines(marked.reset_index())
     assert lines == ["interpolation: only 1 of 2 variants beats copy_nearest on FVD (worst 300.0 vs 175.0), "
                      "PSNR (worst 21.00 vs 22.00); no model variant beats copy_nearest on SSIM "
                      "(best 0.6000 vs 0.7000)."]
@@ -368,7 +368,7 @@ def _html_variant_rows(html: str) -> list:
 def test_variants_worse_than_copy_nearest_are_flagged_and_never_bold(tmp_path):
     """Interpolation at short gaps: copying the nearest given frame is hard to beat."""
     sweep = make_sweep(tmp_path / "hard", DEPTHS_BELOW_COPY, seeds=(0, 1), baselines={"copy_nearest": 0.95})
-    assert report.main([str(sweep), "--n-boot", "20"]) == 0
+    assert sweep_report.main([str(sweep), "--n-boot", "20"]) == 0
     table, tex = (sweep / "table.md").read_text(), (sweep / "tables.tex").read_text()
     assert tables.LEGEND in table
     lines = _variant_lines(table)
@@ -393,7 +393,7 @@ def test_variants_worse_than_copy_nearest_are_flagged_and_never_bold(tmp_path):
 
 def test_variants_that_beat_the_baselines_keep_normal_bolding(tmp_path):
     sweep = make_sweep(tmp_path / "easy", DEPTHS_ABOVE_BASELINES, seeds=(0, 1))
-    assert report.main([str(sweep), "--n-boot", "20"]) == 0
+    assert sweep_report.main([str(sweep), "--n-boot", "20"]) == 0
     table, tex = (sweep / "table.md").read_text(), (sweep / "tables.tex").read_text()
     lines = _variant_lines(table)
     assert all("▽" not in line for line in lines)
@@ -489,6 +489,6 @@ def test_model_variants_are_tested_against_each_baseline_on_the_same_clips(tmp_p
     mid = vs[vs["variant_a"].str.contains("4") & (vs.metric == "psnr")]
     assert (mid[mid["variant_b"].str.endswith("copy_nearest")]["delta"] < 0).all()
     assert (mid[mid["variant_b"].str.endswith("linear_blend")]["delta"] > 0).all()
-    lines = report._against_baselines(vs)
+    lines = sweep_report._against_baselines(vs)
     assert set(lines["baseline"]) == {"copy_nearest", "linear_blend"}
     assert lines[lines["variant"].str.contains("2")]["verdict"].eq("model better, significant").all()

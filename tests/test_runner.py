@@ -15,7 +15,7 @@ from mardini_bench.config import RunConfig, apply_overrides, config_hash, to_dic
 from mardini_bench.io import write_json
 from mardini_bench.metrics.distribution import FrechetMetric
 from mardini_bench.registry import BASELINES, TASKS
-from mardini_bench.run import evaluate, runner
+from mardini_bench.run import evaluate, one_run
 from models import baselines
 from mardini_bench.run.state import CONFIG
 from mardini_bench.weights import WeightsError
@@ -64,11 +64,11 @@ def test_baselines_reject_a_clip_without_references():
 # ----------------------------------------------------------------------------------------------
 def test_run_writes_records_samples_and_reuses_cached_baselines(tmp_path, monkeypatch):
     cfg = tiny_cfg()
-    result = runner.run(cfg, tmp_path / "a")
+    result = one_run.run(cfg, tmp_path / "a")
     on_disk = json.loads((tmp_path / "a" / "result.json").read_text())
     assert on_disk == json.loads(json.dumps(result)) and on_disk["status"] == "DONE"
     assert on_disk["train"]["steps"] == 2 and np.isfinite(on_disk["train"]["final_loss"])
-    assert set(runner.COST_KEYS) <= set(on_disk["cost"]) and on_disk["cost"]["params_planner"] > 0
+    assert set(one_run.COST_KEYS) <= set(on_disk["cost"]) and on_disk["cost"]["params_planner"] > 0
     keys = {(r["task"], r["method"], r["metric"]) for r in on_disk["records"]}
     assert keys == {(t, m, k) for t in ("interpolation", "expansion")
                     for m in ("model", "copy_nearest", "linear_blend") for k in ("psnr", "ssim")}
@@ -86,7 +86,7 @@ def test_run_writes_records_samples_and_reuses_cached_baselines(tmp_path, monkey
 
     # A second run of the sweep (other seed, same data and eval) must not score the baselines again.
     monkeypatch.setattr(evaluate, "score", _only_model(evaluate.score))
-    other = runner.run(tiny_cfg("seed=1"), tmp_path / "b")
+    other = one_run.run(tiny_cfg("seed=1"), tmp_path / "b")
     same = lambda res: {(r["task"], r["method"], r["metric"]): r["value"] for r in res["records"] if r["method"] != "model"}  # noqa: E731
     assert same(other) == same(result)
 
@@ -143,7 +143,7 @@ def test_eval_clips_depend_on_data_and_eval_seed_only():
 
 
 def test_result_json_is_the_last_file_written(tmp_path):
-    runner.run(tiny_cfg("eval.tasks=[interpolation]", "eval.baselines=[]"), tmp_path / "r")
+    one_run.run(tiny_cfg("eval.tasks=[interpolation]", "eval.baselines=[]"), tmp_path / "r")
     files = [p for p in (tmp_path / "r").rglob("*") if p.is_file()]
     newest = max(files, key=lambda p: p.stat().st_mtime_ns)
     assert newest.name == "result.json" and not [p for p in files if p.name.endswith(".tmp")]
@@ -159,22 +159,22 @@ def _sweep_point(root: Path, cfg: RunConfig) -> Path:
 def test_a_point_differing_only_in_sampling_reuses_its_siblings_training(tmp_path):
     base = tiny_cfg("eval.baselines=[]", "eval.tasks=[interpolation]")
     first = _sweep_point(tmp_path, base)
-    runner.run(base, first)
+    one_run.run(base, first)
     steps = _sweep_point(tmp_path, apply_overrides(base, ["model.diffusion.sample_steps=1", "eval.num_videos=2"]))
-    result = runner.run(apply_overrides(base, ["model.diffusion.sample_steps=1", "eval.num_videos=2"]), steps)
+    result = one_run.run(apply_overrides(base, ["model.diffusion.sample_steps=1", "eval.num_videos=2"]), steps)
     assert result["train"]["trained_in"] == first.name and result["status"] == "DONE"
     a, b = (torch.load(d / "last.pt", weights_only=True) for d in (first, steps))
     assert all(torch.equal(a["ema"][k], b["ema"][k]) for k in a["ema"])
     assert b["config"]["model"]["diffusion"]["sample_steps"] == 1
     other = apply_overrides(base, ["train.lr=0.01"])  # trains something else: no reuse
-    assert "trained_in" not in runner.run(other, _sweep_point(tmp_path, other))["train"]
+    assert "trained_in" not in one_run.run(other, _sweep_point(tmp_path, other))["train"]
 
 
 def test_run_takes_its_thread_count_from_the_environment(tmp_path, monkeypatch):
     # A local sweep shares the cores through the environment; a run must not grab them all again.
     monkeypatch.setenv("MARDINI_BENCH_THREADS", "1")
     torch.set_num_threads(2)
-    result = runner.run(tiny_cfg("eval.tasks=[interpolation]", "eval.baselines=[]"), tmp_path / "r")
+    result = one_run.run(tiny_cfg("eval.tasks=[interpolation]", "eval.baselines=[]"), tmp_path / "r")
     assert torch.get_num_threads() == 1 and result["train"]["threads"] == 1
 
 
@@ -183,7 +183,7 @@ def test_missing_weights_fail_before_training(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     cfg = tiny_cfg("eval.metrics=[fvd]", f"eval.weights={tmp_path / 'missing'}", "eval.baselines=[]")
     with pytest.raises(WeightsError, match="i3d_kinetics400_tfhub.pt"):
-        runner.run(cfg, tmp_path / "r")
+        one_run.run(cfg, tmp_path / "r")
     assert not (tmp_path / "r").exists()  # no training run was spent on it
 
 
@@ -191,17 +191,17 @@ def test_a_run_that_raises_leaves_no_result(tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("evaluation broke")
 
-    monkeypatch.setattr(runner, "evaluate", broken)
+    monkeypatch.setattr(one_run, "evaluate", broken)
     cfg = tiny_cfg("eval.metrics=[psnr]", "eval.baselines=[]")
     with pytest.raises(RuntimeError, match="evaluation broke"):
-        runner.run(cfg, tmp_path / "r")
+        one_run.run(cfg, tmp_path / "r")
     assert (tmp_path / "r" / "last.pt").exists() and not (tmp_path / "r" / "result.json").exists()
 
 
 def test_frechet_records_save_features_for_the_bootstrap(tmp_path, weights_dir, monkeypatch):
     cfg = tiny_cfg("data.frames=9", "eval.tasks=[interpolation]", "eval.metrics=[fvd,fid]", "eval.num_videos=2",
                    "eval.protocol=middle_frame", "eval.baselines=[]", f"eval.weights={weights_dir}")
-    result = runner.run(cfg, tmp_path / "r")
+    result = one_run.run(cfg, tmp_path / "r")
     for rec in result["records"]:
         feats = np.load(tmp_path / "r" / rec["features"])
         dim = 400 if rec["metric"] == "fvd" else 2048
@@ -219,7 +219,7 @@ def test_frechet_records_save_features_for_the_bootstrap(tmp_path, weights_dir, 
         return real_update(self, label, batch)
     real_update = FrechetMetric._update
     monkeypatch.setattr(FrechetMetric, "_update", no_real_pass)
-    other = runner.run(apply_overrides(cfg, ["seed=1"]), tmp_path / "r2")
+    other = one_run.run(apply_overrides(cfg, ["seed=1"]), tmp_path / "r2")
     for a, b in zip(result["records"], other["records"]):
         np.testing.assert_array_equal(np.load(tmp_path / "r" / a["features"])["real"],
                                       np.load(tmp_path / "r2" / b["features"])["real"])
@@ -237,14 +237,14 @@ def test_frechet_records_save_features_for_the_bootstrap(tmp_path, weights_dir, 
 ])
 def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys, override, message):
     with pytest.raises(SystemExit) as exit_info:
-        runner.main([str(tmp_path / "r"), "model=tiny", override])
+        one_run.main([str(tmp_path / "r"), "model=tiny", override])
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and err.startswith("error: ") and message in err
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "r" / "last.pt").exists()
 
 
 def test_cli_runs_one_config(tmp_path, capsys):
-    runner.main([str(tmp_path / "r")] + TINY + ["eval.tasks=[interpolation]", "eval.baselines=[]"])
+    one_run.main([str(tmp_path / "r")] + TINY + ["eval.tasks=[interpolation]", "eval.baselines=[]"])
     assert "interpolation" in capsys.readouterr().out
     assert Path(tmp_path / "r" / "result.json").exists()
 
@@ -272,7 +272,7 @@ def test_diverging_run_is_recorded_failed_with_its_step(tmp_path):
 
 def test_cli_diverging_run_is_one_line_and_exit_2(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        runner.main([str(tmp_path / "r")] + TINY + DIVERGE)
+        one_run.main([str(tmp_path / "r")] + TINY + DIVERGE)
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and err.startswith("error: step ") and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "r" / "result.json").exists()

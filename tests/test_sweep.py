@@ -3,7 +3,7 @@ local-executor sweeps (subprocesses), including kill -9 part-way and a re-run of
 
 `toy_run` is a real but trivial training function with the runner's contract: it resumes from an
 atomically written `last.pt`, logs to `log.jsonl` and writes `result.json` at the very end. Jobs
-import it from this file (PYTHONPATH=tests), exactly as they import `mardini_bench.run.runner.run`. The
+import it from this file (PYTHONPATH=tests), exactly as they import `mardini_bench.run.one_run.run`. The
 kill -9 test uses the default runner itself (train, checkpoint, evaluate) on tiny configs.
 """
 
@@ -24,7 +24,7 @@ from mardini_bench.config import RunConfig, apply_overrides, config_hash, from_d
 from mardini_bench.sweep import launch, rundir
 from mardini_bench.sweep.__main__ import main
 from mardini_bench.sweep.grid import GridError, expand, from_mapping, load_grid, split_values, with_cli_args
-from mardini_bench.sweep.job import RunJob
+from mardini_bench.sweep.job import RunJob, load_run_fn
 from mardini_bench.sweep.plan import resolve
 
 REPO = Path(__file__).resolve().parents[1]
@@ -372,8 +372,15 @@ def test_checkpoint_resubmits_an_empty_job(tmp_path):
     job.some_progress = list(range(1000))  # state a trainer might carry: must not travel
     delayed = job.checkpoint()
     assert isinstance(delayed.function, RunJob) and delayed.args == () and delayed.kwargs == {}
-    assert vars(delayed.function) == {"run_dir": str(run_dir), "run_fn": "mardini_bench.run.runner:run"}
+    assert vars(delayed.function) == {"run_dir": str(run_dir), "run_fn": "mardini_bench.run.one_run:run"}
     assert len(pickle.dumps(delayed.function)) < 300
+
+
+def test_a_job_queued_under_the_runner_s_earlier_name_still_finds_it():
+    """A job pickled before run/runner.py became run/one_run.py (queued, or requeued after preemption)."""
+    from mardini_bench.run import one_run
+
+    assert load_run_fn("mardini_bench.run.runner:run") is one_run.run is load_run_fn("mardini_bench.run.one_run:run")
 
 
 def test_write_json_is_atomic_and_leaves_no_temp_files(tmp_path):

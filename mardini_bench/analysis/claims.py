@@ -26,6 +26,7 @@ verdict column per scale (SCALES), between two marker comments:
 
 from __future__ import annotations
 
+import argparse
 import csv
 import math
 import sys
@@ -37,7 +38,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from mardini_bench.args import ArgumentParser
+from mardini_bench.args import Command, UsageError, command_main
 from mardini_bench.io import write_text
 
 ALPHA = 0.05
@@ -285,19 +286,19 @@ def table_span(text: str, name: str) -> Tuple[int, int]:
     return start, end
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = ArgumentParser(prog="python -m mardini_bench.analysis.claims",
-                            description="The README's claims table, rendered from the frozen claims.csv files.")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scale", action="append", metavar="LABEL=DIR",
                         help="a scale and its reference folder, repeatable (default: "
                              + ", ".join(f"{label}={root}" for label, root in SCALES) + ")")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--check", metavar="FILE", help="exit 1 if FILE's table (between the markers) differs")
     mode.add_argument("--write", metavar="FILE", help="replace FILE's table (between the markers) in place")
-    args = parser.parse_args(argv)
+
+
+def execute(args: argparse.Namespace) -> int:
     scales = [tuple(s.split("=", 1)) for s in args.scale] if args.scale else list(SCALES)
     if any(len(s) != 2 or not all(s) for s in scales):
-        parser.error(f"--scale takes LABEL=DIR, e.g. CPU=results/reference; got {' '.join(args.scale)}")
+        raise UsageError(f"--scale takes LABEL=DIR, e.g. CPU=results/reference; got {' '.join(args.scale)}")
     target = args.check or args.write
     try:
         table = render_table(scales)
@@ -322,6 +323,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     write_text(target, text[:start] + table + text[end:])
     print(f"wrote the claims table into {target}")
     return 0
+
+
+COMMAND = Command(add_arguments, execute, "The README's claims table, rendered from the frozen claims.csv files.")
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """`python -m mardini_bench.analysis.claims`: the `claims` command."""
+    return command_main(COMMAND, argv, "python -m mardini_bench.analysis.claims")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
     cost = run_cost(model, cfg)       # the runner calls this after training
     python -m mardini_bench.cost table3 [--json]      # paper Table 3 at paper scale (cost/table3.py)
-    python -m mardini_bench.params PRESET             # parameter counts on meta (cost/params.py)
+    python -m mardini_bench.params PRESET             # parameter counts on meta (cost/param_counts.py)
 
 cost/perf.py measures the matmul peak MFU is
 reported against, and holds the per-host lock that keeps concurrent runs from timing together.

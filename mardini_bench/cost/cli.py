@@ -3,13 +3,14 @@ training memory per GPU under DDP or FSDP (`cost/memory.py`)."""
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 from typing import Any, Optional
 
 import pandas as pd
 
-from mardini_bench.args import ArgumentParser
+from mardini_bench.args import Command, add_overrides, command_main
 from mardini_bench.cli import user_errors
 from mardini_bench.cost import CostError
 from mardini_bench.cost.memory import PARALLEL, estimate, format_estimate
@@ -39,8 +40,7 @@ def print_table3(rows: list) -> None:
     print("ratios (x) are to the first row (no_asym_9) at the same resolution; paper: 1xA100, bf16")
 
 
-def main(argv: Optional[list] = None) -> None:
-    ap = ArgumentParser(prog="python -m mardini_bench.cost", description="Cost accounting commands.")
+def add_arguments(ap: argparse.ArgumentParser) -> None:
     sub = ap.add_subparsers(dest="command", required=True)
     t3 = sub.add_parser("table3", help="paper Table 3 FLOPs and memory estimates for MarDini-S on meta")
     t3.add_argument("--json", action="store_true", help="print the rows as JSON")
@@ -49,7 +49,7 @@ def main(argv: Optional[list] = None) -> None:
     t3.add_argument("--resolutions", type=int, nargs="+", default=[256, 512], help="output sides in px")
     mem = sub.add_parser("memory", help="training memory per GPU of a preset under ddp or fsdp")
     mem.add_argument("preset", help=f"a model preset, e.g. {', '.join(PAPER_PARAMS)}")
-    mem.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.batch_size=720")
+    add_overrides(mem, help="dotted overrides, e.g. train.batch_size=720")
     mem.add_argument("--gpus", type=int, default=1, help="processes (one per GPU) sharing the global batch")
     mem.add_argument("--parallel", choices=PARALLEL, default="fsdp")
     mem.add_argument("--micro-batch", type=int, default=None,
@@ -58,8 +58,20 @@ def main(argv: Optional[list] = None) -> None:
     mem.add_argument("--resolution", type=int, default=256, help="frame side in px (default: the paper's 256)")
     mem.add_argument("--frames", type=int, default=9, help="frames per clip (default: the paper's 9)")
     mem.add_argument("--json", action="store_true", help="print the estimate as JSON")
-    args = ap.parse_args(argv)
-    user_errors(CostError)(_table3 if args.command == "table3" else _memory)(args)
+
+
+@user_errors(CostError)
+def execute(args: argparse.Namespace) -> None:
+    _table3(args) if args.command == "table3" else _memory(args)
+
+
+COMMAND = Command(add_arguments, execute, "Cost accounting: the paper's Table 3 (FLOPs and memory of MarDini-S at "
+                                          "paper scale), and training memory per GPU under DDP or FSDP.")
+
+
+def main(argv: Optional[list] = None) -> int:
+    """`python -m mardini_bench.cost`: the `cost` command."""
+    return command_main(COMMAND, argv, "python -m mardini_bench.cost")
 
 
 # Smallest valid value of each numeric flag, checked before any work so the error names the flag (not the

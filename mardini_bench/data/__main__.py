@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional
 
-from mardini_bench.args import ArgumentParser
+from mardini_bench.args import Command, add_overrides, command_main
 from mardini_bench.cli import user_errors
 from mardini_bench.config import RunConfig, apply_overrides
 from mardini_bench.data import build_dataset
@@ -123,8 +123,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
-def parser() -> argparse.ArgumentParser:
-    ap = ArgumentParser(prog="python -m mardini_bench.data", description=__doc__.split("\n\n")[0])
+def add_arguments(ap: argparse.ArgumentParser) -> None:
     sub = ap.add_subparsers(dest="command", required=True)
     info = sub.add_parser("info", help="frames, fps, height and width of every video under PATH")
     info.add_argument("path", type=Path)
@@ -144,16 +143,23 @@ def parser() -> argparse.ArgumentParser:
     ucf.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     ucf.set_defaults(run=cmd_build_ucf101_7)
     stats = sub.add_parser("stats", help="latent mean/std of a config's codec on its training clips")
-    stats.add_argument("overrides", nargs="*", help="dotted run-config overrides, e.g. model=small data.motion=drift")
+    add_overrides(stats, help="dotted run-config overrides, e.g. model=small data.motion=drift")
     stats.add_argument("--clips", type=int, default=2048, help="training clips to measure (default 2048)")
     stats.set_defaults(run=cmd_stats)
-    return ap
 
 
 @user_errors(VideoReadError, FileExistsError, FileNotFoundError)
-def main(argv: Optional[List[str]] = None) -> int:
-    args = parser().parse_args(argv)
+def execute(args: argparse.Namespace) -> int:
     return args.run(args)
+
+
+COMMAND = Command(add_arguments, execute, "Video info, the VIDIM-Bench datasets (DAVIS-7, UCF101-7) as PNG folders, "
+                                          "and a codec's latent statistics on a run config's data.")
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """`python -m mardini_bench.data`: the `data` command."""
+    return command_main(COMMAND, argv, "python -m mardini_bench.data")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import math
 import sys
 from typing import Any, Dict, List, Optional, Tuple
 
-from mardini_bench.args import ArgumentParser
+from mardini_bench.args import Command, command_main
 from mardini_bench.io import NoSpaceError
 from mardini_bench.metrics.frechet import TRACE_SQRT_METHODS
 from mardini_bench.metrics.info import is_distribution, metric_info
@@ -38,8 +38,7 @@ def parse_size(text: str) -> Tuple[int, int]:
     return h, w
 
 
-def build_parser() -> argparse.ArgumentParser:
-    ap = ArgumentParser(prog="python -m mardini_bench.metrics", description=__doc__.split("\n\n")[0])
+def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("metric", choices=METRICS.in_order())
     ap.add_argument("real", help="reference set: folder of videos, or .npy/.npz (FILE.npz:NAME)")
     ap.add_argument("fake", help="generated set, same forms")
@@ -58,7 +57,6 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--trace-sqrt", choices=sorted(TRACE_SQRT_METHODS), default="auto",
                     help="tr sqrt(S1 S2) method (FVD/FID); all are exact and agree to ~1e-6. auto: the N x N "
                          "low-rank route when a set has fewer videos than feature dimensions, else sqrtm")
-    return ap
 
 
 def build_metric(args: argparse.Namespace) -> Any:
@@ -128,8 +126,7 @@ def render(name: str, result: MetricResult, as_json: bool) -> str:
     return f"{name}: {result.value:.6f}{ci} [{detail}]"
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+def execute(args: argparse.Namespace) -> int:
     try:
         check_args(args)
         metric = build_metric(args)
@@ -143,3 +140,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     print(render(args.metric, result, args.json))
     return 0
+
+
+COMMAND = Command(add_arguments, execute, __doc__.split("\n\n")[0])
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """`python -m mardini_bench.metrics`: the `metrics` command."""
+    return command_main(COMMAND, argv, "python -m mardini_bench.metrics")

@@ -4,7 +4,7 @@
     evaluate.py     score the trained model and the baselines on every task of `cfg.eval`
     baselines.py    training-free baselines (`BASELINES`): fill masked frames from the references
     distributed.py  process-group setup for data-parallel training (submitit, torchrun, one process)
-    runner.py       train -> evaluate -> cost -> `result.json` (`run(cfg, run_dir)`)
+    one_run.py      train -> evaluate -> cost -> `result.json` (`run(cfg, run_dir)`)
     long_video.py   a finished run's model makes clips longer than its window: GIF, MP4, FVD vs repeat-last
     result_file.py  `result.json`: its name and its reader (light: no torch)
 

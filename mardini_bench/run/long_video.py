@@ -34,7 +34,7 @@ import torch
 
 from mardini_bench.analysis.plots import load_samples, sample_gif, sample_mp4
 from mardini_bench.analysis.significance import frechet_scorer, paired_bootstrap
-from mardini_bench.args import ArgumentParser
+from mardini_bench.args import Command, command_main
 from mardini_bench.cli import user_errors
 from mardini_bench.config import RunConfig, to_dict
 from mardini_bench.runtime import Runtime
@@ -217,22 +217,17 @@ def make_long_video(run_dir: Path, frames: int, clips: int, seed: Optional[int] 
     return result
 
 
-def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    parser = ArgumentParser(prog="python -m mardini_bench.run.long_video",
-                            description="Long clips from a finished run's model, scored by FVD beside "
-                                        "repeating the last given frame; written into RUN_DIR/long_video/.")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", type=Path, help=f"a finished run folder (holding {CHECKPOINT} or {DCP_CHECKPOINT})")
     parser.add_argument("--frames", type=int, default=36, help="frames per long clip (default 36)")
     parser.add_argument("--clips", type=int, default=32, help="held-out clips to generate and score (default 32)")
     parser.add_argument("--seed", type=int, default=None, help="picks the clips and the noise (default eval.seed)")
     parser.add_argument("--keyframes", type=int, default=1, help="real frames given at the key-frame positions "
                                                                  "(default 1: the first frame)")
-    return parser.parse_args(argv)
 
 
 @user_errors(LongVideoError)
-def main(argv: Optional[List[str]] = None) -> None:
-    args = parse_args(argv)
+def execute(args: argparse.Namespace) -> None:
     Runtime.resolve().configure()  # before any torch work: threads, and the device the model loads on
     result = make_long_video(args.run_dir, args.frames, args.clips, args.seed, args.keyframes)
     for rec in result["records"]:
@@ -242,5 +237,14 @@ def main(argv: Optional[List[str]] = None) -> None:
     print(f"wrote {args.run_dir / FOLDER / RESULT} and {', '.join(result['media'])}")
 
 
+COMMAND = Command(add_arguments, execute, "Long clips from a finished run's model, scored by FVD beside repeating "
+                                          "the last given frame; written into RUN_DIR/long_video/.")
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """`python -m mardini_bench.run.long_video`: the `long-video` command."""
+    return command_main(COMMAND, argv, "python -m mardini_bench.run.long_video")
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

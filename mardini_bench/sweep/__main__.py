@@ -5,8 +5,9 @@
     python -m mardini_bench.sweep status SWEEP_DIR
     python -m mardini_bench.sweep collect SWEEP_DIR
 
-The grid is shown (`#idx run_id : overrides`) before anything is submitted. On SLURM the command
-returns once the job array is queued; `local` and `debug` wait for the runs and then collect.
+The same three are `mardini-bench sweep`, `status` and `collect` (`LAUNCH`, `STATUS`, `COLLECT`). The grid
+is shown (`#idx run_id : overrides`) before anything is submitted. On SLURM the command returns once the
+job array is queued; `local` and `debug` wait for the runs and then collect.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence
 
-from mardini_bench.args import ArgumentParser
+from mardini_bench.args import Command, add_overrides, command_main
 from mardini_bench.cli import user_errors
 from mardini_bench.io import write_text
 from mardini_bench.sweep import launch, plan, rundir, status
@@ -39,11 +40,9 @@ def _key_value(text: str) -> tuple:
     return key, value
 
 
-def launch_parser() -> argparse.ArgumentParser:
-    p = ArgumentParser(prog="python -m mardini_bench.sweep", description=__doc__.split("\n\n")[0],
-                                epilog="subcommands: status SWEEP_DIR | collect SWEEP_DIR")
+def launch_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("grid", help="grid file, e.g. ablations/quickstart.toml")
-    p.add_argument("overrides", nargs="*", help="key=v1,v2 adds or replaces an axis; key=v fixes a value")
+    add_overrides(p, help="key=v1,v2 adds or replaces an axis; key=v fixes a value")
     p.add_argument("--cluster", choices=launch.CLUSTERS, default="local")
     p.add_argument("--dry-run", action="store_true", help="print the runs and exit")
     p.add_argument("--results", default="results", help="root of sweep folders (default: results)")
@@ -61,7 +60,6 @@ def launch_parser() -> argparse.ArgumentParser:
     g.add_argument("--sbatch", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
                    help="extra sbatch option, repeatable (e.g. --sbatch qos=high)")
     g.add_argument("--setup", action="append", default=[], metavar="LINE", help="shell line run before each job")
-    return p
 
 
 def cli_options(args: argparse.Namespace) -> Dict[str, Any]:
@@ -160,15 +158,15 @@ def collect(sweep_dir: Path) -> None:
 
 def report(sweep_dir: Path) -> None:
     """Tables and plots, when the report module is installed; the sweep's results stand without them."""
-    if importlib.util.find_spec("mardini_bench.analysis.report") is None:
+    if importlib.util.find_spec("mardini_bench.analysis.sweep_report") is None:
         return
-    done = subprocess.run([sys.executable, "-m", "mardini_bench.analysis.report", str(sweep_dir)])
+    done = subprocess.run([sys.executable, "-m", "mardini_bench.report", str(sweep_dir)])
     if done.returncode != 0:
         print(f"warning: the report exited with {done.returncode}; results.csv is complete", file=sys.stderr)
 
 
-def run_launch(argv: Sequence[str]) -> int:
-    args = launch_parser().parse_intermixed_args(argv)
+@user_errors(launch.LaunchError)
+def run_launch(args: argparse.Namespace) -> int:
     jobs: List[Any] = []
     with launch.stop_on_signals(jobs, args.cluster):  # from planning on: Ctrl-C is one line, never a traceback
         return launch_sweep(args, jobs)
@@ -220,30 +218,39 @@ def finish_local(sweep_dir: Path, grid: Grid, args: argparse.Namespace) -> int:
     return 0 if all(r.state == "DONE" for r in rows) else 1
 
 
-def run_status(argv: Sequence[str]) -> int:
-    sweep_dir = Path(_sweep_dir_arg("status", argv))
+@user_errors(launch.LaunchError)
+def run_status(args: argparse.Namespace) -> int:
+    sweep_dir = Path(args.sweep_dir)
     print(status.format_status(status.manifest(sweep_dir).get("name", sweep_dir.name), status.sweep_status(sweep_dir)))
     return 0
 
 
-def run_collect(argv: Sequence[str]) -> int:
-    collect(Path(_sweep_dir_arg("collect", argv)))
+@user_errors(launch.LaunchError)
+def run_collect(args: argparse.Namespace) -> int:
+    collect(Path(args.sweep_dir))
     return 0
 
 
-def _sweep_dir_arg(command: str, argv: Sequence[str]) -> str:
-    p = ArgumentParser(prog=f"python -m {__package__} {command}")
+def sweep_dir_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("sweep_dir", help="a sweep folder, e.g. results/quickstart")
-    return p.parse_args(argv).sweep_dir
 
 
-@user_errors(launch.LaunchError)
+LAUNCH = Command(launch_arguments, run_launch, "Launch a grid: every point is planned and shown (#idx run_id : "
+                 "overrides) before anything is submitted; local and debug runs are waited for, then collected and "
+                 "reported. A launched sweep's state and results: status SWEEP_DIR, collect SWEEP_DIR.")
+STATUS = Command(sweep_dir_argument, run_status, "State of every run of a sweep: DONE, FAILED, DAMAGED, LOST, "
+                                                 "RUNNING, PENDING or MISSING.")
+COLLECT = Command(sweep_dir_argument, run_collect, "Collect a sweep's results into results.csv and .parquet.")
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """`python -m mardini_bench.sweep`: `status` or `collect` as the first argument picks that command, else
+    the arguments launch a grid."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = {"status": run_status, "collect": run_collect}
-    if argv and argv[0] in commands:
-        return commands[argv[0]](argv[1:])
-    return run_launch(argv)
+    prog = f"python -m {__package__}"
+    if argv and argv[0] in ("status", "collect"):
+        return command_main(STATUS if argv[0] == "status" else COLLECT, argv[1:], f"{prog} {argv[0]}")
+    return command_main(LAUNCH, argv, prog)
 
 
 if __name__ == "__main__":

@@ -22,12 +22,15 @@ from mardini_bench.sweep import rundir
 from mardini_bench.sweep.rundir import load_config
 
 RunFn = Callable[[Any, Path], Dict[str, Any]]
-DEFAULT_RUN_FN = "mardini_bench.run.runner:run"
+DEFAULT_RUN_FN = "mardini_bench.run.one_run:run"
+# Run functions under an earlier name -> the name they have now: a job queued (or requeued) before the
+# module was renamed still finds its function.
+RENAMED_RUN_FNS = {"mardini_bench.run.runner:run": DEFAULT_RUN_FN}
 
 
 def load_run_fn(spec: str) -> RunFn:
     """'package.module:function' -> the function (imported in the job, not pickled)."""
-    module, _, name = spec.partition(":")
+    module, _, name = RENAMED_RUN_FNS.get(spec, spec).partition(":")
     if not module or not name:
         raise ValueError(f"run function {spec!r} must look like 'package.module:function'")
     return getattr(importlib.import_module(module), name)
@@ -86,7 +89,7 @@ def link_logs(run_dir: Path) -> None:
 class RunJob(submitit.helpers.Checkpointable):
     """Train and evaluate the point whose resolved config is in `run_dir/config.json`.
 
-    `run_fn` is `run(cfg, run_dir) -> dict` (default `mardini_bench.run.runner.run`), given as a
+    `run_fn` is `run(cfg, run_dir) -> dict` (default `mardini_bench.run.one_run.run`), given as a
     'module:function' string (imported inside the job) or a callable. A finished run returns its
     result without training again; a failing one leaves `failed.json` and re-raises for submitit.
     """

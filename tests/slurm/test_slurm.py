@@ -165,7 +165,7 @@ base = ["model=tiny", "train.steps=24", "train.checkpoint_every=2", "data.num_tr
 
 @pytest.mark.slow  # minutes: two real trainings + evaluation and cost on 2 cores
 def test_real_run_requeued_mid_training_matches_an_uninterrupted_one(slurm_cluster, tmp_path):
-    pytest.importorskip("mardini_bench.run.runner", reason="needs the runner (mardini_bench.run.runner.run)")
+    pytest.importorskip("mardini_bench.run.one_run", reason="needs the runner (mardini_bench.run.one_run.run)")
     # The same point twice with the default run function (the real runner): one requeued part-way.
     paths = []
     for name in ("a", "b"):

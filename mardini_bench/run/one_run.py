@@ -1,6 +1,6 @@
 """One run: train (resuming), evaluate, measure cost, then write `result.json` last.
 
-    from mardini_bench.run.runner import run
+    from mardini_bench.run.one_run import run
     result = run(cfg, Path("runs/abc123"))
 
     python -m mardini_bench.runner RUN_DIR [key=value ...]     # one config by hand
@@ -20,7 +20,7 @@ from typing import Any, Dict, List, Optional
 
 import torch
 
-from mardini_bench.args import ArgumentParser
+from mardini_bench.args import Command, add_overrides, command_main
 from mardini_bench.cli import user_errors
 from mardini_bench.config import RunConfig, apply_overrides, from_dict, to_dict, training_dict, validate
 from mardini_bench.cost import run_cost
@@ -117,17 +117,13 @@ def finish(cfg: RunConfig, run_dir: Path, model: Any, summary: Dict[str, Any],
     return result
 
 
-def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    parser = ArgumentParser(prog="python -m mardini_bench.runner",
-                                     description="Train, evaluate and cost one config in RUN_DIR.")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", type=Path, help="run folder (created; resumed from its last.pt)")
-    parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. model=tiny train.steps=50")
-    return parser.parse_args(argv)
+    add_overrides(parser, help="dotted overrides, e.g. model=tiny train.steps=50")
 
 
 @user_errors(NonFiniteError, VideoReadError)
-def main(argv: Optional[List[str]] = None) -> None:
-    args = parse_args(argv)
+def execute(args: argparse.Namespace) -> None:
     cfg = apply_overrides(RunConfig(), args.overrides)
     result = run(cfg, args.run_dir)
     for rec in result.get("records", []):
@@ -135,5 +131,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     print(f"wrote {args.run_dir / RESULT}")
 
 
-if __name__ == "__main__":
-    main()
+COMMAND = Command(add_arguments, execute, "Train, evaluate and cost one config in RUN_DIR.")
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """`python -m mardini_bench.runner`: the `run` command."""
+    return command_main(COMMAND, argv, "python -m mardini_bench.runner")

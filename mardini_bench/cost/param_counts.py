@@ -7,10 +7,11 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from typing import Dict, List
 
-from mardini_bench.args import ArgumentParser
+from mardini_bench.args import Command, UsageError, add_overrides, command_main
 from mardini_bench.cli import user_errors
 from mardini_bench.config import RunConfig, apply_overrides
 from mardini_bench.factory import build_model
@@ -29,16 +30,17 @@ def _human(n: int) -> str:
     return f"{n / 1e9:.2f}B" if n >= 1e9 else f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.1f}K"
 
 
-@user_errors()
-def main(argv: List[str] | None = None) -> None:
-    ap = ArgumentParser(prog="python -m mardini_bench.params", description=__doc__.splitlines()[0])
+def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("preset", nargs="?", help=f"one of: {', '.join(MODEL_PRESETS.list())}")
-    ap.add_argument("overrides", nargs="*", help="dotted overrides, e.g. model.planner.depth=4")
+    add_overrides(ap, help="dotted overrides, e.g. model.planner.depth=4")
     ap.add_argument("--all", action="store_true", help="every registered preset")
     ap.add_argument("--json", action="store_true")
-    args = ap.parse_args(argv)
+
+
+@user_errors()
+def execute(args: argparse.Namespace) -> None:
     if not args.all and not args.preset:
-        ap.error("give a preset name or --all")
+        raise UsageError("give a preset name or --all")
     presets = MODEL_PRESETS.list() if args.all else [args.preset]
     rows = {p: count_params(p, args.overrides) for p in presets}
     if args.json:
@@ -49,5 +51,9 @@ def main(argv: List[str] | None = None) -> None:
         print(f"{name:<14} {_human(c['planner']):>10} {_human(c['generator']):>10} {_human(c['total']):>10}")
 
 
-if __name__ == "__main__":
-    main()
+COMMAND = Command(add_arguments, execute, __doc__.splitlines()[0])
+
+
+def main(argv: List[str] | None = None) -> int:
+    """`python -m mardini_bench.params`: the `params` command."""
+    return command_main(COMMAND, argv, "python -m mardini_bench.params")

@@ -9,6 +9,7 @@ long-video FVD table and GIF of every run that has them (`run/long_video.py`).
 
 from __future__ import annotations
 
+import argparse
 import base64
 import html
 import re
@@ -26,7 +27,7 @@ from mardini_bench.analysis.reference import (ReferenceError, compare_reference,
 from mardini_bench.analysis.results import (CollectError, ProtocolMismatchError, collect,
                                             column_keys, summarise, variant_costs)
 from mardini_bench.analysis.significance import BASELINE_PREFIX, compare, lower_is_better, mark_best
-from mardini_bench.args import ArgumentParser
+from mardini_bench.args import Command, command_main
 from mardini_bench.io import DamagedFileError, NoSpaceError, all_or_nothing, atomic_file, load_json, write_text
 from mardini_bench.run import long_video
 
@@ -291,8 +292,7 @@ def _html(sweep: Path, sections: List[tuple], figures: Sequence[Path]) -> str:
 # ----------------------------------------------------------------------------------------------
 # CLI
 # ----------------------------------------------------------------------------------------------
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = ArgumentParser(prog="python -m mardini_bench.report", description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("sweep_dir", help="sweep folder holding run folders (results/<sweep>)")
     parser.add_argument("--allow-mixed-protocols", action="store_true",
                         help="tabulate numbers computed under different metric protocols side by side")
@@ -302,7 +302,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         help="frozen results to compare with, e.g. results/reference/table2")
     parser.add_argument("--save-reference", default=None, metavar="DIR",
                         help="also freeze this sweep's results into DIR (results.csv, per-clip scores, machine)")
-    args = parser.parse_args(argv)
+
+
+def execute(args: argparse.Namespace) -> int:
     if not MIN_N_BOOT <= args.n_boot <= MAX_N_BOOT:
         print(f"error: --n-boot {args.n_boot} is too {'small' if args.n_boot < MIN_N_BOOT else 'large'}; valid: "
               f"{MIN_N_BOOT} to {MAX_N_BOOT} (default 500)", file=sys.stderr)
@@ -317,5 +319,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+COMMAND = Command(add_arguments, execute, "Collect a sweep's runs, test, tabulate and plot them, and write report.md "
+                                          "and report.html into the sweep folder.")
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """`python -m mardini_bench.report`: the `report` command."""
+    return command_main(COMMAND, argv, "python -m mardini_bench.report")
