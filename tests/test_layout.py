@@ -139,6 +139,15 @@ def test_models_and_tasks_use_only_the_vocabulary():
     assert stage == set()
 
 
+def test_analysis_is_the_top_stage():
+    # tables, tests and plots read what the other stages wrote; no stage's library code reads them back
+    # (a command's entry point, `__main__`, may dispatch to analysis: it is not in the graph)
+    below = {(name, target) for name, targets in import_graph().items() for target in targets
+             if name.startswith("mardini_bench.") and name.split(".")[1] in STAGES
+             and name.split(".")[1] != "analysis" and target.startswith("mardini_bench.analysis")}
+    assert below == set()
+
+
 def test_registries_models_and_tasks_use_load_only_core_modules():
     """A registry imports the modules it names on first lookup: a model that looks an entry up runs them.
     The registries models/ and tasks/ read must name only models/, tasks/ and the vocabulary (a string

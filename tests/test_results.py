@@ -20,6 +20,7 @@ from fake_runs import make_run, make_sweep, protocol
 from mardini_bench.analysis import plots, results, significance, sweep_report, tables
 from mardini_bench.config import RunConfig, apply_overrides
 from mardini_bench.io import exclusive_lock
+from mardini_bench.metrics import bootstrap
 from mardini_bench.run import state
 
 REPO = Path(__file__).resolve().parents[1]
@@ -189,11 +190,11 @@ def test_t_interval_edge_cases():
 def test_paired_bootstrap_detects_a_real_gap_and_not_a_null_one():
     rng = np.random.default_rng(0)
     clips = rng.normal(25, 3, size=40)  # per-clip difficulty shared by both variants: pairing removes it
-    same = [significance.per_video_scorer(clips + rng.normal(0, 0.2, 40)) for _ in range(3)]
-    also_same = [significance.per_video_scorer(clips + rng.normal(0, 0.2, 40)) for _ in range(3)]
-    better = [significance.per_video_scorer(clips + 0.5 + rng.normal(0, 0.2, 40)) for _ in range(3)]
-    gap = significance.paired_bootstrap(same, better, 40, n_boot=300, rng=np.random.default_rng(1))
-    null = significance.paired_bootstrap(same, also_same, 40, n_boot=300, rng=np.random.default_rng(1))
+    same = [bootstrap.per_video_scorer(clips + rng.normal(0, 0.2, 40)) for _ in range(3)]
+    also_same = [bootstrap.per_video_scorer(clips + rng.normal(0, 0.2, 40)) for _ in range(3)]
+    better = [bootstrap.per_video_scorer(clips + 0.5 + rng.normal(0, 0.2, 40)) for _ in range(3)]
+    gap = bootstrap.paired_bootstrap(same, better, 40, n_boot=300, rng=np.random.default_rng(1))
+    null = bootstrap.paired_bootstrap(same, also_same, 40, n_boot=300, rng=np.random.default_rng(1))
     assert gap["p_value"] < 0.01 and gap["ci_low"] > 0 and gap["delta"] == pytest.approx(0.5, abs=0.15)
     assert null["p_value"] > 0.05 and null["ci_low"] < 0 < null["ci_high"]
 
@@ -213,11 +214,11 @@ def test_frechet_scorer_low_rank_route_when_fewer_videos_than_dims(tmp_path):
     rng = np.random.default_rng(3)
     real, fake = rng.normal(size=(10, 40)), rng.normal(0.5, 1.2, size=(10, 40))
     np.savez(tmp_path / "f.npz", real=real, fake=fake)
-    scorer = significance.frechet_scorer(tmp_path / "f.npz", ddof=1)
+    scorer = bootstrap.frechet_scorer(tmp_path / "f.npz", ddof=1)
     want = frechet_distance(*gaussian_stats(real), *gaussian_stats(fake))
     assert scorer(np.arange(10)) == pytest.approx(want, rel=1e-5)
     np.savez(tmp_path / "g.npz", fake=fake, real_mu=real.mean(0), real_cov=np.cov(real, rowvar=False))
-    assert significance.frechet_scorer(tmp_path / "g.npz", ddof=1)(np.arange(10)) == pytest.approx(want, rel=1e-5)
+    assert bootstrap.frechet_scorer(tmp_path / "g.npz", ddof=1)(np.arange(10)) == pytest.approx(want, rel=1e-5)
 
 
 def test_holm_is_monotone_and_bounded():

@@ -32,7 +32,8 @@ import pandas as pd
 from scipy import stats
 
 from mardini_bench.analysis.results import axis_columns, t_interval, variant_label
-from mardini_bench.analysis.significance import lower_is_better, paired_bootstrap, per_video_scorer
+from mardini_bench.analysis.significance import lower_is_better
+from mardini_bench.metrics.bootstrap import paired_bootstrap, per_video_scorer
 from mardini_bench.analysis.tables import cell
 from mardini_bench.io import atomic_file, load_json, write_json, write_text
 from mardini_bench.metrics.info import metric_info

@@ -32,18 +32,18 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
-from mardini_bench.analysis.plots import load_samples, sample_gif, sample_mp4
-from mardini_bench.analysis.significance import frechet_scorer, paired_bootstrap
 from mardini_bench.args import Command, command_main
 from mardini_bench.cli import user_errors
 from mardini_bench.config import RunConfig, to_dict
 from mardini_bench.runtime import Runtime
 from mardini_bench.data.synthetic import NOMINAL_FPS
 from mardini_bench.io import write_json
+from mardini_bench.metrics.bootstrap import frechet_scorer, paired_bootstrap
 from mardini_bench.metrics.i3d import MIN_FRAMES
 from mardini_bench.registry import METRICS
 from mardini_bench.run.evaluate import eval_clips, model_sampler, save_npz, save_samples, task_seed
 from mardini_bench.run.fsdp import CHECKPOINT as DCP_CHECKPOINT
+from mardini_bench.run.samples import load_samples, sample_gif, sample_mp4
 from mardini_bench.run.train import CHECKPOINT, load_trained, trained_checkpoint
 from tasks import generate_long, plan_long
 
