@@ -3,6 +3,8 @@
     python benchmarks/bench_learning.py                          # tiny and small, their recipes, 5 checkpoints
     python benchmarks/bench_learning.py --presets small --points 4 eval.num_videos=32
     python benchmarks/bench_learning.py --presets tiny train.steps=600 --out /tmp/bench_learning
+    python benchmarks/bench_learning.py --presets gpu --points 6 eval.num_videos=256 data.num_eval=256 \
+        data.num_train=32768                                     # the learning curve on one GPU
 
 Each preset trains once with its own recipe (`model=NAME` brings lr, warm-up, batch and steps) on the
 default synthetic clips; at `--points` evenly spaced steps the run pauses, and the EMA model is scored
@@ -10,7 +12,9 @@ on every task of `eval.tasks` (FVD, PSNR, SSIM by default) with the same code, c
 sweep's evaluation. The table prints, per preset, task and checkpoint: training seconds so far,
 training throughput (clips/s), and each metric beside `copy_nearest` and `linear_blend`. The last
 lines give the crossover: the first checkpoint (and its training time) where the model beats each
-baseline on each metric, or "not within budget".
+baseline on each metric, or "not within budget". Each row is also appended to `--out`/learning.jsonl as
+it is measured, and `--out`/learning_curve.png draws each metric against training seconds per task,
+one line per preset, with the baselines as horizontal lines.
 
 FVD needs the I3D weights (`python -m mardini_bench.weights fetch` or $MARDINI_BENCH_WEIGHTS); without
 them, pass eval.metrics=[psnr,ssim].
@@ -26,6 +30,7 @@ from typing import Dict, List, Optional
 from mardini_bench.analysis.significance import lower_is_better
 from mardini_bench.args import add_overrides, add_threads, script_parser
 from mardini_bench.config import RunConfig, apply_overrides
+from mardini_bench.io import append_jsonl, atomic_file
 from mardini_bench.runtime import configure_threads
 from mardini_bench.run.evaluate import evaluate
 from mardini_bench.run.train import train
@@ -64,8 +69,38 @@ def run_preset(preset: str, overrides: List[str], points: int, out: Path) -> Lis
                 for method in ("model", *BASELINES):
                     row[f"{metric}/{method}"] = values.get((task, method, metric), math.nan)
             rows.append(row)
+            append_jsonl(out / "learning.jsonl", row)
             print(json.dumps(row), flush=True)
     return rows
+
+
+def plot_curves(rows: List[Dict], metrics: List[str], path: Path) -> Path:
+    """Each metric (rows) of each task (columns) against training seconds, one line per preset; each
+    baseline a horizontal line (it does not train: its value is the same at every checkpoint)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = sorted({r["task"] for r in rows})
+    fig, axs = plt.subplots(len(metrics), len(tasks), figsize=(4.2 * len(tasks), 3.2 * len(metrics)), squeeze=False)
+    for i, metric in enumerate(metrics):
+        for j, task in enumerate(tasks):
+            ax, mine = axs[i][j], [r for r in rows if r["task"] == task]
+            for preset in dict.fromkeys(r["preset"] for r in mine):
+                line = [r for r in mine if r["preset"] == preset]
+                ax.plot([r["train_s"] for r in line], [r[f"{metric}/model"] for r in line], "o-", label=preset)
+            for k, base in enumerate(BASELINES):
+                ax.axhline(mine[-1][f"{metric}/{base}"], color=f"C{k + 5}", ls="--", lw=1, label=base)
+            arrow = "lower is better" if lower_is_better(metric) else "higher is better"
+            ax.set(xlabel="training seconds", ylabel=f"{metric.upper()} ({arrow})", title=task)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return path
 
 
 def print_table(rows: List[Dict], metrics: List[str]) -> None:
@@ -113,6 +148,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     print_table(rows, metrics)
     print("\ncrossover (first checkpoint where the model beats the baseline):")
     print("\n".join(crossovers(rows, metrics)))
+    print(f"\nlearning curve: {plot_curves(rows, metrics, args.out / 'learning_curve.png')}")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Dict, List
 
@@ -47,3 +48,16 @@ def test_every_paper_experiment_has_a_grid():
 def test_the_paper_scale_grid_needs_the_users_videos():
     with pytest.raises(Exception, match=r"data\.root: data\.dataset=video_folder reads clips from a folder"):
         resolve(load_grid(REPO / "ablations" / "paper_scale.toml"))
+
+
+def test_the_cpu_grids_keep_their_run_ids():
+    """Every point of every CPU grid keeps the run id it had when its frozen reference was made: a new
+    setting or preset must not rename a run (tests/cpu_run_ids.json holds them; the gpu_* grids are new)."""
+    pinned = json.loads((REPO / "tests" / "cpu_run_ids.json").read_text())
+    now = {}
+    for grid_path in GRIDS:
+        if not grid_path.stem.startswith("gpu_"):
+            points, _ = resolve(with_cli_args(load_grid(grid_path), USER_DATA.get(grid_path.stem, [])))
+            now[grid_path.stem] = [p.run_id for p in points]
+    assert now == pinned
+    assert sum(len(ids) for ids in now.values()) == 112

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from mardini_bench.analysis.claims import (CLAIMS_FILE, SCALES, TABLE_BEGIN, TABLE_END, claim_rows, frozen_verdicts,
-                                           main, parse_label, render_table, table_span)
+from mardini_bench.analysis.claims import (CLAIMS, CLAIMS_FILE, SCALES, TABLE_BEGIN, TABLE_END, ClaimsTableError,
+                                           Scale, claim_rows, main, parse_label, render_table, scale_verdicts,
+                                           table_span)
 
 MAR_DM_4 = "generator.name=dit, planner.depth=4, planner.mlp_dim=384, planner.name=mar"
 MAR_DM_8 = "generator.name=dit, planner.depth=8, planner.mlp_dim=768, planner.name=mar"
@@ -91,15 +93,17 @@ def test_table3_cost_claims_read_the_ratio_against_the_margin():
 
 # -- the README's claims table --------------------------------------------------------------------
 REPO = Path(__file__).resolve().parents[1]
-CPU = [(label, REPO / root) for label, root in SCALES]
+SHIPPED = [replace(scale, root=REPO / scale.root) for scale in SCALES]  # CPU, and GPU from the gpu_* grids
+CPU = [Scale("CPU", REPO / "results/reference")]
 
 
 def test_the_readme_claims_table_is_the_one_generated_from_the_references():
     text = (REPO / "README.md").read_text()
     start, end = table_span(text, "README.md")
-    assert text[start:end] == render_table(CPU), "run: python -m mardini_bench.analysis.claims --write README.md"
-    frozen = sum(len(frozen_verdicts(REPO / root)) for _, root in SCALES)
-    assert text[start:end].count("\n") == 2 + frozen  # header, rule, one row per frozen claim
+    assert text[start:end] == render_table(SHIPPED), "run: python -m mardini_bench.analysis.claims --write README.md"
+    frozen = set().union(*(rows for _, rows in scale_verdicts(SHIPPED)))
+    assert text[start:end].count("\n") == 2 + len(frozen)  # header, rule, one row per frozen claim
+    assert text[start:end].splitlines()[0].endswith("| CPU verdict | GPU scale: ours (grid; test) | GPU verdict |")
 
 
 def test_claims_command_checks_then_writes_the_table_in_place(tmp_path, capsys):
@@ -132,8 +136,34 @@ def test_each_scale_is_an_evidence_and_a_verdict_column(tmp_path):
     row = {"claim": "Table 2: DM-only beats MAR-only", "paper": "p", "ours": "FVD 1 vs 2", "test": "t",
            "verdict": "reproduced"}
     pd.DataFrame([row]).to_csv(gpu / CLAIMS_FILE, index=False)
-    lines = render_table([*CPU, ("GPU", tmp_path / "gpu")]).splitlines()
+    lines = render_table([*CPU, Scale("GPU", tmp_path / "gpu")]).splitlines()
     assert lines[0].endswith("| CPU verdict | GPU scale: ours (grid; test) | GPU verdict |")
     dm = next(line for line in lines if line.startswith("| Table 2: DM-only beats MAR-only |"))
     assert dm.endswith("| `table2`: FVD 1 vs 2; t | reproduced |")
     assert all(line.endswith("| not run | – |") for line in lines[2:] if line is not dm)
+
+
+def test_the_gpu_grids_references_fill_the_gpu_column_only(tmp_path):
+    """One reference folder holds both scales: gpu_* grids are the GPU column, the rest the CPU column; a
+    GPU scale with no frozen grid yet reads "not run" instead of failing."""
+    row = {"claim": "Table 2: DM-only beats MAR-only", "paper": "p", "ours": "FVD 1 vs 2", "test": "t",
+           "verdict": "reproduced"}
+    for grid, verdict in (("table2", "inconclusive (right direction)"), ("gpu_table2", "reproduced")):
+        (tmp_path / grid).mkdir()
+        pd.DataFrame([dict(row, verdict=verdict, ours=f"{grid} numbers")]).to_csv(tmp_path / grid / CLAIMS_FILE,
+                                                                                  index=False)
+    scales = [replace(scale, root=tmp_path) for scale in SCALES]
+    line = render_table(scales).splitlines()[2]
+    assert line == ("| Table 2: DM-only beats MAR-only | p | `table2`: table2 numbers; t | inconclusive (right direction) "
+                    "| `gpu_table2`: gpu_table2 numbers; t | reproduced |")
+    (tmp_path / "gpu_table2" / CLAIMS_FILE).unlink()
+    assert render_table(scales).splitlines()[2].endswith("| inconclusive (right direction) | not run | – |")
+    (tmp_path / "table2" / CLAIMS_FILE).unlink()
+    with pytest.raises(ClaimsTableError, match="no \\*/claims.csv"):  # the CPU scale is not optional
+        render_table(scales)
+
+
+def test_each_gpu_claim_words_a_cpu_claim_so_the_scales_share_a_row():
+    cpu = {c.claim for c in CLAIMS if not c.grid.startswith("gpu_")}
+    gpu = [c for c in CLAIMS if c.grid.startswith("gpu_")]
+    assert {c.grid for c in gpu} == {"gpu_table2", "gpu_fig6"} and all(c.claim in cpu for c in gpu)

@@ -288,6 +288,23 @@ def test_fig6a_and_fig6c_when_axes_exist(tmp_path):
     assert plots.fig6c_identity(df, sweep, sweep / "plots").name == "fig6c_identity_attention.png"
 
 
+def test_a_training_reused_by_a_sibling_counts_once_in_the_identity_curves(tmp_path):
+    """gpu_fig6's shape: one identity-on training sampled with 1 and 25 DDIM steps, and one identity-off."""
+    points = [({"model.diffusion.sample_steps": s, "model.planner.identity_attention": ia}, q)
+              for s, ia, q in ((1, True, 0.8), (25, True, 0.8), (25, False, 0.6))]
+    sweep = make_sweep(tmp_path / "f6", points, seeds=(0, 1))
+    for seed in (0, 1):  # the 25-step run evaluated the 1-step run's weights: its log is a copy
+        copy = sweep / f"rsample_steps25_identity_attentionTrue_s{seed}"
+        source = f"rsample_steps1_identity_attentionTrue_s{seed}"
+        log = (sweep / source / "log.jsonl").read_text()
+        (copy / "log.jsonl").write_text(log + json.dumps({"event": "trained_in", "run_id": source, "step": 60}) + "\n")
+    df = results.collect(sweep, write=False)
+    groups = plots.identity_curves(df, sweep)
+    assert sorted(len(logs) for logs in groups.values()) == [2, 2]  # two seeds each, not 4 against 2
+    every = plots._curves(df, sweep, results.axis_columns(df))  # by every axis, each run is its own variant
+    assert sum(len(logs) for logs in every.values()) == 6
+
+
 def test_pareto_front():
     cost = np.array([1.0, 2.0, 3.0, 4.0, 2.5])
     fvd = np.array([300.0, 200.0, 250.0, 100.0, 150.0])

@@ -648,3 +648,52 @@ def test_local_runs_share_the_cores_within_their_cpus_per_task():
     assert launch.local_threads(1, 1, cores=2) == 1  # --cpus-per-task 1 beside other work
     assert launch.local_threads(1, 2, cores=16) == 2
 
+
+
+class _Job:
+    """A job that ends when the test says so."""
+
+    def __init__(self, run_dir: Path, log: list):
+        self.run_dir, self.job_id, self.ended = run_dir, run_dir.name, False
+        log.append(run_dir.name)
+
+    def done(self) -> bool:
+        return self.ended
+
+
+def test_a_run_that_reuses_a_siblings_training_starts_once_that_sibling_has_ended(tmp_path, monkeypatch):
+    grid = from_mapping({"name": "g", "base": ["model=tiny", "train.steps=2"], "seeds": [0],
+                         "grid": {"model.diffusion.sample_steps": [1, 2], "model.planner.depth": [1, 2]}},
+                        "test", "g")
+    points, _ = resolve(grid)
+    dirs = [tmp_path / p.run_id for p in points]
+    after = launch.training_siblings([(d, p.config) for d, p in zip(dirs, points)])
+    depth = {d: p.config.model.planner.depth for d, p in zip(dirs, points)}
+    # the two sampling settings of one depth train the same weights; the two depths do not
+    assert len(after) == 2 and all(depth[d] == depth[s] and d != s for d, s in after.items())
+
+    started: list = []
+    jobs: dict = {}
+
+    def fake_submit(executor, run_dirs, run_fn):
+        if run_dirs[0] in after:  # it reuses a training: that run has ended by now
+            assert jobs[after[run_dirs[0]]].ended
+        jobs[run_dirs[0]] = _Job(run_dirs[0], started)
+        return [jobs[run_dirs[0]]]
+
+    monkeypatch.setattr(launch, "submit", fake_submit)
+    first = [d for d in dirs if d not in after]
+
+    def end_first(_seconds):  # time.sleep while the launcher waits: the trainers end, one per poll
+        live = [d for d in first if d in jobs and not jobs[d].ended]
+        if live:
+            jobs[live[0]].ended = True
+
+    monkeypatch.setattr(launch.time, "sleep", end_first)
+    launch.submit_windowed(None, dirs, None, window=len(dirs), after=after)
+    order = started
+    assert sorted(order) == sorted(d.name for d in dirs)
+    for d, sibling in after.items():  # every reusing run started after its trainer had ended
+        assert order.index(d.name) > order.index(sibling.name)
+    # the two trainers started first, together: a waiting run never holds a slot
+    assert set(order[:2]) == {d.name for d in first}

@@ -121,6 +121,21 @@ CLAIMS = (
     CostRatio("table3", "Table 3: both asymmetries cut peak memory (13 frames)",
               "42.57 GB vs out of memory on 80 GB", {**T, **LOW, "data.frames": "13"},
               {**ST, **FULL, "data.frames": "13"}, column="peak_mem_mb"),
+    # One GPU (ablations/gpu_*.toml): the same claims on the faithful `gpu` preset, whose planner has 8
+    # blocks (16 for the bigger one). The wording is the CPU rows', so each claim is one table row.
+    Pairwise("gpu_table2", "Table 2: MAR+DM beats DM-only", "DAVIS FVD 224 vs 321 (UCF101 258 vs 383)",
+             {**MAR_DM, "planner.depth": "8"}, {"planner.name": "none"}),
+    Pairwise("gpu_table2", "Table 2: DM-only beats MAR-only", "DAVIS FVD 321 vs 428 (UCF101 383 vs 742)",
+             {"planner.name": "none"}, {"generator.name": "none"}),
+    Pairwise("gpu_table2", "Table 2: a bigger planner helps MAR+DM", BIGGER_PLANNER,
+             {**MAR_DM, "planner.depth": "16"}, {**MAR_DM, "planner.depth": "8"}),
+    Pairwise("gpu_fig6", "Fig. 6a: a few DDIM steps (10) do as well as many (100)",
+             "FVD near-optimal from few steps on DAVIS-7 and UCF101-7 (plot, no table)",
+             {"diffusion.sample_steps": "10"}, {"diffusion.sample_steps": "100"}),
+    Convergence("gpu_fig6", "Fig. 6c: Identity Attention speeds convergence",
+                "without it the DM fails to converge in the first 10k steps (no table)",
+                {"planner.identity_attention": "True", "generator.identity_attention": "True"},
+                {"planner.identity_attention": "False", "generator.identity_attention": "False"}),
 )
 
 
@@ -226,9 +241,20 @@ def claim_rows(grid: str, comparisons: pd.DataFrame, timed: Optional[tuple] = No
 # ----------------------------------------------------------------------------------------------
 # The README's claims table, from the frozen references
 # ----------------------------------------------------------------------------------------------
-# Scale -> the folder whose <grid>/claims.csv files hold its frozen verdicts. Each scale is one evidence
-# column and one verdict column of the table; verdicts measured at another scale are one more entry.
-SCALES: Tuple[Tuple[str, str], ...] = (("CPU", "results/reference"),)
+@dataclass(frozen=True)
+class Scale:
+    """One evidence column and one verdict column of the table: the `<grid>/claims.csv` files of `root`
+    whose grid name starts with `prefix` (and with no other scale's prefix). `optional`: a scale with no
+    frozen claims yet reads "not run" in every row instead of failing."""
+
+    label: str
+    root: Path | str
+    prefix: str = ""
+    optional: bool = False
+
+
+SCALES: Tuple[Scale, ...] = (Scale("CPU", "results/reference"),
+                             Scale("GPU", "results/reference", prefix="gpu_", optional=True))
 TABLE_BEGIN, TABLE_END = "<!-- claims:begin -->", "<!-- claims:end -->"
 
 
@@ -236,12 +262,15 @@ class ClaimsTableError(ValueError):
     """A reference folder without claims, a claims.csv that cannot be read, or a file without the markers."""
 
 
-def frozen_verdicts(root: Path | str) -> Dict[str, Dict[str, str]]:
-    """claim -> its frozen row, with `grid` (the folder's name), from every `root/<grid>/claims.csv`."""
+def frozen_verdicts(root: Path | str, prefix: str = "", exclude: Sequence[str] = (),
+                    optional: bool = False) -> Dict[str, Dict[str, str]]:
+    """claim -> its frozen row, with `grid` (the folder's name), from every `root/<grid>/claims.csv` whose
+    grid starts with `prefix` and with none of `exclude`; none found is an error unless `optional`."""
     rows: Dict[str, Dict[str, str]] = {}
-    paths = sorted(Path(root).glob(f"*/{CLAIMS_FILE}"))
-    if not paths:
-        raise ClaimsTableError(f"{root}: no */{CLAIMS_FILE} there; a reference folder gets one from "
+    paths = [p for p in sorted(Path(root).glob(f"{prefix}*/{CLAIMS_FILE}"))
+             if not any(p.parent.name.startswith(other) for other in exclude)]
+    if not paths and not optional:
+        raise ClaimsTableError(f"{root}: no {prefix}*/{CLAIMS_FILE} there; a reference folder gets one from "
                                f"`python -m mardini_bench.report SWEEP --save-reference DIR`")
     for path in paths:
         with open(path, newline="", encoding="utf-8") as f:
@@ -253,15 +282,22 @@ def frozen_verdicts(root: Path | str) -> Dict[str, Dict[str, str]]:
     return rows
 
 
+def scale_verdicts(scales: Sequence[Scale]) -> List[Tuple[str, Dict[str, Dict[str, str]]]]:
+    """(label, frozen rows) per scale; a scale without a prefix leaves out the folders the others' prefixes name."""
+    prefixes = [s.prefix for s in scales if s.prefix]
+    return [(s.label, frozen_verdicts(s.root, s.prefix, [p for p in prefixes if p != s.prefix and not s.prefix],
+                                      s.optional)) for s in scales]
+
+
 def _cell(text: str) -> str:
     return " ".join(str(text).split()).replace("|", "\\|")
 
 
-def render_table(scales: Sequence[Tuple[str, Path | str]] = SCALES) -> str:
+def render_table(scales: Sequence[Scale] = SCALES) -> str:
     """The Markdown table: claim, the paper's numbers, then per scale our evidence (grid, numbers, test)
     and verdict. Claims follow CLAIMS' order; a claim a scale has not run reads "not run" there."""
-    by_scale = [(label, frozen_verdicts(root)) for label, root in scales]
-    order = [c.claim for c in CLAIMS]
+    by_scale = scale_verdicts(scales)
+    order = list(dict.fromkeys(c.claim for c in CLAIMS))
     found = {claim for _, rows in by_scale for claim in rows}
     claims = [c for c in order if c in found] + sorted(found - set(order))
     head = ["claim", "paper"] + [h for label, _ in by_scale for h in (f"{label} scale: ours (grid; test)",
@@ -289,16 +325,18 @@ def table_span(text: str, name: str) -> Tuple[int, int]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scale", action="append", metavar="LABEL=DIR",
                         help="a scale and its reference folder, repeatable (default: "
-                             + ", ".join(f"{label}={root}" for label, root in SCALES) + ")")
+                             + ", ".join(f"{s.label}={s.root}/{s.prefix}*" for s in SCALES)
+                             + "; a folder's grids with a scale's prefix belong to that scale)")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--check", metavar="FILE", help="exit 1 if FILE's table (between the markers) differs")
     mode.add_argument("--write", metavar="FILE", help="replace FILE's table (between the markers) in place")
 
 
 def execute(args: argparse.Namespace) -> int:
-    scales = [tuple(s.split("=", 1)) for s in args.scale] if args.scale else list(SCALES)
-    if any(len(s) != 2 or not all(s) for s in scales):
+    pairs = [tuple(s.split("=", 1)) for s in args.scale or []]
+    if any(len(p) != 2 or not all(p) for p in pairs):
         raise UsageError(f"--scale takes LABEL=DIR, e.g. CPU=results/reference; got {' '.join(args.scale)}")
+    scales = [Scale(label, root) for label, root in pairs] if pairs else list(SCALES)
     target = args.check or args.write
     try:
         table = render_table(scales)

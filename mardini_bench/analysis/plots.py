@@ -171,14 +171,28 @@ def read_log(run_dir: Path) -> pd.DataFrame:
     return frame.drop_duplicates("step", keep="last")  # a step logged twice: the later attempt counts
 
 
+def trained_in(run_dir: Path) -> Optional[str]:
+    """The sibling run whose training this run reused (its log's `trained_in` event), else None."""
+    path = run_dir / "log.jsonl"
+    events = read_jsonl(path) if path.exists() else []
+    return next((str(e["run_id"]) for e in events if e.get("event") == "trained_in"), None)
+
+
 def _curves(df: pd.DataFrame, sweep: Path, by: Sequence[str]) -> Dict[str, List[pd.DataFrame]]:
-    """label -> training logs of its runs (one per seed), grouping runs by the `by` axes."""
+    """label -> training logs of its runs (one per seed), grouping runs by the `by` axes.
+
+    A run that reused a sibling's training holds a copy of its log: where both fall in one group (they
+    differ only in an axis read after training, such as DDIM steps) the copy is left out, so that one
+    training counts once."""
     runs = df.drop_duplicates("run_id")
+    label = {str(run["run_id"]): variant_label(run, by) for _, run in runs.iterrows()}
     groups: Dict[str, List[pd.DataFrame]] = {}
-    for _, run in runs.iterrows():
-        log = read_log(sweep / str(run["run_id"]))
+    for run_id, name in label.items():
+        if label.get(trained_in(sweep / run_id) or "") == name:
+            continue
+        log = read_log(sweep / run_id)
         if len(log):
-            groups.setdefault(variant_label(run, by), []).append(log)
+            groups.setdefault(name, []).append(log)
     return groups
 
 

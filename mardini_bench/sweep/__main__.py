@@ -111,10 +111,13 @@ def submit_points(sweep_dir: Path, grid: Grid, todo: Sequence[plan.Point], args:
     for run_dir, p in zip(dirs, todo):
         plan.prepare(run_dir, grid, p, git)
     window = options.array_parallelism
-    if args.cluster == "local" and window and window < len(todo):
+    after = launch.training_siblings([(d, p.config) for d, p in zip(dirs, todo)]) if args.cluster == "local" else {}
+    if args.cluster == "local" and (window and window < len(todo) or after):
+        window = min(window or len(todo), len(todo))
         launch.share_cores(window, options.cpus_per_task)
-        print(f"running {len(todo)} runs locally, at most {window} at once (array_parallelism)")
-        launch.submit_windowed(executor, dirs, args.run_fn, window, jobs=jobs)
+        print(f"running {len(todo)} runs locally, at most {window} at once (array_parallelism)"
+              + (f"; {len(after)} wait for the run that trains their weights" if after else ""))
+        launch.submit_windowed(executor, dirs, args.run_fn, window, jobs=jobs, after=after)
     else:
         if args.cluster == "local":
             launch.share_cores(len(todo), options.cpus_per_task)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 import signal
 import sys
@@ -220,22 +221,57 @@ def submission_stderr(path: Path) -> Iterator[None]:
 
 
 def submit_windowed(executor: Any, run_dirs: Sequence[Path], run_fn: Any, window: int,
-                    poll_s: float = 1.0, jobs: Optional[List[Any]] = None) -> List[Any]:
+                    poll_s: float = 1.0, jobs: Optional[List[Any]] = None,
+                    after: Optional[Mapping[Path, Path]] = None) -> List[Any]:
     """Local runs with at most `window` running at once (`array_parallelism`): submitit's local
     executor starts a whole array together, which on a laptop can exhaust memory. Each run is
     started as a slot frees up; returns once the last one has started. `jobs`: a list to append the
-    started jobs to as they start (what `stop_on_signals` watches)."""
+    started jobs to as they start (what `stop_on_signals` watches).
+
+    `after` maps a run to the earlier run that trains the same weights (`training_siblings`): it starts
+    once that one has ended, so that it evaluates the finished weights instead of training them again;
+    a free slot goes to the next run that need not wait."""
     jobs = [] if jobs is None else jobs
-    running: List[Any] = []
-    for run_dir in run_dirs:
-        while len(running) >= window:
-            running = [job for job in running if not job.done()]
-            if len(running) >= window:
-                time.sleep(poll_s)
+    after = after or {}
+    started: Dict[Path, Any] = {}
+    queue, running = list(run_dirs), []  # type: List[Path], List[Any]
+    while queue:
+        running = [job for job in running if not job.done()]
+        ready = [d for d in queue if _may_start(after.get(d), queue, started)]
+        if len(running) >= window or not ready:
+            time.sleep(poll_s)
+            continue
+        run_dir = ready[0]
+        queue.remove(run_dir)
         job = submit(executor, [run_dir], run_fn)[0]
+        started[run_dir] = job
         jobs.append(job)
         running.append(job)
     return jobs
+
+
+def _may_start(sibling: Optional[Path], queue: Sequence[Path], started: Mapping[Path, Any]) -> bool:
+    """A run may start unless the run it waits for is still queued or still running."""
+    if sibling is None or sibling not in queue and sibling not in started:
+        return True  # nothing to wait for, or a sibling finished before this launch
+    return sibling in started and started[sibling].done()
+
+
+def training_siblings(points: Sequence[Tuple[Path, Any]]) -> Dict[Path, Path]:
+    """{run folder: the first earlier folder whose config trains the same weights} over (folder, RunConfig)
+    pairs: the points of a grid that differ only in how the trained model is sampled or scored (e.g.
+    Fig. 6a's DDIM steps). The later ones reuse the first one's training when it has finished."""
+    from mardini_bench.config import training_dict
+
+    first: Dict[str, Path] = {}
+    siblings = {}
+    for run_dir, cfg in points:
+        key = json.dumps(training_dict(cfg), sort_keys=True, default=str)
+        if key in first:
+            siblings[run_dir] = first[key]
+        else:
+            first[key] = run_dir
+    return siblings
 
 
 def local_threads(n_jobs: int, cpus_per_task: Optional[int], cores: Optional[int] = None) -> int:
